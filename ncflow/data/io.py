@@ -1,0 +1,222 @@
+"""Reading datasets from ``.npz`` and ``.csv`` files, and writing ``.npz`` files.
+
+An ``.npz`` file contains the array ``X`` of shape (n, D) and the array ``y`` of shape
+(n,) with the original labels. Files written by :func:`save_npz` also contain
+``class_names``, the class order, so that a round trip keeps class ``k`` as class
+``k``. A ``.csv`` file has one sample per line with numeric features; see
+:func:`load_dataset` for where the label column is found.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ncflow._validation import InvalidArgument
+from ncflow.data.dataset import Dataset
+
+# Column names, compared without case or surrounding blanks, that mark the label
+# column of a ``.csv`` file.
+_LABEL_COLUMN_NAMES = ("y", "label")
+
+# The canonical decimal form of an integer, as ``str(int(value))`` writes it.
+_INTEGER_NAME = re.compile(r"-?(0|[1-9][0-9]*)")
+
+
+def load_dataset(path: str | os.PathLike[str]) -> Dataset:
+    """Read a dataset from an ``.npz`` or ``.csv`` file, chosen by the suffix.
+
+    ``.npz``: the arrays ``X`` (n, D) and ``y`` (n,) are required. An optional array
+    ``class_names``, as :func:`save_npz` writes it, fixes the class order. It must
+    list the labels that occur in ``y``, not names for integer labels.
+
+    ``.csv``: comma-separated, one sample per line, blank lines skipped. The first
+    line is a header when it names a column ``y`` or ``label`` (any case), or when a
+    field other than the last one is not a number. The label column is the one named
+    ``y`` or ``label`` if the header has one, and the last column otherwise. Labels
+    that all parse as numbers are read as numbers, others as strings. Feature
+    columns must be numbers. A header made only of numbers cannot be distinguished
+    from data and is read as a sample.
+
+    Parameters
+    ----------
+    path : str or path-like
+        File to read.
+
+    Returns
+    -------
+    Dataset
+        Named after the file stem (``"digits"`` for ``data/digits.csv``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    InvalidArgument
+        If the suffix is neither ``.npz`` nor ``.csv``, if a required array or value
+        is missing or malformed, or if the data fail the checks of
+        :meth:`Dataset.from_arrays`.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".npz", ".csv"):
+        raise InvalidArgument(
+            f"path={str(path)!r} is invalid: unknown file type {path.suffix!r}; use "
+            ".npz or .csv"
+        )
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "dataset file not found", str(path))
+    if suffix == ".npz":
+        return _load_npz(path)
+    return _load_csv(path)
+
+
+def save_npz(dataset: Dataset, path: str | os.PathLike[str]) -> Path:
+    """Write ``dataset`` to an ``.npz`` file that :func:`load_dataset` reads back.
+
+    The file contains ``X``, ``y`` (each sample's original label: integers when every
+    class name is an integer, strings otherwise) and ``class_names`` (the class
+    order). The dataset's ``name`` is not stored, because loading names the dataset
+    after the file stem.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Data to write.
+    path : str or path-like
+        Destination, ending in ``.npz``. An existing file is overwritten.
+
+    Returns
+    -------
+    Path
+        The path written.
+    """
+    if not isinstance(dataset, Dataset):
+        raise InvalidArgument(
+            f"dataset={dataset!r} is invalid: it must be an ncflow.data.Dataset"
+        )
+    path = Path(path)
+    if path.suffix.lower() != ".npz":
+        raise InvalidArgument(
+            f"path={str(path)!r} is invalid: it must end in .npz, got suffix "
+            f"{path.suffix!r}"
+        )
+
+    names = np.array(dataset.class_names, dtype=str)
+    if all(_INTEGER_NAME.fullmatch(name) for name in dataset.class_names):
+        y = np.array([int(name) for name in dataset.class_names])[dataset.labels]
+    else:
+        y = names[dataset.labels]
+    # Writing to an open file keeps numpy from appending a second ".npz".
+    with path.open("wb") as handle:
+        np.savez_compressed(handle, X=dataset.X, y=y, class_names=names)
+    return path
+
+
+def _load_npz(path: Path) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (zipfile.BadZipFile, ValueError, OSError) as error:
+        raise InvalidArgument(
+            f"path={str(path)!r} is invalid: it cannot be read as an .npz archive "
+            f"({error}); write it with numpy.savez or ncflow.data.save_npz"
+        ) from error
+
+    missing = [key for key in ("X", "y") if key not in arrays]
+    if missing:
+        raise InvalidArgument(
+            f"path={str(path)!r} is invalid: the archive has no array "
+            f"{' or '.join(repr(key) for key in missing)}; it contains "
+            f"{sorted(arrays)!r}. Store the samples as X and the labels as y"
+        )
+    class_order = None
+    if "class_names" in arrays:
+        class_order = [str(name) for name in arrays["class_names"].tolist()]
+    return Dataset.from_arrays(
+        arrays["X"], arrays["y"], name=path.stem, class_order=class_order
+    )
+
+
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def _load_csv(path: Path) -> Dataset:
+    # "utf-8-sig" drops a byte-order mark, which would otherwise make the first field
+    # non-numeric and turn the first sample into a header.
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        numbered_rows = [
+            (line_number, [field.strip() for field in row])
+            for line_number, row in enumerate(csv.reader(handle), start=1)
+            if any(field.strip() for field in row)
+        ]
+    if not numbered_rows:
+        raise InvalidArgument(
+            f"path={str(path)!r} is invalid: the file contains no samples (n=0)"
+        )
+
+    first_fields = numbered_rows[0][1]
+    label_positions = [
+        position
+        for position, field in enumerate(first_fields)
+        if field.lower() in _LABEL_COLUMN_NAMES
+    ]
+    has_header = bool(label_positions) or not all(
+        _is_number(field) for field in first_fields[:-1]
+    )
+    if len(label_positions) > 1:
+        raise InvalidArgument(
+            f"path={str(path)!r} is invalid: the header names more than one label "
+            f"column ({[first_fields[p] for p in label_positions]!r}); keep one"
+        )
+    label_column = label_positions[0] if label_positions else len(first_fields) - 1
+    width = len(first_fields)
+    data_rows = numbered_rows[1:] if has_header else numbered_rows
+    if not data_rows:
+        raise InvalidArgument(
+            f"path={str(path)!r} is invalid: the file has a header but no samples (n=0)"
+        )
+    if width < 2:
+        raise InvalidArgument(
+            f"path={str(path)!r} is invalid: each line needs at least one feature "
+            "column and a label column"
+        )
+
+    features: list[list[float]] = []
+    raw_labels: list[str] = []
+    for line_number, fields in data_rows:
+        if len(fields) != width:
+            raise InvalidArgument(
+                f"{path}, line {line_number}: expected {width} fields, got "
+                f"{len(fields)}; every line needs the same columns"
+            )
+        row = []
+        for position, field in enumerate(fields):
+            if position == label_column:
+                continue
+            if not _is_number(field):
+                raise InvalidArgument(
+                    f"{path}, line {line_number}, column {position + 1}: feature "
+                    f"value {field!r} is not a number"
+                )
+            row.append(float(field))
+        features.append(row)
+        raw_labels.append(fields[label_column])
+
+    y: np.ndarray
+    if all(_is_number(label) for label in raw_labels):
+        y = np.array([float(label) for label in raw_labels])
+    else:
+        y = np.array(raw_labels, dtype=str)
+    return Dataset.from_arrays(np.array(features), y, name=path.stem)
