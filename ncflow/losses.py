@@ -1,0 +1,202 @@
+"""Summed training losses of the network outputs, computed in the log domain.
+
+| symbol | code | shape | meaning |
+|---|---|---|---|
+| ``f_i`` | ``outputs[i]`` | ``(d_y,)`` | network output on sample ``i`` |
+| ``y_i`` | ``signs[i]`` | scalar | binary label in ``{+1, -1}`` |
+| ``k_i`` | ``labels[i]`` | int | class index (multi-class) |
+| ``m_i`` | ``margins[i]`` | scalar | binary margin ``y_i f_i`` |
+| ``g_i`` | | ``(d_y,)`` | negative loss gradient ``-d l_i / d f_i`` |
+| ``H_i`` | | ``(d_y, d_y)`` | ``d g_i / d f_i``, minus the loss Hessian |
+
+The losses are sums over samples, not means, so that every time constant of
+the gradient flow scales like ``1/n``:
+
+- ``"exponential"``: ``l_i = exp(-m_i)``;
+- ``"logistic"``: ``l_i = 2 log(1 + exp(-m_i))``; the factor 2 gives both binary
+  losses the gradient ``-y_i`` at ``f = 0``;
+- ``"cross_entropy"``: softmax cross-entropy with one-hot targets,
+  ``l_i = logsumexp(f_i) - f_i[k_i]``.
+
+The flow runs into loss values far below the float64 range (``exp(-1e12)``), so
+every quantity is returned as a log-scale ``lambda_i`` times a factor of order
+one: ``g_i = exp(lambda_i) * unit_gradient[i]`` and ``H_i = exp(lambda_i) *
+unit_hessian[i]``. No term overflows or underflows for finite outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from ncflow._numeric import logsumexp
+
+from ncflow._validation import InvalidArgument, check_choice
+
+BINARY_LOSSES = ("exponential", "logistic")
+MULTICLASS_LOSSES = ("cross_entropy",)
+LOSSES = BINARY_LOSSES + MULTICLASS_LOSSES
+
+LOG2 = float(np.log(2.0))
+
+# Below this argument, log(log1p(exp(z))) is evaluated by its series
+# z - exp(z)/2 + exp(2z)/3, whose truncation error exp(3z)/4 is below float64
+# resolution of the leading term for z < -20.
+_LOG_SOFTPLUS_SERIES_BELOW = -20.0
+
+
+def softplus(z: np.ndarray) -> np.ndarray:
+    """Return ``log(1 + exp(z))`` without overflow."""
+    return np.logaddexp(0.0, z)
+
+
+def log_softplus(z: np.ndarray) -> np.ndarray:
+    """Return ``log(log(1 + exp(z)))``, accurate also where ``exp(z)`` underflows."""
+    z = np.asarray(z, dtype=np.float64)
+    small = z < _LOG_SOFTPLUS_SERIES_BELOW
+    out = np.empty_like(z)
+    zs = z[small]
+    ez = np.exp(zs)
+    out[small] = zs + np.log1p(-ez / 2 + ez * ez / 3)
+    out[~small] = np.log(softplus(z[~small]))
+    return out
+
+
+def log_sigmoid(z: np.ndarray) -> np.ndarray:
+    """Return ``log(1 / (1 + exp(-z)))`` without overflow."""
+    return -softplus(-z)
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """Per-sample loss values, gradients and Hessians in scaled log form.
+
+    Attributes
+    ----------
+    log_losses : ndarray, shape (n,)
+        ``log l_i``.
+    log_scales : ndarray, shape (n,)
+        ``lambda_i``, the log-scale shared by ``g_i`` and ``H_i``.
+    unit_gradients : ndarray, shape (n, d_y)
+        ``g_i * exp(-lambda_i)``, entries in ``[-1, 1]``.
+    unit_hessians : ndarray, shape (n, d_y, d_y)
+        ``H_i * exp(-lambda_i)``, entries bounded by 1 in absolute value.
+    """
+
+    log_losses: np.ndarray
+    log_scales: np.ndarray
+    unit_gradients: np.ndarray
+    unit_hessians: np.ndarray
+
+    @property
+    def log_total(self) -> float:
+        """``log L = log sum_i l_i``."""
+        return float(logsumexp(self.log_losses))
+
+    @property
+    def total(self) -> float:
+        """``L``; 0.0 once it underflows (use ``log_total`` then)."""
+        return float(np.exp(self.log_total))
+
+    def gradients(self) -> np.ndarray:
+        """``g_i`` as plain numbers, shape (n, d_y); entries may underflow to 0."""
+        return np.exp(self.log_scales)[:, None] * self.unit_gradients
+
+
+def check_loss(loss: str, num_outputs: int) -> str:
+    """Validate the loss name against the output dimension ``d_y``."""
+    check_choice("loss", loss, LOSSES)
+    if num_outputs == 1 and loss not in BINARY_LOSSES:
+        raise InvalidArgument(
+            f"loss={loss!r} is invalid for a scalar-output network: use one of "
+            f"{', '.join(repr(name) for name in BINARY_LOSSES)}, or K outputs"
+        )
+    if num_outputs > 1 and loss not in MULTICLASS_LOSSES:
+        raise InvalidArgument(
+            f"loss={loss!r} is invalid for a network with {num_outputs} outputs: "
+            "use 'cross_entropy', or a scalar output for a binary loss"
+        )
+    return loss
+
+
+def loss_terms(outputs: np.ndarray, targets: np.ndarray, loss: str) -> LossTerms:
+    """Evaluate a summed loss and its first two derivatives in scaled log form.
+
+    Parameters
+    ----------
+    outputs : ndarray, shape (n, d_y)
+        Network outputs ``f_i``.
+    targets : ndarray, shape (n,)
+        Binary signs ``y_i`` in ``{+1, -1}`` when ``d_y = 1``; class indices
+        ``0..d_y-1`` otherwise.
+    loss : {"exponential", "logistic", "cross_entropy"}
+
+    Returns
+    -------
+    LossTerms
+    """
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if loss in BINARY_LOSSES:
+        return _binary_terms(outputs[:, 0], np.asarray(targets, dtype=np.float64), loss)
+    return _cross_entropy_terms(outputs, np.asarray(targets, dtype=np.int64))
+
+
+def _binary_terms(outputs: np.ndarray, signs: np.ndarray, loss: str) -> LossTerms:
+    margins = signs * outputs
+    n = margins.shape[0]
+    if loss == "exponential":
+        log_losses = -margins
+        log_scales = -margins
+        unit_hessian = -np.ones(n)
+    else:
+        log_losses = LOG2 + log_softplus(-margins)
+        # g = 2 y sigmoid(-m) and dg/df = -2 sigmoid(-m) sigmoid(m).
+        log_scales = LOG2 + log_sigmoid(-margins)
+        unit_hessian = -np.exp(log_sigmoid(margins))
+    return LossTerms(
+        log_losses=log_losses,
+        log_scales=log_scales,
+        unit_gradients=signs[:, None].copy(),
+        unit_hessians=unit_hessian[:, None, None],
+    )
+
+
+def _cross_entropy_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
+    n, num_classes = outputs.shape
+    rows = np.arange(n)
+    log_probs = outputs - logsumexp(outputs, axis=1)[:, None]
+    probs = np.exp(log_probs)
+
+    # z_i = logsumexp_{l != k} f_l - f_k: the log-odds of the wrong classes.
+    wrong = outputs.copy()
+    wrong[rows, labels] = -np.inf
+    log_wrong = logsumexp(wrong, axis=1)
+    z = log_wrong - outputs[rows, labels]
+    # l_i = log(1 + exp(z_i)); q_i = 1 - p_{i,k_i} = sigmoid(z_i), formed from z
+    # because 1 - p cancels catastrophically once the sample is fitted.
+    log_losses = log_softplus(z)
+    log_q = z - softplus(z)
+
+    # Scaled by q_i: g_i / q_i = e_{k_i} - p_i / q_i, with its k_i entry exactly 1.
+    # r_l = p_l / q is the softmax of the wrong-class outputs alone, so it keeps
+    # full precision however large the margin is.
+    ratio = np.exp(wrong - log_wrong[:, None])  # 0 on the true class
+    unit_gradients = -ratio
+    unit_gradients[rows, labels] = 1.0
+
+    # H_i / q_i = -(diag(p) - p p^T) / q. Off the diagonal, entry (a, b) is
+    # p_a p_b / q, formed as p_a r_b (or p_b r_a when b is the true class) so
+    # that no factor 1/q multiplies a probability close to 1.
+    probs_true = np.exp(-softplus(z))  # p_k = 1 - q = sigmoid(-z)
+    unit_hessians = probs[:, :, None] * ratio[:, None, :]
+    unit_hessians[rows, :, labels] = probs_true[:, None] * ratio
+    diagonal = -ratio * (1.0 - probs)
+    diagonal[rows, labels] = -probs_true
+    index = np.arange(num_classes)
+    unit_hessians[:, index, index] = diagonal
+    return LossTerms(
+        log_losses=log_losses,
+        log_scales=log_q,
+        unit_gradients=unit_gradients,
+        unit_hessians=unit_hessians,
+    )

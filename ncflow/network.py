@@ -1,0 +1,249 @@
+"""The two-layer network ``f(x) = V relu(W^T x)`` and its training problem.
+
+| symbol | code | shape | meaning |
+|---|---|---|---|
+| ``X`` | ``X`` | ``(n, D)`` | one sample per row |
+| ``W`` | ``W`` | ``(D, h)`` | input weights, column ``w_j`` per neuron |
+| ``V`` | ``V`` | ``(d_y, h)`` | output weights, column ``v_j`` per neuron |
+| ``Z`` | ``Z`` | ``(n, h)`` | pre-activations ``<x_i, w_j>`` |
+| ``phi`` | ``features`` | ``(n, h)`` | ``relu(W^T x_i)`` per row |
+| ``f`` | ``outputs`` | ``(n, d_y)`` | network outputs |
+
+No biases and no width scaling; both layers are trained. ``d_y = 1`` for
+binary problems (signs ``y_i = +-1``) and ``d_y = K`` for the softmax
+cross-entropy. The ReLU derivative is ``relu'(z) = 1[z > 0]``: a pre-activation
+exactly 0 is inactive, as in ``torch.relu``. The ``"linear"`` activation (the
+identity) is there for the exploration that replaces the ReLU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ncflow._validation import InvalidArgument, check_array, check_choice
+from ncflow.losses import BINARY_LOSSES, check_loss, loss_terms
+
+ACTIVATIONS = ("relu", "linear")
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """Network weights ``theta = (W, V)``.
+
+    Attributes
+    ----------
+    W : ndarray, shape (D, h)
+    V : ndarray, shape (d_y, h)
+    """
+
+    W: np.ndarray
+    V: np.ndarray
+
+    def __post_init__(self) -> None:
+        W = check_array("W", self.W, ndim=2)
+        V = check_array("V", self.V, ndim=2)
+        if W.shape[1] != V.shape[1]:
+            raise InvalidArgument(
+                f"W has {W.shape[1]} neurons (columns) but V has {V.shape[1]}; "
+                "both must have shape (*, h) with the same width h"
+            )
+        object.__setattr__(self, "W", W)
+        object.__setattr__(self, "V", V)
+
+    @property
+    def width(self) -> int:
+        return self.W.shape[1]
+
+    @property
+    def num_outputs(self) -> int:
+        return self.V.shape[0]
+
+    def norm2(self) -> float:
+        """``||theta||_F^2 = ||W||_F^2 + ||V||_F^2``."""
+        return float(np.sum(self.W**2) + np.sum(self.V**2))
+
+    def neuron_norms2(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(||w_j||^2, ||v_j||^2)`` per neuron, each shape (h,)."""
+        return np.sum(self.W**2, axis=0), np.sum(self.V**2, axis=0)
+
+    def flat(self) -> np.ndarray:
+        return np.concatenate([self.W.ravel(), self.V.ravel()])
+
+    @classmethod
+    def from_flat(cls, theta: np.ndarray, D: int, width: int) -> Parameters:
+        split = D * width
+        return cls(theta[:split].reshape(D, width), theta[split:].reshape(-1, width))
+
+    def scaled(self, factor: float) -> Parameters:
+        return Parameters(self.W * factor, self.V * factor)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Data, targets, loss and activation of one training run.
+
+    Attributes
+    ----------
+    X : ndarray, shape (n, D)
+    labels : ndarray of int, shape (n,)
+        Class indices ``0..K-1``.
+    num_classes : int
+        ``K``.
+    loss : str
+        One of ``ncflow.losses.LOSSES``; a binary loss means a scalar output.
+    activation : {"relu", "linear"}
+    """
+
+    X: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    loss: str
+    activation: str = "relu"
+    signs: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        X = check_array("X", self.X, ndim=2)
+        raw = np.asarray(self.labels)
+        if raw.shape != (X.shape[0],):
+            raise InvalidArgument(
+                f"labels has shape {raw.shape} but X has {X.shape[0]} rows; "
+                "give one label per sample"
+            )
+        if not np.issubdtype(raw.dtype, np.integer):
+            raise InvalidArgument(
+                f"labels must be integer class indices 0..K-1, got dtype {raw.dtype}; "
+                "map labels with ncflow.data.Dataset.from_arrays"
+            )
+        labels = raw.astype(np.int64)
+        outside = (labels < 0) | (labels >= self.num_classes)
+        if outside.any():
+            i = int(np.flatnonzero(outside)[0])
+            raise InvalidArgument(
+                f"labels[{i}]={int(labels[i])} is outside 0..{self.num_classes - 1} "
+                f"for num_classes={self.num_classes}"
+            )
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_loss(self.loss, 1 if self.loss in BINARY_LOSSES else self.num_classes)
+        if self.loss in BINARY_LOSSES:
+            if self.num_classes != 2:
+                raise InvalidArgument(
+                    f"loss={self.loss!r} needs two classes, got num_classes="
+                    f"{self.num_classes}; use loss='cross_entropy'"
+                )
+            signs = self.signs
+            if signs is None:
+                signs = np.where(labels == 0, 1.0, -1.0)
+            signs = np.asarray(signs, dtype=np.float64)
+            if signs.shape != labels.shape or not np.all(np.abs(signs) == 1.0):
+                raise InvalidArgument(
+                    f"signs must be +1 or -1, one per sample; got {signs!r}"
+                )
+        else:
+            signs = None
+        object.__setattr__(self, "X", X)
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "signs", signs)
+
+    @classmethod
+    def from_dataset(cls, dataset, loss: str | None = None, activation: str = "relu"):
+        """Build the problem of a ``ncflow.data.Dataset``.
+
+        The default loss is ``"exponential"`` for two classes and
+        ``"cross_entropy"`` otherwise.
+        """
+        if loss is None:
+            loss = "exponential" if dataset.K == 2 else "cross_entropy"
+        signs = dataset.signs if loss in BINARY_LOSSES else None
+        return cls(dataset.X, dataset.labels, dataset.K, loss, activation, signs)
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def D(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def binary(self) -> bool:
+        """True when the network has a scalar output (a binary loss)."""
+        return self.loss in BINARY_LOSSES
+
+    @property
+    def num_outputs(self) -> int:
+        return 1 if self.binary else self.num_classes
+
+    @property
+    def targets(self) -> np.ndarray:
+        """Signs for a binary loss, class indices otherwise."""
+        return self.signs if self.binary else self.labels
+
+    def check_parameters(self, params: Parameters) -> None:
+        if params.W.shape[0] != self.D or params.num_outputs != self.num_outputs:
+            raise InvalidArgument(
+                f"parameters of shapes W {params.W.shape}, V {params.V.shape} do not "
+                f"fit this problem: W must be ({self.D}, h) and V "
+                f"({self.num_outputs}, h)"
+            )
+
+
+def activation_mask(preactivations: np.ndarray, activation: str) -> np.ndarray:
+    """``relu'(Z) = 1[Z > 0]`` (all ones for the linear activation), as bool."""
+    if activation == "linear":
+        return np.ones(preactivations.shape, dtype=bool)
+    return preactivations > 0
+
+
+def features(X: np.ndarray, W: np.ndarray, activation: str = "relu") -> np.ndarray:
+    """``phi_theta(x_i) = relu(W^T x_i)``, shape (n, h)."""
+    Z = X @ W
+    return Z if activation == "linear" else np.maximum(Z, 0.0)
+
+
+def outputs(problem: Problem, params: Parameters) -> np.ndarray:
+    """``f(x_i; theta)``, shape (n, d_y)."""
+    return features(problem.X, params.W, problem.activation) @ params.V.T
+
+
+def loss_and_gradient(
+    problem: Problem, params: Parameters, *, relative: bool = False
+) -> tuple[float, Parameters]:
+    """Return ``log L(theta)`` and ``grad L(theta)`` with the gradient written out.
+
+    ``dL/dV = -G^T phi`` and ``dL/dW = -X^T ((G V) * relu'(Z))``, where
+    ``G[i] = g_i = -dl_i/df_i``.
+
+    Parameters
+    ----------
+    relative : bool
+        Return ``grad L / L`` instead, formed in the log domain, so that it is
+        finite where ``L`` and ``grad L`` underflow (for loss-scaled steps).
+
+    Returns
+    -------
+    log_loss : float
+        ``log L``, finite even where ``L`` underflows.
+    gradient : Parameters
+        ``(dL/dW, dL/dV)`` (or divided by ``L``), shapes (D, h) and (d_y, h).
+    """
+    problem.check_parameters(params)
+    log_loss, grad_W, grad_V = gradient_arrays(problem, params.W, params.V, relative)
+    return log_loss, Parameters(grad_W, grad_V)
+
+
+def gradient_arrays(
+    problem: Problem, W: np.ndarray, V: np.ndarray, relative: bool = False
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """:func:`loss_and_gradient` on bare arrays, without validation (inner loops)."""
+    Z = problem.X @ W
+    mask = activation_mask(Z, problem.activation)
+    phi = Z * mask
+    terms = loss_terms(phi @ V.T, problem.targets, problem.loss)
+    log_loss = terms.log_total
+    shift = log_loss if relative else 0.0
+    G = np.exp(terms.log_scales - shift)[:, None] * terms.unit_gradients
+    grad_V = -(G.T @ phi)
+    grad_W = -(problem.X.T @ ((G @ V) * mask))
+    return log_loss, grad_W, grad_V

@@ -1,0 +1,378 @@
+"""Unit tests of ncflow.losses against direct formulas, torch autograd and mpmath."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ncflow._validation import InvalidArgument
+from ncflow.losses import check_loss, log_softplus, loss_terms
+
+mpmath = pytest.importorskip("mpmath")
+
+EPS = float(np.finfo(np.float64).eps)
+LOG2 = math.log(2.0)
+
+# Outputs of the moderate-range tests: |f| <= 30 keeps exp(|f|) about 1e13, far
+# from overflow, so that the naive formulas are valid references there.
+OUTPUT_BOUND = 30.0
+
+# A log-domain quantity of size up to |f| + log K + 1 <= 33 carries an absolute
+# error of a few (say 4) ulps of that size in each method; exp turns it into the
+# same relative error. Two methods compared: 2 * 4 * 33 eps, rounded up to 300 eps.
+LOG_DOMAIN_RTOL = 300 * EPS
+
+# The naive references lose absolute accuracy, not relative: log(1 + u) rounds
+# 1 + u (an absolute error of eps/2 in the log), and -log(p_k) with p_k near 1
+# rounds p_k (eps/2 again). 2 eps per reference, doubled for a second rounding.
+NAIVE_ATOL = 4 * EPS
+
+# Torch's softmax derivatives form p = exp(f - logsumexp(f)), so p carries the
+# log-domain relative error above, and 1 - p_k in the gradient and p_k - p_k^2 in
+# the Hessian turn it into an absolute error of the same size. The binary torch
+# derivatives are products with no cancellation and need no absolute term.
+DERIVATIVE_ATOL = {
+    "exponential": 0.0,
+    "logistic": 0.0,
+    "cross_entropy": LOG_DOMAIN_RTOL,
+}
+
+
+def _binary_case(
+    rng: np.random.Generator, n: int = 12
+) -> tuple[np.ndarray, np.ndarray]:
+    outputs = rng.uniform(-OUTPUT_BOUND, OUTPUT_BOUND, size=(n, 1))
+    signs = rng.choice([-1.0, 1.0], size=n)
+    return outputs, signs
+
+
+def _multiclass_case(
+    rng: np.random.Generator, n: int = 12, num_classes: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
+    outputs = rng.uniform(-OUTPUT_BOUND, OUTPUT_BOUND, size=(n, num_classes))
+    labels = rng.integers(num_classes, size=n)
+    return outputs, labels
+
+
+def _case(loss: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    if loss == "cross_entropy":
+        return _multiclass_case(rng)
+    return _binary_case(rng)
+
+
+def _naive_losses(outputs: np.ndarray, targets: np.ndarray, loss: str) -> np.ndarray:
+    """Per-sample losses written out directly, with no stabilisation."""
+    if loss == "exponential":
+        return np.exp(-targets * outputs[:, 0])
+    if loss == "logistic":
+        return 2.0 * np.log(1.0 + np.exp(-targets * outputs[:, 0]))
+    exponentials = np.exp(outputs)
+    probabilities = exponentials / exponentials.sum(axis=1, keepdims=True)
+    return -np.log(probabilities[np.arange(len(targets)), targets])
+
+
+def _torch_sample_loss(loss: str):
+    """Return ``l(f, y)`` for one sample as a torch function, for torch.func."""
+
+    def exponential(output, sign):
+        return torch.exp(-sign * output[0])
+
+    def logistic(output, sign):
+        return 2.0 * torch.logaddexp(torch.zeros_like(output[0]), -sign * output[0])
+
+    def cross_entropy(output, one_hot):
+        return torch.logsumexp(output, dim=0) - torch.sum(output * one_hot)
+
+    return {"exponential": exponential, "logistic": logistic}.get(loss, cross_entropy)
+
+
+def _torch_derivatives(
+    outputs: np.ndarray, targets: np.ndarray, loss: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``g_i = -dl_i/df_i`` and ``H_i = dg_i/df_i`` by torch autograd."""
+    sample_loss = _torch_sample_loss(loss)
+    f = torch.tensor(outputs, dtype=torch.float64)
+    if loss == "cross_entropy":
+        # vmap cannot index by a batched label, so the target enters as one-hot.
+        targets = np.eye(outputs.shape[1])[targets]
+    y = torch.tensor(targets, dtype=torch.float64)
+    gradient = torch.func.vmap(torch.func.grad(sample_loss))(f, y)
+    # Reverse over reverse: torch.func.hessian goes through forward-mode AD,
+    # whose decompositions emit a torch.jit DeprecationWarning in torch 2.13.
+    second = torch.func.jacrev(torch.func.grad(sample_loss))
+    hessian = torch.func.vmap(second)(f, y)
+    return -gradient.numpy(), -hessian.numpy()
+
+
+LOSS_NAMES = ["exponential", "logistic", "cross_entropy"]
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_loss_values_match_direct_formulas(loss):
+    outputs, targets = _case(loss, seed=1)
+    terms = loss_terms(outputs, targets, loss)
+    expected = _naive_losses(outputs, targets, loss)
+
+    tol = LOG_DOMAIN_RTOL * expected + NAIVE_ATOL
+    assert np.all(np.abs(np.exp(terms.log_losses) - expected) <= tol)
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_loss_total_matches_direct_sum(loss):
+    outputs, targets = _case(loss, seed=2)
+    expected = _naive_losses(outputs, targets, loss).sum()
+
+    # The n-term sum of the reference adds n eps relative on top of each term.
+    n = len(targets)
+    tol = (LOG_DOMAIN_RTOL + n * EPS) * expected + n * NAIVE_ATOL
+    assert abs(loss_terms(outputs, targets, loss).total - expected) <= tol
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_gradients_match_torch_autograd(loss):
+    outputs, targets = _case(loss, seed=3)
+    terms = loss_terms(outputs, targets, loss)
+    expected, _ = _torch_derivatives(outputs, targets, loss)
+
+    tol = LOG_DOMAIN_RTOL * np.abs(expected) + DERIVATIVE_ATOL[loss]
+    assert np.all(np.abs(terms.gradients() - expected) <= tol)
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_hessians_match_torch_autograd(loss):
+    outputs, targets = _case(loss, seed=4)
+    terms = loss_terms(outputs, targets, loss)
+    _, expected = _torch_derivatives(outputs, targets, loss)
+    hessians = np.exp(terms.log_scales)[:, None, None] * terms.unit_hessians
+
+    tol = LOG_DOMAIN_RTOL * np.abs(expected) + DERIVATIVE_ATOL[loss]
+    assert np.all(np.abs(hessians - expected) <= tol)
+
+
+# Each case: loss, outputs, targets, exact log-loss (the asymptotic expansion,
+# whose first dropped term is below exp(-1e3) relative), exact log-scale.
+# Logistic: log(2 log(1 + e^-m)) = log 2 - m - e^-m/2 + ..., and for m -> -inf,
+# log(2 softplus(-m)) = log 2 + log(-m + log1p(e^m)) = log 2 + log(-m).
+# Cross-entropy [M, 0, 0] with label 0: l = log(1 + 2 e^-M), log l = log 2 - M.
+# Cross-entropy [0, M, 0] with label 0: l = M + log(1 + 2 e^-M), log l = log M.
+LOG_DOMAIN_CASES = [
+    pytest.param("exponential", [[1e3]], [1.0], -1e3, -1e3, id="exponential-fit-1e3"),
+    pytest.param(
+        "exponential", [[1e12]], [1.0], -1e12, -1e12, id="exponential-fit-1e12"
+    ),
+    pytest.param(
+        "exponential", [[1e12]], [-1.0], 1e12, 1e12, id="exponential-miss-1e12"
+    ),
+    pytest.param(
+        "logistic", [[1e3]], [1.0], LOG2 - 1e3, LOG2 - 1e3, id="logistic-fit-1e3"
+    ),
+    pytest.param(
+        "logistic", [[1e12]], [1.0], LOG2 - 1e12, LOG2 - 1e12, id="logistic-fit-1e12"
+    ),
+    pytest.param(
+        "logistic",
+        [[-1e12]],
+        [1.0],
+        LOG2 + math.log(1e12),
+        LOG2,
+        id="logistic-miss-1e12",
+    ),
+    pytest.param(
+        "cross_entropy",
+        [[1e3, 0.0, 0.0]],
+        [0],
+        LOG2 - 1e3,
+        LOG2 - 1e3,
+        id="cross-entropy-fit-1e3",
+    ),
+    pytest.param(
+        "cross_entropy",
+        [[1e12, 0.0, 0.0]],
+        [0],
+        LOG2 - 1e12,
+        LOG2 - 1e12,
+        id="cross-entropy-fit-1e12",
+    ),
+    pytest.param(
+        "cross_entropy",
+        [[1e12, 0.0]],
+        [0],
+        -1e12,
+        -1e12,
+        id="cross-entropy-two-classes-fit-1e12",
+    ),
+    pytest.param(
+        "cross_entropy",
+        [[0.0, 1e12, 0.0]],
+        [0],
+        math.log(1e12),
+        0.0,
+        id="cross-entropy-miss-1e12",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("loss", "outputs", "targets", "log_loss", "log_scale"), LOG_DOMAIN_CASES
+)
+def test_log_losses_match_asymptotics(loss, outputs, targets, log_loss, log_scale):
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        terms = loss_terms(np.array(outputs), np.array(targets), loss)
+
+    # log l is formed from |f| with a few additions, each rounding to half an ulp of
+    # the result, and the expected value itself rounds once: 4 eps relative.
+    tol = 4 * EPS * max(abs(log_loss), 1.0)
+    assert abs(terms.log_losses[0] - log_loss) <= tol
+
+
+@pytest.mark.parametrize(
+    ("loss", "outputs", "targets", "log_loss", "log_scale"), LOG_DOMAIN_CASES
+)
+def test_log_scales_match_asymptotics(loss, outputs, targets, log_loss, log_scale):
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        terms = loss_terms(np.array(outputs), np.array(targets), loss)
+
+    # Same rounding count as the log-loss: 4 eps relative.
+    tol = 4 * EPS * max(abs(log_scale), 1.0)
+    assert abs(terms.log_scales[0] - log_scale) <= tol
+
+
+@pytest.mark.parametrize(
+    ("loss", "outputs", "targets", "log_loss", "log_scale"), LOG_DOMAIN_CASES
+)
+def test_log_domain_terms_stay_finite(loss, outputs, targets, log_loss, log_scale):
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        terms = loss_terms(np.array(outputs), np.array(targets), loss)
+
+    assert np.all(np.isfinite(terms.log_losses))
+    assert np.all(np.isfinite(terms.log_scales))
+    assert np.all(np.isfinite(terms.unit_gradients))
+    assert np.all(np.isfinite(terms.unit_hessians))
+    assert np.isfinite(terms.log_total)
+
+
+@pytest.mark.parametrize("margin", [1e3, 1e6, 1e12])
+def test_cross_entropy_unit_gradients_exact_at_large_margin(margin):
+    # The true class has output M and the wrong classes have outputs 1 and 0, so
+    # r = (sigmoid(1), sigmoid(-1)) whatever M is.
+    terms = loss_terms(np.array([[margin, 1.0, 0.0]]), np.array([0]), "cross_entropy")
+    expected = -np.array([1.0 / (1.0 + math.exp(-1.0)), 1.0 / (1.0 + math.exp(1.0))])
+
+    # Two O(1) log-sum-exp and exp evaluations of about 4 roundings each, doubled
+    # for the reference: 16 eps.
+    assert np.all(np.abs(terms.unit_gradients[0, 1:] - expected) <= 16 * EPS)
+
+
+def _extreme_case(loss: str) -> tuple[np.ndarray, np.ndarray]:
+    magnitudes = np.array([0.0, 1e-3, 1.0, 30.0, 1e3, 1e12])
+    values = np.concatenate([magnitudes, -magnitudes])
+    if loss == "cross_entropy":
+        rng = np.random.default_rng(5)
+        outputs = rng.choice(values, size=(40, 3))
+        return outputs, rng.integers(3, size=40)
+    return values[:, None], np.ones(len(values))
+
+
+# The ratios p_l / q and probabilities behind the unit terms are exp of a
+# difference that is <= 0 in exact arithmetic; rounding of the log-sum-exp can
+# make it a few ulps positive, so 1 + 4 eps bounds each entry.
+UNIT_BOUND = 1.0 + 4 * EPS
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_unit_gradients_bounded_by_one(loss):
+    outputs, targets = _extreme_case(loss)
+    terms = loss_terms(outputs, targets, loss)
+    assert np.all(np.abs(terms.unit_gradients) <= UNIT_BOUND)
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_unit_hessians_bounded_by_one(loss):
+    outputs, targets = _extreme_case(loss)
+    terms = loss_terms(outputs, targets, loss)
+    assert np.all(np.abs(terms.unit_hessians) <= UNIT_BOUND)
+
+
+# Arguments where log(log1p(exp(z))) is representable in float64 (exp neither
+# overflows nor falls below the smallest normal number), on both sides of the
+# switch to the series at z = -20.
+REPRESENTABLE_ARGUMENTS = [
+    -700.0,
+    -100.0,
+    -20.000001,
+    -20.0,
+    -19.99,
+    -5.0,
+    -1e-8,
+    0.0,
+    0.5413248546129181,  # log(e - 1), where softplus = 1 and the result is 0
+    1.0,
+    20.0,
+    35.0,
+    700.0,
+]
+
+
+@pytest.mark.parametrize("z", REPRESENTABLE_ARGUMENTS)
+def test_log_softplus_matches_direct_formula(z):
+    expected = math.log(math.log1p(math.exp(z)))
+
+    # The reference rounds in exp, log1p and log (the condition number of log1p is
+    # <= 1), about 3 eps relative in log1p(exp z) and so 3 eps absolute after the
+    # log; log_softplus has the same count. 8 eps absolute plus 8 eps relative.
+    tol = 8 * EPS * (1.0 + abs(expected))
+    assert abs(log_softplus(np.array([z]))[0] - expected) <= tol
+
+
+# Beyond the float64 range of exp: log(log1p(e^z)) = z - e^z/2 + ... for z -> -inf,
+# whose first correction is below 1e-300, and log(z + log1p(e^-z)) = log z for
+# z -> +inf.
+SERIES_CASES = [
+    pytest.param(-800.0, -800.0, id="minus-800"),
+    pytest.param(-1e12, -1e12, id="minus-1e12"),
+    pytest.param(800.0, math.log(800.0), id="plus-800"),
+    pytest.param(1e12, math.log(1e12), id="plus-1e12"),
+]
+
+
+@pytest.mark.parametrize(("z", "expected"), SERIES_CASES)
+def test_log_softplus_matches_series_beyond_exp_range(z, expected):
+    # One rounding in log_softplus and one in the expected value: 2 eps relative.
+    tol = 2 * EPS * abs(expected)
+    assert abs(log_softplus(np.array([z]))[0] - expected) <= tol
+
+
+@pytest.mark.parametrize("z", [-745.5, -300.0, -40.0, -20.5, -20.0, -3.0, 3.0, 1e3])
+def test_log_softplus_matches_mpmath(z):
+    with mpmath.workdps(50):
+        expected = float(mpmath.log(mpmath.log1p(mpmath.exp(mpmath.mpf(z)))))
+
+    # The 50-digit reference is exact after rounding to float64 (half an ulp);
+    # log_softplus rounds a few times: 4 eps absolute plus 4 eps relative.
+    tol = 4 * EPS * (1.0 + abs(expected))
+    assert abs(log_softplus(np.array([z]))[0] - expected) <= tol
+
+
+@pytest.mark.parametrize(
+    ("loss", "num_outputs"),
+    [("exponential", 3), ("logistic", 2), ("cross_entropy", 1)],
+)
+def test_check_loss_rejects_wrong_output_count(loss, num_outputs):
+    with pytest.raises(InvalidArgument, match=f"loss='{loss}' is invalid"):
+        check_loss(loss, num_outputs)
+
+
+@pytest.mark.parametrize(
+    ("loss", "num_outputs"), [("exponential", 1), ("cross_entropy", 3)]
+)
+def test_check_loss_accepts_matching_output_count(loss, num_outputs):
+    assert check_loss(loss, num_outputs) == loss
+
+
+def test_check_loss_rejects_unknown_name():
+    with pytest.raises(InvalidArgument, match="loss='hinge' is invalid"):
+        check_loss("hinge", 1)
