@@ -26,3 +26,41 @@ def logsumexp(values: np.ndarray, axis: int | None = None, weights=None) -> np.n
     if axis is None:
         return float(out.reshape(()))
     return np.squeeze(out, axis=axis)
+
+
+def find_root(function, low: float, high: float, *, xtol: float = 1e-15) -> float:
+    """Root of ``function`` in ``[low, high]``, where its values have opposite signs
+    (or one is 0), by the Illinois variant of regula falsi.
+
+    This avoids importing ``scipy.optimize`` (about half a second at start-up)
+    for the scalar root finding that the integrator does on dense outputs.
+    """
+    f_low, f_high = function(low), function(high)
+    if f_low == 0:
+        return low
+    if f_high == 0:
+        return high
+    if (f_low > 0) == (f_high > 0):
+        raise ValueError(
+            f"find_root needs a sign change: f({low!r}) = {f_low!r}, "
+            f"f({high!r}) = {f_high!r}"
+        )
+    side = 0
+    for _ in range(200):
+        mid = (low * f_high - high * f_low) / (f_high - f_low)
+        if not low < mid < high:
+            mid = 0.5 * (low + high)
+        f_mid = function(mid)
+        if f_mid == 0 or high - low <= xtol * max(1.0, abs(mid)):
+            return mid
+        if (f_mid > 0) == (f_high > 0):
+            high, f_high = mid, f_mid
+            if side == -1:
+                f_low *= 0.5
+            side = -1
+        else:
+            low, f_low = mid, f_mid
+            if side == 1:
+                f_high *= 0.5
+            side = 1
+    return 0.5 * (low + high)

@@ -30,7 +30,9 @@ def _fail(name: str, value: Any, requirement: str, fix: str | None) -> None:
 
 def check_real(name: str, value: Any) -> float:
     """Return ``value`` as a finite float, or raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+    if isinstance(value, bool) or not isinstance(
+        value, (int, float, np.floating, np.integer)
+    ):
         _fail(name, value, "a real number", None)
     value = float(value)
     if not math.isfinite(value):
@@ -105,10 +107,13 @@ def check_array(
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        raise InvalidArgument(f"{name} is invalid: it must be numeric ({error})") from None
+        raise InvalidArgument(
+            f"{name} is invalid: it must be numeric ({error})"
+        ) from None
     if ndim is not None and array.ndim != ndim:
         raise InvalidArgument(
-            f"{name} is invalid: it must have {ndim} dimensions, got shape {array.shape}"
+            f"{name} is invalid: it must have {ndim} dimensions, "
+            f"got shape {array.shape}"
         )
     if shape is not None:
         expected = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
@@ -120,8 +125,9 @@ def check_array(
             )
     if finite and not np.all(np.isfinite(array)):
         bad = np.argwhere(~np.isfinite(array))[0]
+        where = ", ".join(map(str, bad))
         raise InvalidArgument(
-            f"{name} is invalid: it must be finite, but {name}[{', '.join(map(str, bad))}]"
-            f" = {array[tuple(bad)]!r}; remove or replace NaN and inf entries"
+            f"{name} is invalid: it must be finite, but {name}[{where}] = "
+            f"{float(array[tuple(bad)])!r}; remove or replace NaN and inf entries"
         )
     return array

@@ -3,7 +3,7 @@
 | symbol | code | meaning |
 |---|---|---|
 | ``eps`` | ``eps`` | initial scale: ``w_j(0) = eps w_j0``, ``v_j(0) = eps v_j0`` |
-| ``w_j0``, ``v_j0`` | ``shapes.W[:, j]``, ``shapes.V[:, j]`` | shapes, ``||w_j0|| = ||v_j0|| <= 1`` |
+| ``w_j0``, ``v_j0`` | columns of ``shapes`` | shapes, norms equal, ``<= 1`` |
 | ``e~_k`` | ``pseudo_labels(K)[:, k]`` | simplex-ETF pseudo-label of class ``k`` |
 
 All random draws come from a ``numpy.random.Generator`` that the caller seeds,
@@ -61,15 +61,18 @@ def check_balanced(shapes: Parameters) -> None:
     if gap[worst] > BALANCE_RTOL * max(norms_w[worst], norms_v[worst]):
         raise InvalidArgument(
             f"shapes are not balanced: neuron {worst} has ||w_j0|| = "
-            f"{norms_w[worst]!r} but ||v_j0|| = {norms_v[worst]!r}; rescale so they agree"
+            f"{float(norms_w[worst])!r} but ||v_j0|| = {float(norms_v[worst])!r}; "
+            "rescale so they agree"
         )
     if np.any(norms_w == 0):
         raise InvalidArgument(
-            f"shape of neuron {int(np.argmin(norms_w))} is zero; all shapes must be non-zero"
+            f"shape of neuron {int(np.argmin(norms_w))} is zero; all shapes must be "
+            "non-zero"
         )
     if norms_w.max() > 1 + BALANCE_RTOL:
         raise InvalidArgument(
-            f"shape of neuron {int(np.argmax(norms_w))} has norm {norms_w.max()!r}; "
+            f"shape of neuron {int(np.argmax(norms_w))} has norm "
+            f"{float(norms_w.max())!r}; "
             "the balanced initialisation needs ||w_j0|| <= 1"
         )
 
@@ -124,12 +127,19 @@ def semilocal_shapes(
         condition: every inequality holds with the sample itself active.
     """
     K = check_int("num_classes", num_classes, 2)
-    groups = np.asarray(groups, dtype=np.int64)
+    raw = np.asarray(groups)
+    if raw.ndim != 1 or raw.size == 0 or not np.issubdtype(raw.dtype, np.integer):
+        raise InvalidArgument(
+            f"groups={raw!r} is invalid: it must list one class per neuron, as integers"
+        )
+    groups = raw.astype(np.int64)
     if groups.ndim != 1 or groups.size == 0:
         raise InvalidArgument(f"groups={groups!r} must list one class per neuron")
     bad = groups[(groups < 0) | (groups >= K)]
     if bad.size:
-        raise InvalidArgument(f"groups contains class {int(bad[0])}; classes are 0..{K - 1}")
+        raise InvalidArgument(
+            f"groups contains class {int(bad[0])}; classes are 0..{K - 1}"
+        )
     E = _pseudo_labels(K)
     W = np.empty((X.shape[1], groups.size))
     V = np.empty((K, groups.size))

@@ -29,8 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from ncflow._numeric import logsumexp
 
+from ncflow._numeric import logsumexp
 from ncflow._validation import InvalidArgument, check_choice
 
 BINARY_LOSSES = ("exponential", "logistic")

@@ -1,0 +1,215 @@
+"""Gradient flow of the two-layer network: ``solve_flow`` and its result."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ncflow._validation import (
+    InvalidArgument,
+    check_choice,
+    check_int,
+    check_positive,
+    check_range,
+)
+from ncflow.flow.events import (
+    FlowState,
+    LossBelow,
+    Norm2Above,
+    Separated,
+    default_groups,
+    separation_report,
+)
+from ncflow.flow.result import STATUS_MESSAGES, FlowResult, Trajectory
+from ncflow.network import Parameters, Problem
+
+METHODS = ("adaptive", "euler", "loss_scaled")
+
+__all__ = [
+    "METHODS",
+    "STATUS_MESSAGES",
+    "FlowResult",
+    "FlowState",
+    "LossBelow",
+    "Norm2Above",
+    "Separated",
+    "Trajectory",
+    "default_groups",
+    "separation_report",
+    "solve_flow",
+]
+
+
+def solve_flow(
+    problem: Problem,
+    params0: Parameters,
+    *,
+    method: str = "adaptive",
+    t_max: float | None = None,
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    step: float | None = None,
+    events: Sequence = (),
+    groups: np.ndarray | None = None,
+    max_steps: int | None = None,
+    records_per_decade: int = 8,
+    record_events: bool = True,
+    progress=None,
+) -> FlowResult:
+    """Integrate the gradient flow ``d theta/dt = -grad L(theta)`` from ``params0``.
+
+    Parameters
+    ----------
+    problem : Problem
+        Data, targets, loss (a sum over samples) and activation.
+    params0 : Parameters
+        ``theta(0) = (W(0), V(0))``, shapes (D, h) and (d_y, h).
+    method : {"adaptive", "euler", "loss_scaled"}
+        ``"adaptive"``: RODAS4 with local error control and located activation
+        events, in per-neuron polar coordinates (reaches ``||theta||^2`` of
+        ``1e12`` and beyond). ``"euler"``: fixed-step gradient descent with step
+        ``step``, so ``t = step * k``. ``"loss_scaled"``: steps ``step / L``.
+    t_max : float, optional
+        End of the time span, in gradient-flow time. At least one of
+        ``t_max``, a terminal event and ``max_steps`` must end the run.
+    rtol, atol : float
+        Local error tolerances of the adaptive method (see
+        ``ncflow.flow.adaptive``): ``rtol`` is the relative accuracy per step of
+        every neuron's norm and direction and of ``1 + t``.
+    step : float
+        Step ``eta`` of the fixed-step methods.
+    events : sequence of callables
+        Event functions of a :class:`FlowState` with ``terminal`` and
+        ``direction`` attributes, e.g. ``LossBelow(1e-8)``,
+        ``Norm2Above(1e12)``, ``Separated()``.
+    groups : ndarray of int, shape (h,), optional
+        Class of each neuron, used to track the separation time ``T*``.
+        Default: by the sign of ``v_j(0)`` (binary) or ``argmax_k v_j(0)[k]``.
+    max_steps : int, optional
+        Budget of attempted steps (default 200000 adaptive, 10**7 fixed-step).
+    records_per_decade : int
+        Trajectory records per decade of ``log(1 + t)``.
+    record_events : bool
+        Also record the full state at every activation change (the changes
+        themselves are always listed in ``activation_events``). Turn off for
+        fixed-step runs on real data, where nearly every step changes a pair.
+    progress : callable, optional
+        ``progress(steps, log_t)``, called after each fixed step (for bars).
+
+    Returns
+    -------
+    FlowResult
+        ``status``, ``message``, ``success``, counters, the final state, the
+        activation events, event times and the recorded trajectory.
+    """
+    check_choice("method", method, METHODS)
+    if not isinstance(problem, Problem):
+        raise InvalidArgument(
+            f"problem must be an ncflow.network.Problem, got {type(problem).__name__}"
+        )
+    if not isinstance(params0, Parameters):
+        raise InvalidArgument(
+            f"params0 must be ncflow.network.Parameters, got {type(params0).__name__}"
+        )
+    problem.check_parameters(params0)
+    if t_max is not None:
+        check_positive("t_max", t_max)
+    check_int("records_per_decade", records_per_decade, 1, 1000)
+    events = list(events)
+    for index, event in enumerate(events):
+        if not callable(event):
+            raise InvalidArgument(f"events[{index}]={event!r} is not callable")
+    events = [
+        event.bind(problem, params0) if isinstance(event, Separated) else event
+        for event in events
+    ]
+    if groups is None:
+        groups = default_groups(problem, params0.V)
+    groups = np.asarray(groups, dtype=np.int64)
+    if groups.shape != (params0.width,):
+        raise InvalidArgument(
+            f"groups has shape {groups.shape}; give one class per neuron, shape "
+            f"({params0.width},)"
+        )
+    has_end = t_max is not None or any(getattr(e, "terminal", False) for e in events)
+    if not has_end and max_steps is None:
+        raise InvalidArgument(
+            "nothing ends the run: give t_max, a terminal event (e.g. Norm2Above(1e8)) "
+            "or max_steps"
+        )
+
+    # Small dense products and factorisations run fastest on one BLAS thread;
+    # with several, threads contend (measured up to 27 times slower on two busy
+    # cores), and the order of reductions would depend on the thread count.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _solve(
+            problem,
+            params0,
+            method,
+            t_max,
+            rtol,
+            atol,
+            step,
+            events,
+            groups,
+            max_steps,
+            records_per_decade,
+            record_events,
+            progress,
+        )
+
+
+def _solve(
+    problem,
+    params0,
+    method,
+    t_max,
+    rtol,
+    atol,
+    step,
+    events,
+    groups,
+    max_steps,
+    records_per_decade,
+    record_events,
+    progress,
+) -> FlowResult:
+    if method == "adaptive":
+        check_range("rtol", rtol, 1e-14, 1e-2, fix="use a value in [1e-14, 1e-2]")
+        check_range("atol", atol, 0.0, 1e-2)
+        from ncflow.flow.adaptive import AdaptiveFlow
+
+        return AdaptiveFlow(
+            problem,
+            params0,
+            t_max=t_max,
+            rtol=rtol,
+            atol=atol,
+            events=events,
+            max_steps=200_000
+            if max_steps is None
+            else check_int("max_steps", max_steps, 1),
+            records_per_decade=records_per_decade,
+            groups=groups,
+        ).run()
+
+    if step is None:
+        raise InvalidArgument(f"method={method!r} needs step=eta > 0 (e.g. step=1e-3)")
+    check_positive("step", step)
+    from ncflow.flow.euler import solve_euler
+
+    return solve_euler(
+        problem,
+        params0,
+        step=step,
+        t_max=t_max,
+        events=events,
+        max_steps=10**7 if max_steps is None else check_int("max_steps", max_steps, 1),
+        records_per_decade=records_per_decade,
+        groups=groups,
+        loss_scaled=method == "loss_scaled",
+        progress=progress,
+        record_events=record_events,
+    )

@@ -1,0 +1,784 @@
+"""Adaptive integration of the gradient flow with located activation events.
+
+The flow is piecewise smooth: between two activation changes (a pre-activation
+``<x_i, w_j>`` crossing 0) it is a polynomial vector field. The driver below
+integrates each smooth piece under local error control in the polar
+coordinates of ``polar.py``:
+
+- while the flow is not stiff (small initialisation, alignment, escape), with
+  the explicit Dormand-Prince 5(4) method in the clock ``tau``;
+- once it is (the step is held by stability, not accuracy: in ``tau`` the
+  stiffness grows like ``||theta||^2``), with the L-stable RODAS4 method, in
+  the clock ``R = ||theta||^2`` when every sample is classified correctly
+  (``coordinates.NormCoordinates``) and in ``tau`` otherwise.
+
+Each step is searched for its first activation crossing on the cubic dense
+output; the step is re-taken to end on it, the end point is refined until the
+pre-activation is 0 to tolerance and projected to exactly 0, and the pattern
+switches by the ``relu'(0) = 0`` rule:
+
+- at ``z_ij = 0`` the pair is inactive; if the inactive vector field moves
+  ``z_ij`` up, the pair becomes active, provided the active field moves it up
+  as well;
+- if the two fields point towards each other, the flow would slide along the
+  boundary, which ``relu'(0) = 0`` does not define: the run stops with
+  ``STATUS_SLIDING``.
+
+Error control is per component, in the max norm, with tolerance
+``atol + rtol`` on the log-norms and on the unit directions ``omega_j``:
+``rtol`` is the relative accuracy per step of every neuron's norm and
+direction, however small the neuron. Gradient-flow time is accumulated by
+quadrature along each step (``clock.py``); a step is also rejected when the
+quadrature error estimate exceeds ``rtol * max(1, |log t|)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ncflow._numeric import find_root
+from ncflow.flow import result as res
+from ncflow.flow.clock import NODES, StepClock, add_log
+from ncflow.flow.coordinates import NormCoordinates, TauCoordinates, all_classified
+from ncflow.flow.events import FlowState, Separated, crosses
+from ncflow.flow.polar import PolarSystem
+from ncflow.flow.rosenbrock import (
+    DP_B,
+    DP_E,
+    DP_ERROR_ORDER,
+    DP_STABILITY_LIMIT,
+    ERROR_ORDER,
+    Step,
+    dopri5_step,
+    rodas4_step,
+)
+from ncflow.network import Parameters, Problem
+
+SAFETY = 0.9  # fraction of the predicted optimal step that is taken
+MAX_GROWTH = 5.0  # largest step increase after an accepted step
+MAX_SHRINK = 0.2  # largest step decrease after a rejected step
+# In the norm clock a step may grow R by at most a quarter: larger steps put the stages
+# far from the solution, where the error estimate stops being reliable.
+MAX_NORM_STEP = 0.25
+MIN_STEP = 1e-13  # smallest step, relative to the independent variable
+EVENT_REFINEMENTS = 8  # Newton corrections of an event location before giving up
+BISECTIONS = 56  # halvings of a root bracket: 2**-56 is below float64 resolution
+# A pair that sits on its activation boundary registers a new crossing only
+# once its pre-activation has moved this far (times rtol, in cosine units) to
+# the other side, so that the roundoff left by the projection to 0 is never
+# read as a crossing.
+TOUCH_OFFSET = 1e-3
+# The explicit method hands over to RODAS4 once h * rho has exceeded this
+# fraction of its stability limit on STIFF_STEPS consecutive accepted steps:
+# the step is then limited by stability, not accuracy.
+STIFF_FRACTION = 0.5
+STIFF_STEPS = 3
+# Spread of log dt/ds over an explicit step up to which its own Runge-Kutta
+# weights integrate dt/ds (beyond, the node interpolant of clock.py does).
+STAGE_RULE_SPREAD = 1.0
+# An explicit step counts as held by the quadrature of t when the clock error
+# exceeds both the state error and this fraction of the tolerance.
+CLOCK_BOUND = 0.1
+# Relative size below which a derivative of a pre-activation counts as 0 when
+# the new pattern is chosen at a boundary: a few hundred float64 roundoffs.
+ZERO_SLOPE = 256 * np.finfo(np.float64).eps
+
+
+@dataclass
+class _Landing:
+    """The part of an accepted step that is kept, and why it ends where it does."""
+
+    step: Step | None  # None: the event is at the start of the step
+    clock: StepTime | None
+    err: float
+    cluster: list | None = None
+    event_index: int | None = None  # -1: end of the time span
+    residual: float = 0.0
+
+
+class StepTime:
+    """Gradient-flow time gained along one step, ``log(t(s) - t(0))``.
+
+    An explicit step integrates ``dt/ds`` with its own Runge-Kutta weights on
+    the stage values it computed anyway (5th order, error from the embedded
+    weights); a linearly implicit step, whose stages give no quadrature rule,
+    interpolates ``log dt/ds`` at the nodes of ``clock.py``. Interior points
+    (records, located events) always use the interpolant, built on demand.
+    """
+
+    def __init__(self, flow: AdaptiveFlow, step: Step) -> None:
+        self.flow = flow
+        self.step = step
+        self._nodes: StepClock | None = None
+        self._full: tuple[float, float] | None = None
+
+    def nodes(self) -> StepClock:
+        if self._nodes is None:
+            self._nodes = self.flow._node_clock(self.step)
+        return self._nodes
+
+    def full(self) -> tuple[float, float]:
+        """``(log dt, absolute error estimate of log dt)`` over the whole step."""
+        if self._full is None:
+            rates = getattr(self.step, "stage_log_rates", None)
+            # The Runge-Kutta weights integrate exp(psi) well only while psi
+            # varies by O(1) over the step; past that the interpolant of psi
+            # (or log psi) with its endpoint expansion is the accurate rule.
+            if rates is not None and np.ptp(rates) <= STAGE_RULE_SPREAD:
+                self._full = _runge_kutta_log_integral(rates, self.step.size)
+            else:
+                clock = self.nodes()
+                self._full = (clock.log_integral(1.0), clock.error_estimate())
+        return self._full
+
+    def partial(self, s: float) -> float:
+        if s >= 1.0:
+            return self.full()[0]
+        return self.nodes().log_integral(s)
+
+
+def _runge_kutta_log_integral(
+    log_rates: np.ndarray, size: float
+) -> tuple[float, float]:
+    """``log(h sum_i b_i exp(psi_i))`` with the Dormand-Prince weights, and the
+    error estimate from the embedded ones, both in the log domain."""
+    top = float(np.max(log_rates))
+    values = np.exp(log_rates - top)
+    total = float(np.dot(DP_B, values[:6]))
+    error = abs(float(np.dot(DP_E, values[:7])))
+    if total <= 0:
+        return -math.inf, math.inf
+    return math.log(size) + top + math.log(total), error / total
+
+
+class AdaptiveFlow:
+    """State machine of one adaptive run; :meth:`run` returns a FlowResult."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        params0: Parameters,
+        *,
+        t_max: float | None,
+        rtol: float,
+        atol: float,
+        events: list,
+        max_steps: int,
+        records_per_decade: int,
+        groups: np.ndarray,
+    ) -> None:
+        self.problem = problem
+        self.params0 = params0
+        self.system = PolarSystem(problem, params0.width)
+        self.rtol, self.atol = rtol, atol
+        self.events = events
+        self.log_t_max = math.log(t_max) if t_max is not None else math.inf
+        self.t_max = t_max
+        self.max_steps = max_steps
+        self.records_per_decade = records_per_decade
+        self.separation = Separated(groups, terminal=False)
+
+        self.x_norms = np.linalg.norm(problem.X, axis=1)
+        self.coords = TauCoordinates(self.system)
+        self.z = self.coords.from_polar(self.system.from_parameters(params0))
+        self.log_t = -math.inf
+        self.nfev = self.njev = self.nlu = 0
+        self.n_accepted = self.n_rejected = 0
+        self.activation_events: list[res.ActivationEvent] = []
+        self.t_events: list[list[float]] = [[] for _ in events]
+        self.fired: list[int] = []
+        self.separation_log_t: float | None = None
+        self.recorder = res.TrajectoryRecorder()
+        self.status: int | None = None
+        self.detail = ""
+        self.phases: list[tuple[str, float]] = []
+        self._stages: list | None = None
+
+    # -- evaluations -------------------------------------------------------
+
+    def _rhs(self, z: np.ndarray) -> np.ndarray:
+        self.nfev += 1
+        rhs, ev = self.coords.evaluate(z, self.pattern)
+        if self._stages is not None:
+            self._stages.append(-ev.log_N + self.coords.log_rate(z, ev))
+        return rhs
+
+    def _refresh(self) -> None:
+        self.nfev += 1
+        self.f, self.ev = self.coords.evaluate(self.z, self.pattern)
+        if self.stiff:
+            self.J = self.coords.jacobian(self.z, self.pattern, self.ev)
+            self.njev += 1
+
+    def _state(self, z: np.ndarray, log_t: float) -> FlowState:
+        y = self.coords.to_polar(z)
+        return FlowState(
+            self.problem,
+            self.system.to_parameters(y),
+            log_t,
+            self.pattern,
+            self.system.log_norm2(y),
+        )
+
+    def _directions(self, z: np.ndarray) -> np.ndarray:
+        """Input-weight directions ``a_j`` (rows), shape (h, D)."""
+        return self.coords.blocks(z)[:, 1 : 1 + self.system.D]
+
+    def _cosines(self, z: np.ndarray) -> np.ndarray:
+        a = self._directions(z)
+        return (self.problem.X @ a.T) / np.outer(
+            self.x_norms, np.linalg.norm(a, axis=1)
+        )
+
+    def _record(self, kind: str, z: np.ndarray, log_t: float) -> None:
+        state = self._state(z, log_t)
+        self.recorder.add(kind, log_t, state.log_loss, state.params, self.pattern)
+
+    # -- one step ------------------------------------------------------------
+
+    @property
+    def _exponent(self) -> float:
+        """Exponent of the step-size controller, ``1 / (q + 1)`` for error order q."""
+        return 1.0 / ((ERROR_ORDER if self.stiff else DP_ERROR_ORDER) + 1)
+
+    def _attempt(self, size: float) -> tuple[Step, float]:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if self.stiff:
+                step, _ = rodas4_step(self._rhs, self.z, self.f, self.J, size)
+                self.nlu += 1
+            else:
+                self._stages = [-self.ev.log_N]
+                step, _, rho = dopri5_step(self._rhs, self.z, self.f, size)
+                step.stage_log_rates = np.array(self._stages)
+                self._stages = None
+                self.stiffness = size * rho
+        if not np.all(np.isfinite(step.y1)):
+            return step, math.inf
+        scale = self.coords.scale(self.z, self.rtol, self.atol)
+        err = float(np.max(np.abs(step.error) / scale))
+        return step, err if math.isfinite(err) else math.inf
+
+    def _clock(self, step: Step) -> StepTime:
+        return StepTime(self, step)
+
+    def _node_clock(self, step: Step) -> StepClock:
+        """Interpolant of ``log dt/ds`` over the step, sampled at ``clock.NODES``."""
+        psi = np.empty(len(NODES))
+        psi[0] = -self.ev.log_N + self.coords.log_rate(self.z, self.ev)
+        for k in range(1, len(NODES)):
+            z = step.interpolate(NODES[k])
+            self.nfev += 1
+            if self.coords.clock == "tau":
+                psi[k] = -self.system.log_N(z, self.pattern)
+            else:
+                _, ev = self.coords.evaluate(z, self.pattern)
+                psi[k] = -ev.log_N + self.coords.log_rate(z, ev)
+        return StepClock(psi, step.size)
+
+    def _clock_error(self, clock: StepTime) -> float:
+        """Quadrature error estimate in units of the tolerance on ``log t``."""
+        log_dt, error = clock.full()
+        log_t1 = add_log(self.log_t, log_dt)
+        if not math.isfinite(log_t1):
+            return math.inf
+        allowed = (self.atol + self.rtol) * max(1.0, abs(log_t1))
+        # The error of log(t0 + dt) is the error of log dt times dt / (t0 + dt).
+        weight = math.exp(log_dt - log_t1)
+        return error * weight / allowed
+
+    def _log_t_at(self, clock: StepTime, s: float) -> float:
+        return add_log(self.log_t, clock.partial(s))
+
+    # -- activation crossings --------------------------------------------------
+
+    def _crossing_polynomials(self, step: Step) -> np.ndarray:
+        """Coefficients (4, n, h) of ``s -> g_ij(s)``: the cosine of ``x_i`` and
+        ``a_j(s)`` (normalised at the step start), signed to be positive on the
+        side of the current pattern."""
+        D = self.system.D
+        a_coef = self.coords.blocks(step.polynomial())[:, :, 1 : 1 + D]
+        a0 = self._directions(step.y0)
+        norms = np.outer(self.x_norms, np.linalg.norm(a0, axis=1))
+        g = np.einsum("nd,khd->knh", self.problem.X, a_coef) / norms
+        g *= np.where(self.pattern, 1.0, -1.0)
+        g[0] += np.where(self.touching, TOUCH_OFFSET * self.rtol, 0.0)
+        return g
+
+    def _first_crossing(self, step: Step):
+        """First ``s`` in (0, 1] where some ``g_ij`` reaches 0, and the pairs that
+        reach it together; ``(None, None)`` if none does."""
+        if self.system.linear:
+            return None, None
+        g = self._crossing_polynomials(step)
+        reach = np.abs(g[1]) + np.abs(g[2]) + np.abs(g[3])
+        candidates = np.argwhere(g[0] <= reach)
+        if candidates.size == 0:
+            return None, None
+        roots = _first_roots(g[:, candidates[:, 0], candidates[:, 1]])
+        found = np.isfinite(roots)
+        if not found.any():
+            return None, None
+        first = float(roots[found].min())
+        # Crossings closer than this (as a step fraction) change the state by
+        # less than 1% of the tolerance in between, so they are taken together.
+        scale = self.coords.scale(step.y0, self.rtol, self.atol)
+        rate = float(np.max(np.abs(step.y1 - step.y0) / scale))
+        together = first + 0.01 / max(rate, 1e-300)
+        near = np.flatnonzero(roots <= together)
+        cluster = [(int(candidates[k, 0]), int(candidates[k, 1])) for k in near]
+        return first, cluster
+
+    def _land_on_crossing(self, step: Step, s: float, cluster: list):
+        if s <= 0.0:
+            return _Landing(None, None, 0.0, cluster=cluster)
+        for _ in range(EVENT_REFINEMENTS):
+            sub, err = self._attempt(s * step.size)
+            if not math.isfinite(err):
+                return None
+            earlier, other = self._first_crossing(sub)
+            if (
+                earlier is not None
+                and earlier < 1.0 - 1e-9
+                and not set(other) <= set(cluster)
+            ):
+                s, cluster = s * earlier, other
+                continue
+            cos = self._cosines(sub.y1)
+            residual = max(abs(cos[i, j]) for i, j in cluster)
+            if residual <= self.rtol:
+                return _Landing(
+                    sub, self._clock(sub), err, cluster=cluster, residual=residual
+                )
+            # Newton step on the worst pair along this sub-step's dense output.
+            i, j = max(cluster, key=lambda pair: abs(cos[pair]))
+            g = self._crossing_polynomials(sub)[:, i, j]
+            offset = TOUCH_OFFSET * self.rtol if self.touching[i, j] else 0.0
+            slope = g[1] + 2 * g[2] + 3 * g[3]
+            value = g[0] + g[1] + g[2] + g[3] - offset
+            if slope == 0:
+                return None
+            s *= 1.0 - value / slope
+            if not 0.0 < s <= 1.0:
+                return None
+        return None
+
+    def _switch(self, cluster: list) -> list | None:
+        """Project the pairs of ``cluster`` onto their boundaries and choose the
+        new pattern. Returns the changed pairs, or None if the flow slides."""
+        D = self.system.D
+        blocks = self.coords.blocks(self.z)
+        for j in sorted({j for _, j in cluster}):
+            rows = [i for i, jj in cluster if jj == j]
+            a = blocks[j, 1 : 1 + D]
+            if len(rows) == 1:
+                x = self.problem.X[rows[0]]
+                blocks[j, 1 : 1 + D] = a - (x @ a) / (x @ x) * x
+            else:
+                Xc = self.problem.X[rows]
+                blocks[j, 1 : 1 + D] = a - np.linalg.lstsq(Xc, Xc @ a, rcond=None)[0]
+        self.z = self.coords.normalize(self.z)
+
+        before = self.pattern.copy()
+        trial = self.pattern.copy()
+        for i, j in cluster:
+            trial[i, j] = False
+        for (i, j), slope in zip(cluster, self._boundary_slopes(trial, cluster)):
+            trial[i, j] = slope > 0
+        for (i, j), slope in zip(cluster, self._boundary_slopes(trial, cluster)):
+            if trial[i, j] and not slope > 0:
+                self.detail = (
+                    f"pair (sample {i}, neuron {j}) at log t = {self.log_t:.6g}: the "
+                    "inactive side moves <x_i, w_j> up and the active side moves it "
+                    "down"
+                )
+                return None
+        self.pattern = trial
+        for i, j in cluster:
+            self.touching[i, j] = True
+        return [
+            (i, j, bool(trial[i, j])) for i, j in cluster if trial[i, j] != before[i, j]
+        ]
+
+    def _boundary_slopes(self, pattern: np.ndarray, pairs: list) -> list:
+        """Signs of ``d<x_i, w_j>/dt`` under ``pattern``, 0 within roundoff of 0."""
+        self.nfev += 1
+        y = self.coords.to_polar(self.z)
+        _, da, _ = self.system.split(self.system.rhs(y, pattern))
+        slopes = []
+        for i, j in pairs:
+            value = float(self.problem.X[i] @ da[j])
+            size = self.x_norms[i] * float(np.linalg.norm(da[j]))
+            slopes.append(0.0 if abs(value) <= ZERO_SLOPE * size else value)
+        return slopes
+
+    # -- continuous events -------------------------------------------------
+
+    def _event_values(self, z: np.ndarray, log_t: float) -> list:
+        state = self._state(z, log_t)
+        return [
+            None if event.discrete else float(event(state)) for event in self.events
+        ]
+
+    def _first_event(self, step: Step, clock: StepTime, limit: float):
+        """Earliest ``(s, index)`` in (0, limit] of a continuous event or the end
+        of the span (index -1), or None."""
+        best = None
+        log_t_end = self._log_t_at(clock, limit)
+        if self.log_t < self.log_t_max <= log_t_end:
+            s = find_root(
+                lambda s: self._log_t_at(clock, s) - self.log_t_max, 0.0, limit
+            )
+            best = (s, -1)
+        if not self.events:
+            return best
+        values1 = self._event_values(step.interpolate(limit), log_t_end)
+        for index, (event, v0, v1) in enumerate(
+            zip(self.events, self.values0, values1)
+        ):
+            if event.discrete or not crosses(v0, v1, event.direction):
+                continue
+
+            def along(s, event=event):
+                state = self._state(step.interpolate(s), self._log_t_at(clock, s))
+                return float(event(state))
+
+            s = find_root(along, 0.0, limit)
+            if best is None or s < best[0]:
+                best = (s, index)
+        return best
+
+    def _check_discrete(self) -> None:
+        state = self._state(self.z, self.log_t)
+        for index, event in enumerate(self.events):
+            if not event.discrete:
+                continue
+            value = float(event(state))
+            if crosses(self.discrete_values[index], value, event.direction):
+                self._fire(index)
+            self.discrete_values[index] = value
+        if self.separation_log_t is None and self.separation(state) < 0:
+            self.separation_log_t = self.log_t
+
+    def _fire(self, index: int) -> None:
+        self.t_events[index].append(self.log_t)
+        self.fired.append(index)
+        if self.events[index].terminal and self.status is None:
+            self.status = res.STATUS_TERMINAL_EVENT
+
+    # -- records -----------------------------------------------------------
+
+    def _record_grid(self, step: Step, clock: StepTime, log_t_end: float) -> None:
+        while self.next_record <= log_t_end:
+            target = self.next_record
+            if target > self.log_t:
+
+                def gap(s, target=target):
+                    return self._log_t_at(clock, s) - target
+
+                s = find_root(gap, 0.0, 1.0)
+                self._record("grid", step.interpolate(s), target)
+            # The grid is geometric in log(1 + t): dense in t early, in log t late.
+            ell = math.log1p(math.exp(target)) if target < 700 else target
+            ell *= self.record_ratio
+            if ell > 1:
+                self.next_record = ell + math.log(-math.expm1(-ell))
+            else:
+                self.next_record = math.log(math.expm1(ell))
+
+    # -- coordinates -------------------------------------------------------
+
+    def _choose_coordinates(self, size: float) -> float:
+        """Move to the clock that suits the current state; returns the step size
+        converted to the new independent variable."""
+        if not self.stiff:
+            return size
+        y = self.coords.to_polar(self.z)
+        want_norm = all_classified(self.system, y, self.pattern)
+        growing = self.pattern.any(axis=0)
+        if want_norm and self.coords.clock == "norm2":
+            if np.array_equal(growing, self.coords.kappa > 0):
+                return size
+        if not want_norm and self.coords.clock == "tau":
+            return size
+        old_rate = self.coords.log_rate(self.z, self.ev)
+        self.coords = (
+            NormCoordinates(self.system, growing)
+            if want_norm
+            else TauCoordinates(self.system)
+        )
+        self.z = self.coords.from_polar(y)
+        self._refresh()
+        new_rate = self.coords.log_rate(self.z, self.ev)
+        self.phases.append((self.coords.clock, self.log_t))
+        # The same step in tau is h * exp(log dtau/ds) in either variable.
+        converted = size * math.exp(old_rate - new_rate)
+        if self.coords.clock == "norm2":
+            converted = min(converted, MAX_NORM_STEP * self.z[-1])
+        return converted
+
+    # -- main loop ---------------------------------------------------------
+
+    def _initial_step(self) -> float:
+        rate = float(np.max(np.abs(self.f))) / (self.atol + self.rtol)
+        if rate == 0:
+            return 1.0
+        return min(1.0, 0.1 * rate**-self._exponent)
+
+    def _start(self) -> None:
+        self.pattern = self.system.initial_pattern(self.z)
+        self.touching = np.zeros(self.pattern.shape, dtype=bool)
+        self.stiff = False
+        self.stiff_count = 0
+        self.stiffness = 0.0
+        # Pairs that start exactly on their boundary choose a side by the rule.
+        if not self.system.linear:
+            on_boundary = np.argwhere(
+                np.abs(self._cosines(self.z)) <= 4 * np.finfo(float).eps
+            )
+            if on_boundary.size:
+                cluster = [(int(i), int(j)) for i, j in on_boundary]
+                changed = self._switch(cluster)
+                if changed is None:
+                    self.status = res.STATUS_SLIDING
+                elif changed:
+                    self.activation_events.append(
+                        res.ActivationEvent(self.log_t, changed, 0.0)
+                    )
+        self._refresh()
+        self._record("start", self.z, self.log_t)
+        self.discrete_values = [1.0 if e.discrete else None for e in self.events]
+        self._check_discrete()
+        self.values0 = self._event_values(self.z, self.log_t)
+        self.record_ratio = 10.0 ** (1.0 / self.records_per_decade)
+        # First record at one hundredth of the initial time scale 1/N.
+        self.next_record = math.log(1e-2) - self.ev.log_N
+        self.phases.append(("tau-explicit", self.log_t))
+
+    def run(self) -> res.FlowResult:
+        self._start()
+        size = self._initial_step()
+        attempts = 0
+        while self.status is None:
+            if not self.system.linear and not self.pattern.any():
+                self.status = res.STATUS_STATIONARY
+                break
+            if attempts >= self.max_steps:
+                self.status = res.STATUS_BUDGET
+                self.detail = f"max_steps={self.max_steps} attempted steps"
+                break
+            attempts += 1
+            step, err = self._attempt(size)
+            clock = self._clock(step) if err <= 1.0 else None
+            clock_err = self._clock_error(clock) if clock is not None else 0.0
+            clock_bound = clock_err > max(err, CLOCK_BOUND)
+            err = max(err, clock_err)
+            if err > 1.0:
+                self.n_rejected += 1
+                factor = SAFETY * err**-self._exponent if math.isfinite(err) else 0.0
+                size *= max(MAX_SHRINK, factor)
+                if size < MIN_STEP * max(
+                    1.0, abs(self.z[-1]) if self.coords.clock == "norm2" else 1.0
+                ):
+                    self.status = res.STATUS_STEP_FAILURE
+                    self.detail = (
+                        f"step {size:.3e} in {self.coords.clock} at log t = "
+                        f"{self.log_t:.6g}; the last error estimate was {err:.3g} "
+                        "times the tolerance"
+                    )
+                    break
+                continue
+
+            landing = self._choose_end(step, clock, err)
+            if landing is None:
+                self.status = res.STATUS_STEP_FAILURE
+                self.detail = (
+                    f"could not locate an activation change to rtol={self.rtol:g} "
+                    f"after log t = {self.log_t:.6g}"
+                )
+                break
+            growth = SAFETY * max(err, 1e-10) ** -self._exponent
+            was_stiff = self.stiff
+            if not self.stiff:
+                # Stiff: the step is held by stability, or by the quadrature of
+                # t, whose integrand exp(Phi) then varies at the rate dPhi/dtau,
+                # the rate that grows like ||theta||^2.
+                limited = self.stiffness > STIFF_FRACTION * DP_STABILITY_LIMIT
+                self.stiff_count = self.stiff_count + 1 if limited or clock_bound else 0
+                self.stiff = self.stiff_count >= STIFF_STEPS
+            self._commit(landing)
+            if self.status is None and not np.all(np.isfinite(self.f)):
+                self.status = res.STATUS_NONFINITE
+                self.detail = f"at log t = {self.log_t:.6g}"
+            size *= min(MAX_GROWTH, max(MAX_SHRINK, growth))
+            if self.stiff and not was_stiff:
+                self.phases.append(("tau-implicit", self.log_t))
+            if self.status is None:
+                size = self._choose_coordinates(size)
+                if self.coords.clock == "norm2":
+                    size = min(size, MAX_NORM_STEP * self.z[-1])
+        return self._finish()
+
+    def _choose_end(self, step: Step, clock: StepTime, err: float):
+        s_cross, cluster = self._first_crossing(step)
+        found = self._first_event(step, clock, 1.0 if s_cross is None else s_cross)
+        if found is not None:
+            s, index = found
+            if s <= 0.0:
+                return _Landing(None, None, err, event_index=index)
+            sub, sub_err = self._attempt(s * step.size)
+            if not math.isfinite(sub_err):
+                return None
+            return _Landing(sub, self._clock(sub), max(err, sub_err), event_index=index)
+        if s_cross is not None:
+            return self._land_on_crossing(step, s_cross, cluster)
+        return _Landing(step, clock, err)
+
+    def _commit(self, landing: _Landing) -> None:
+        step, clock = landing.step, landing.clock
+        if step is not None:
+            log_t_end = self._log_t_at(clock, 1.0)
+            self._record_grid(step, clock, log_t_end)
+            self.n_accepted += 1
+            self.log_t = log_t_end
+            self.z = self.coords.normalize(step.y1)
+        if self.touching.any():
+            # A pair leaves its boundary once it has moved well past the offset.
+            self.touching &= (
+                np.abs(self._cosines(self.z)) <= 10 * TOUCH_OFFSET * self.rtol
+            )
+
+        if landing.cluster is not None:
+            changed = self._switch(landing.cluster)
+            if changed is None:
+                self.status = res.STATUS_SLIDING
+                return
+            if changed:
+                self.activation_events.append(
+                    res.ActivationEvent(self.log_t, changed, landing.residual)
+                )
+                self._record("event", self.z, self.log_t)
+        elif landing.event_index == -1:
+            self.status = res.STATUS_END_OF_SPAN
+        elif landing.event_index is not None:
+            self._fire(landing.event_index)
+        self._refresh()
+        if landing.cluster is not None:
+            self._check_discrete()
+        self.values0 = self._event_values(self.z, self.log_t)
+
+    def _finish(self) -> res.FlowResult:
+        message = res.STATUS_MESSAGES[self.status]
+        if self.detail:
+            message += f": {self.detail}"
+        self._record("end", self.z, self.log_t)
+        state = self._state(self.z, self.log_t)
+        return res.FlowResult(
+            status=self.status,
+            message=message,
+            method="adaptive",
+            params=state.params,
+            log_t=self.log_t,
+            log_loss=state.log_loss,
+            norm2=state.norm2,
+            nfev=self.nfev,
+            njev=self.njev,
+            nlu=self.nlu,
+            n_accepted=self.n_accepted,
+            n_rejected=self.n_rejected,
+            activation_events=self.activation_events,
+            t_events=[np.array(v) for v in self.t_events],
+            fired=self.fired,
+            separation_log_t=self.separation_log_t,
+            trajectory=self.recorder.finish(),
+            problem=self.problem,
+            params0=self.params0,
+            settings={
+                "method": "adaptive",
+                "rtol": self.rtol,
+                "atol": self.atol,
+                "t_max": self.t_max,
+                "max_steps": self.max_steps,
+                "integrator": (
+                    "Dormand-Prince 5(4) in tau until stiff, then RODAS4 in "
+                    "||theta||^2 (tau while a sample is misclassified), per-neuron "
+                    "polar coordinates"
+                ),
+                "dtype": "float64",
+                "phases": [list(p) for p in self.phases],
+            },
+            pattern=self.pattern.copy(),
+        )
+
+
+def _first_roots(c: np.ndarray) -> np.ndarray:
+    """First root in (0, 1] of each cubic ``sum_k c[k] s^k`` with ``c[0] > 0``.
+
+    The cubic is monotone between its critical points, so the first sign change
+    at the sorted points ``{0, critical points, 1}`` brackets the first root,
+    which bisection then pins to float64 resolution. Returns ``inf`` where the
+    cubic stays positive on (0, 1], and 0 where ``c[0] <= 0`` already (a
+    crossing that roundoff hid from the previous step).
+    """
+    c0, c1, c2, c3 = c
+    m = c0.shape[0]
+    # Critical points: roots of c1 + 2 c2 s + 3 c3 s^2, in the stable form.
+    qa, qb, qc = 3 * c3, 2 * c2, c1
+    disc = qb * qb - 4 * qa * qc
+    with np.errstate(divide="ignore", invalid="ignore"):
+        real = disc >= 0
+        q = -0.5 * (qb + np.copysign(np.sqrt(np.where(real, disc, 0.0)), qb))
+        r1 = np.where(qa != 0, q / qa, np.where(qb != 0, -qc / qb, np.nan))
+        r2 = np.where(q != 0, qc / q, np.nan)
+    inner = []
+    for r in (r1, r2):
+        ok = real & np.isfinite(r) & (r > 0) & (r < 1)
+        inner.append(np.where(ok, r, 0.0))
+    knots = np.column_stack(
+        [np.zeros(m), np.sort(np.column_stack(inner), axis=1), np.ones(m)]
+    )
+
+    def cubic(s, cc=c):
+        return ((cc[3] * s + cc[2]) * s + cc[1]) * s + cc[0]
+
+    values = cubic(knots.T).T
+    below = values <= 0
+    below[:, 0] = False
+    roots = np.full(m, np.inf)
+    already = c0 <= 0
+    roots[already] = 0.0
+    below[already] = False
+    rows = np.flatnonzero(below.any(axis=1))
+    if rows.size == 0:
+        return roots
+    k = np.argmax(below[rows], axis=1)
+    lo = knots[rows, k - 1]
+    hi = knots[rows, k]
+    # Only brackets that start before the earliest bracket ends can hold the
+    # first root, and only the first root matters to the caller.
+    keep = lo <= hi.min()
+    rows, lo, hi = rows[keep], lo[keep], hi[keep]
+    cc = c[:, rows]
+    # Safeguarded Newton: the cubic is monotone on each bracket, so a Newton
+    # step that leaves the bracket is replaced by bisection.
+    s = 0.5 * (lo + hi)
+    for _ in range(BISECTIONS):
+        value = cubic(s, cc)
+        positive = value > 0
+        lo = np.where(positive, s, lo)
+        hi = np.where(positive, hi, s)
+        slope = (3 * cc[3] * s + 2 * cc[2]) * s + cc[1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = s - value / slope
+        inside = np.isfinite(newton) & (newton > lo) & (newton < hi)
+        new = np.where(inside, newton, 0.5 * (lo + hi))
+        if np.all(np.abs(new - s) <= 4 * np.finfo(float).eps * np.maximum(new, 1e-300)):
+            s = new
+            break
+        s = new
+    # Report the point on the far side of the root (g <= 0 there), as the
+    # bisection bracket's upper end would be.
+    roots[rows] = np.where(cubic(s, cc) <= 0, s, hi)
+    return roots

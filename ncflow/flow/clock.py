@@ -1,0 +1,163 @@
+"""Gradient-flow time along a step, by quadrature in the log domain.
+
+The integrator advances in the clock ``tau`` with ``dt/dtau = exp(Phi)``, where
+``Phi = -log N`` is smooth along a step but reaches ``1e12`` in the late phase,
+so ``t = int exp(Phi) dtau`` is kept as ``log t``. Over one step of size ``h``
+with dense output ``y(s)``, ``s`` in [0, 1],
+
+    t(s) - t(0) = h int_0^s exp(Phi(y(u))) du.
+
+``Phi`` is sampled at Chebyshev-Lobatto points of the step and interpolated by
+a polynomial. Late in the flow ``Phi`` grows like ``exp(2 sigma)``, so there
+the interpolated quantity is ``log Phi``, which is close to a polynomial in
+``s`` (``sigma`` is one); elsewhere it is ``Phi`` itself. The integral of the
+exponential of the interpolant needs no further network evaluations:
+
+- where the integrand is concentrated at the upper limit (``dPhi/ds`` there
+  above ``LAPLACE_SLOPE``), the endpoint (Laplace) expansion
+  ``exp(Phi) / Phi' * (1 + Phi''/Phi'^2 + 3 Phi''^2/Phi'^4 - Phi'''/Phi'^3)``
+  is used; its truncation error is of relative order ``Phi'^-3``;
+- otherwise adaptive Gauss-Legendre panels, split until ``Phi`` varies by less
+  than ``PANEL_SPREAD`` on each.
+
+The interpolation error is estimated by comparing with the interpolant through
+one node fewer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ncflow._numeric import logsumexp
+
+# Chebyshev-Lobatto nodes on [0, 1] (endpoints included), where Phi is sampled.
+NODES = 0.5 - 0.5 * np.cos(np.pi * np.arange(6) / 5)
+# Gauss-Legendre rule used on each quadrature panel, mapped from [-1, 1].
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(10)
+_GL_X = 0.5 + 0.5 * _GL_X
+_GL_W = 0.5 * _GL_W
+# A panel is split until Phi varies by less than this across it; a 10-point
+# Gauss rule integrates exp of a polynomial of that spread to float64 accuracy.
+PANEL_SPREAD = 2.0
+# Integrand values below exp(-DROP) times the maximum are dropped (relative
+# contribution below 1e-26).
+DROP = 60.0
+# Phi above this everywhere on the step: interpolate log(Phi) instead of Phi.
+LOG_SWITCH = 8.0
+# Endpoint expansion once dPhi/ds at the upper limit exceeds this: the
+# truncation error, of relative order slope**-3, is then below 1e-15.
+LAPLACE_SLOPE = 1e5
+
+
+def _fit(nodes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Monomial coefficients (highest degree first) of the interpolant."""
+    return np.polyfit(nodes, values, len(nodes) - 1)
+
+
+class StepClock:
+    """Interpolant of ``Phi`` over one step and the time integrals it gives.
+
+    Parameters
+    ----------
+    phi_values : ndarray, shape (6,)
+        ``Phi`` at ``NODES``.
+    size : float
+        Step size ``h`` in ``tau``.
+    """
+
+    def __init__(self, phi_values: np.ndarray, size: float) -> None:
+        self.size = size
+        self.log_size = math.log(size)
+        phi_values = np.asarray(phi_values, dtype=np.float64)
+        self.logarithmic = bool(np.min(phi_values) > LOG_SWITCH)
+        data = np.log(phi_values) if self.logarithmic else phi_values
+        self.coef = _fit(NODES, data)
+        # Interpolant through the nodes without the one next to the end: the
+        # difference of the two integrals estimates the interpolation error.
+        keep = np.r_[0 : len(NODES) - 2, len(NODES) - 1]
+        self.coef_low = _fit(NODES[keep], data[keep])
+
+    def phi(self, s, low: bool = False) -> np.ndarray:
+        values = np.polyval(self.coef_low if low else self.coef, s)
+        return np.exp(values) if self.logarithmic else values
+
+    def _phi_derivatives(
+        self, s: float, coef: np.ndarray
+    ) -> tuple[float, float, float, float]:
+        """``Phi`` and its first three derivatives in ``s`` at ``s``."""
+        d1 = np.polyder(coef, 1)
+        d2 = np.polyder(coef, 2)
+        d3 = np.polyder(coef, 3)
+        u = (
+            np.polyval(coef, s),
+            np.polyval(d1, s),
+            np.polyval(d2, s),
+            np.polyval(d3, s),
+        )
+        if not self.logarithmic:
+            return u
+        # Phi = exp(u): chain rule.
+        e = math.exp(u[0])
+        return (
+            e,
+            e * u[1],
+            e * (u[2] + u[1] ** 2),
+            e * (u[3] + 3 * u[1] * u[2] + u[1] ** 3),
+        )
+
+    def log_integral(self, upper: float = 1.0, low: bool = False) -> float:
+        """``log( h int_0^upper exp(Phi(u)) du )`` (``-inf`` for ``upper = 0``)."""
+        if upper <= 0.0:
+            return -math.inf
+        coef = self.coef_low if low else self.coef
+        grid = np.linspace(0.0, upper, 33)
+        values = self.phi(grid, low)
+        top = float(values.max())
+        if int(np.argmax(values)) == 32 and values[31] < top - DROP:
+            phi0, d1, d2, d3 = self._phi_derivatives(upper, coef)
+            if d1 > LAPLACE_SLOPE:
+                series = 1 + d2 / d1**2 + 3 * d2**2 / d1**4 - d3 / d1**3
+                return self.log_size + phi0 - math.log(d1) + math.log(series)
+        return self.log_size + _panels(self, 0.0, upper, low)
+
+    def error_estimate(self) -> float:
+        """Absolute error estimate of ``log_integral(1.0)`` from interpolation."""
+        return abs(self.log_integral(1.0) - self.log_integral(1.0, low=True))
+
+
+def _panels(clock: StepClock, a: float, b: float, low: bool) -> float:
+    """``log int_a^b exp(Phi)`` by Gauss-Legendre panels, refined where needed."""
+    lo = np.array([a])
+    hi = np.array([b])
+    logs = []
+    best = -math.inf
+    for _ in range(200):
+        probe = lo[:, None] + (hi - lo)[:, None] * np.linspace(0.0, 1.0, 9)[None, :]
+        values = clock.phi(probe, low)
+        top = values.max(axis=1)
+        best = max(best, float(top.max()))
+        keep = top >= best - DROP
+        spread = values.max(axis=1) - values.min(axis=1)
+        split = keep & (spread > PANEL_SPREAD) & (hi - lo > 1e-15 * (b - a))
+        done = keep & ~split
+        if done.any():
+            x = lo[done, None] + (hi - lo)[done, None] * _GL_X[None, :]
+            weights = (hi - lo)[done, None] * _GL_W[None, :]
+            logs.append(logsumexp(clock.phi(x, low), weights=weights))
+        if not split.any():
+            break
+        mid = 0.5 * (lo[split] + hi[split])
+        lo, hi = np.concatenate([lo[split], mid]), np.concatenate([mid, hi[split]])
+    return logsumexp(np.array(logs)) if logs else -math.inf
+
+
+def add_log(log_a: float, log_b: float) -> float:
+    """``log(exp(log_a) + exp(log_b))``, also for ``-inf`` arguments."""
+    if log_a == -math.inf:
+        return log_b
+    if log_b == -math.inf:
+        return log_a
+    top = max(log_a, log_b)
+    return top + math.log1p(math.exp(min(log_a, log_b) - top))

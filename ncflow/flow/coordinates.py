@@ -1,0 +1,187 @@
+"""The two clocks the adaptive integrator runs the polar system in.
+
+``TauCoordinates``: state ``(sigma_j, omega_j)_j``, independent variable ``tau``
+(``dt/dtau = 1/N``). Every rate is bounded by 1, which suits the early phase,
+where the weights grow exponentially (``sigma`` grows linearly) and the
+directions align.
+
+``NormCoordinates``: state ``(s_j, omega_j)_j`` plus ``R``, independent variable
+``R = ||theta||_F^2``, with ``sigma_j = s_j + kappa_j log R`` and ``kappa_j`` =
+1/2 for a neuron with an active sample and 0 for a dead one. This is the late
+phase clock. There the flow relaxes fast (at a rate that grows like ``R`` in
+``tau``) onto a slowly moving manifold, and the margins grow like ``R``. In
+``R`` the margins are linear in the independent variable and ``s_j`` tends to
+a constant, so a linearly implicit method meets no nonlinearity worth the name
+and its steps grow with ``R``: measured, ``R`` from ``1e2`` to ``1e12`` takes a
+few hundred RODAS4 steps at ``rtol = 1e-8``, where the same method in ``tau``
+shows first-order local errors and takes thousands. ``dR/dtau > 0`` is needed,
+which holds once every sample is classified correctly.
+
+Both expose the same small interface to the driver: conversion to and from the
+polar state, ``evaluate``, ``jacobian``, ``normalize``, the error scale, the
+neuron blocks (for the activation crossings) and the log of ``dtau`` per unit
+of the independent variable (for the gradient-flow time).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ncflow.flow.polar import Evaluation, PolarSystem
+
+
+class TauCoordinates:
+    """The polar state itself, advanced in ``tau``."""
+
+    clock = "tau"
+
+    def __init__(self, system: PolarSystem) -> None:
+        self.system = system
+        self.size = system.size
+
+    def from_polar(self, y: np.ndarray) -> np.ndarray:
+        return y.copy()
+
+    def to_polar(self, z: np.ndarray) -> np.ndarray:
+        return z
+
+    def blocks(self, z: np.ndarray) -> np.ndarray:
+        """View of the neuron blocks, shape (..., h, B)."""
+        return z.reshape(z.shape[:-1] + (self.system.h, self.system.block))
+
+    def evaluate(
+        self, z: np.ndarray, pattern: np.ndarray
+    ) -> tuple[np.ndarray, Evaluation]:
+        ev = self.system.evaluate(z, pattern)
+        return ev.rhs, ev
+
+    def jacobian(
+        self, z: np.ndarray, pattern: np.ndarray, ev: Evaluation
+    ) -> np.ndarray:
+        return self.system.jacobian(z, pattern, ev)
+
+    def log_rate(self, z: np.ndarray, ev: Evaluation) -> float:
+        """``log(dtau / d(independent variable))``: 0 for ``tau`` itself."""
+        return 0.0
+
+    def normalize(self, z: np.ndarray) -> np.ndarray:
+        return self.system.normalize(z)
+
+    def scale(self, z: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+        return np.full(z.shape, atol + rtol)
+
+
+class NormCoordinates:
+    """State ``(s_j, omega_j)_j, R``, advanced in ``R = ||theta||_F^2``.
+
+    Parameters
+    ----------
+    system : PolarSystem
+    growing : ndarray of bool, shape (h,)
+        Neurons whose norm grows with ``R`` (``kappa_j = 1/2``); the others
+        (dead neurons, which do not move) keep ``sigma_j`` as their coordinate.
+    """
+
+    clock = "norm2"
+
+    def __init__(self, system: PolarSystem, growing: np.ndarray) -> None:
+        self.system = system
+        self.size = system.size + 1
+        self.kappa = np.where(growing, 0.5, 0.0)
+        self.h, self.B = system.h, system.block
+        self.sigma_columns = np.arange(self.h) * self.B
+
+    def from_polar(self, y: np.ndarray) -> np.ndarray:
+        log_R = self.system.log_norm2(y)
+        z = np.empty(self.size)
+        z[:-1] = y
+        z[:-1].reshape(self.h, self.B)[:, 0] -= self.kappa * log_R
+        z[-1] = np.exp(log_R)
+        return z
+
+    def to_polar(self, z: np.ndarray) -> np.ndarray:
+        y = z[:-1].copy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y.reshape(self.h, self.B)[:, 0] += self.kappa * np.log(z[-1])
+        return y
+
+    def blocks(self, z: np.ndarray) -> np.ndarray:
+        return z[..., :-1].reshape(z.shape[:-1] + (self.h, self.B))
+
+    def _norm_rate(self, y: np.ndarray, ev: Evaluation) -> float:
+        """``dR/dtau = 2 sum_j exp(2 sigma_j) ||omega_j||^2 q_j``."""
+        sigma = y.reshape(self.h, self.B)[:, 0]
+        return float(2 * np.sum(np.exp(2 * sigma) * ev.omega_norm2 * ev.q))
+
+    def evaluate(
+        self, z: np.ndarray, pattern: np.ndarray
+    ) -> tuple[np.ndarray, Evaluation]:
+        y = self.to_polar(z)
+        ev = self.system.evaluate(y, pattern)
+        rate = self._norm_rate(y, ev)
+        ev.norm_rate = rate
+        rhs = np.empty(self.size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rhs[:-1] = ev.rhs / rate
+            rhs[:-1].reshape(self.h, self.B)[:, 0] -= self.kappa / z[-1]
+        rhs[-1] = 1.0
+        return rhs, ev
+
+    def jacobian(
+        self, z: np.ndarray, pattern: np.ndarray, ev: Evaluation
+    ) -> np.ndarray:
+        """Exact Jacobian of ``(f_tau / Rdot - kappa/R, 1)`` from the polar one.
+
+        With ``Rdot = 2 sum_j rho_j ||omega_j||^2 q_j`` and ``rho_j = exp(2 sigma_j)``,
+        ``d Rdot/dy = 2 sum_j rho_j ||omega_j||^2 dq_j/dy`` plus the terms from
+        ``rho_j ||omega_j||^2``; ``s_j`` enters as ``sigma_j`` does, and ``R``
+        through ``kappa_j log R``.
+        """
+        y = self.to_polar(z)
+        J = self.system.jacobian(y, pattern, ev)
+        h, B, n = self.h, self.B, self.system.size
+        sigma = y.reshape(h, B)[:, 0]
+        omega = y.reshape(h, B)[:, 1:]
+        rho = np.exp(2 * sigma)
+        rate = ev.norm_rate
+        weights = rho * ev.omega_norm2
+        grad_rate = 2 * weights @ J.reshape(h, B, n)[:, 0, :]
+        blocks = grad_rate.reshape(h, B)
+        blocks[:, 0] += 4 * weights * ev.q
+        blocks[:, 1:] += (4 * rho * ev.q)[:, None] * omega
+        out = np.zeros((self.size, self.size))
+        out[:-1, :-1] = J / rate - np.outer(ev.rhs, grad_rate) / rate**2
+        R = z[-1]
+        out[:-1, -1] = out[:-1, :-1][:, self.sigma_columns] @ self.kappa / R
+        out[self.sigma_columns, -1] += self.kappa / R**2
+        return out
+
+    def log_rate(self, z: np.ndarray, ev: Evaluation) -> float:
+        """``log(dtau/dR) = -log(dR/dtau)``."""
+        return -float(np.log(ev.norm_rate)) if ev.norm_rate > 0 else np.inf
+
+    def normalize(self, z: np.ndarray) -> np.ndarray:
+        z = z.copy()
+        blocks = z[:-1].reshape(self.h, self.B)
+        norms = np.linalg.norm(blocks[:, 1:], axis=1)
+        blocks[:, 0] += np.log(norms)
+        blocks[:, 1:] /= norms[:, None]
+        return z
+
+    def scale(self, z: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+        scale = np.full(z.shape, atol + rtol)
+        scale[-1] = atol + rtol * abs(z[-1])
+        return scale
+
+
+def all_classified(system: PolarSystem, y: np.ndarray, pattern: np.ndarray) -> bool:
+    """True when every sample has a positive margin (then ``dR/dtau > 0``)."""
+    outputs, _ = system.forward(y, pattern)
+    problem = system.problem
+    if problem.binary:
+        return bool(np.all(problem.signs * outputs[:, 0] > 0))
+    rows = np.arange(problem.n)
+    true = outputs[rows, problem.labels]
+    others = outputs.copy()
+    others[rows, problem.labels] = -np.inf
+    return bool(np.all(true > others.max(axis=1)))

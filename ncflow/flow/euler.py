@@ -1,0 +1,160 @@
+"""Fixed-step gradient descent: the reference discretisation of the flow.
+
+``theta_{k+1} = theta_k - eta grad L(theta_k)`` (explicit Euler on the flow), in
+float64 with the gradient written out, so that ``t = eta k`` is gradient-flow
+time. With ``loss_scaled=True`` the step is ``eta / L(theta_k)`` instead (the
+loss-scaled steps of the late-phase literature) and ``t`` accumulates
+``sum_k eta / L_k`` in the log domain.
+
+Events are evaluated after every step and fire at the first step past their
+crossing (no location inside a step): the time resolution is one step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ncflow.flow import result as res
+from ncflow.flow.events import FlowState, Separated, crosses
+from ncflow.network import Parameters, Problem, activation_mask, gradient_arrays
+
+
+def solve_euler(
+    problem: Problem,
+    params0: Parameters,
+    *,
+    step: float,
+    t_max: float | None,
+    events: list,
+    max_steps: int,
+    records_per_decade: int,
+    groups: np.ndarray | None,
+    loss_scaled: bool = False,
+    progress=None,
+    record_events: bool = True,
+) -> res.FlowResult:
+    """Run fixed-step (or loss-scaled) gradient descent; see :func:`solve_flow`."""
+    W = params0.W.copy()
+    V = params0.V.copy()
+    X = problem.X
+    log_t = -math.inf
+    log_eta = math.log(step)
+    recorder = res.TrajectoryRecorder()
+    separation = None if groups is None else Separated(groups, terminal=False)
+
+    def state(log_t, pattern):
+        return FlowState(problem, Parameters(W, V), log_t, pattern)
+
+    pattern = activation_mask(X @ W, problem.activation)
+    first = state(log_t, pattern)
+    recorder.add("start", log_t, first.log_loss, first.params, pattern)
+    values = [float(ev(first)) for ev in events]
+    t_events = [[] for _ in events]
+    fired: list[int] = []
+    activation_events: list[res.ActivationEvent] = []
+    separation_log_t = None
+    if separation is not None and separation(first) < 0:
+        separation_log_t = log_t
+
+    ell_grid = math.log1p(step)
+    ratio = 10.0 ** (1.0 / records_per_decade)
+    log_t_max = math.log(t_max) if t_max is not None else math.inf
+    status = None
+    detail = ""
+    nfev = 0
+    k = 0
+    while status is None:
+        if k >= max_steps:
+            status = res.STATUS_BUDGET
+            detail = f"max_steps={max_steps} steps"
+            break
+        with np.errstate(over="ignore", invalid="ignore"):
+            log_loss, grad_W, grad_V = gradient_arrays(
+                problem, W, V, relative=loss_scaled
+            )
+            nfev += 1
+            W_next = W - step * grad_W
+            V_next = V - step * grad_V
+        if not (np.all(np.isfinite(W_next)) and np.all(np.isfinite(V_next))):
+            # The last finite iterate is kept as the result.
+            status = res.STATUS_NONFINITE
+            detail = f"step {k + 1} of size {step:g} overflowed; reduce the step"
+            break
+        W, V = W_next, V_next
+        k += 1
+        log_dt = log_eta - log_loss if loss_scaled else log_eta
+        log_t = float(np.logaddexp(log_t, log_dt))
+        if progress is not None:
+            progress(k, log_t)
+
+        new_pattern = activation_mask(X @ W, problem.activation)
+        current = None
+        if not np.array_equal(new_pattern, pattern):
+            changed = np.argwhere(new_pattern != pattern)
+            pairs = [(int(i), int(j), bool(new_pattern[i, j])) for i, j in changed]
+            activation_events.append(res.ActivationEvent(log_t, pairs, math.nan))
+            pattern = new_pattern
+            current = state(log_t, pattern)
+            if record_events:
+                recorder.add("event", log_t, current.log_loss, current.params, pattern)
+            if separation_log_t is None and separation is not None:
+                if separation(current) < 0:
+                    separation_log_t = log_t
+
+        ell = log_t if log_t > 30 else math.log1p(math.exp(log_t))
+        if ell >= ell_grid:
+            current = current or state(log_t, pattern)
+            recorder.add("grid", log_t, current.log_loss, current.params, pattern)
+            while ell_grid <= ell:
+                ell_grid *= ratio
+
+        if events:
+            current = current or state(log_t, pattern)
+            for index, event in enumerate(events):
+                value = float(event(current))
+                if crosses(values[index], value, event.direction):
+                    t_events[index].append(log_t)
+                    fired.append(index)
+                    if event.terminal:
+                        status = res.STATUS_TERMINAL_EVENT
+                values[index] = value
+        if status is None and log_t >= log_t_max:
+            status = res.STATUS_END_OF_SPAN
+        if status is None and not pattern.any():
+            status = res.STATUS_STATIONARY
+
+    final = state(log_t, pattern)
+    recorder.add("end", log_t, final.log_loss, final.params, pattern)
+    message = res.STATUS_MESSAGES[status] + (f": {detail}" if detail else "")
+    method = "loss_scaled" if loss_scaled else "euler"
+    return res.FlowResult(
+        status=status,
+        message=message,
+        method=method,
+        params=Parameters(W.copy(), V.copy()),
+        log_t=log_t,
+        log_loss=final.log_loss,
+        norm2=final.norm2,
+        nfev=nfev,
+        njev=0,
+        nlu=0,
+        n_accepted=k,
+        n_rejected=0,
+        activation_events=activation_events,
+        t_events=[np.array(v) for v in t_events],
+        fired=fired,
+        separation_log_t=separation_log_t,
+        trajectory=recorder.finish(),
+        problem=problem,
+        params0=params0,
+        settings={
+            "method": method,
+            "step": step,
+            "t_max": t_max,
+            "max_steps": max_steps,
+            "dtype": "float64",
+        },
+        pattern=pattern.copy(),
+    )

@@ -1,0 +1,221 @@
+"""Stopping conditions of the flow, as event callables in the style of SciPy.
+
+An event is a callable ``event(state) -> float`` of a :class:`FlowState`, with
+the attributes ``terminal`` (stop the run when it fires) and ``direction``
+(fire only on crossings of that sign; 0 for both). A continuous event fires
+where its value crosses zero and is located to tolerance on the dense output.
+An event with ``discrete = True`` depends on the activation pattern only; it is
+evaluated at the start and after every activation change, which is where it can
+change value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from ncflow._validation import InvalidArgument, check_positive
+from ncflow.losses import loss_terms
+from ncflow.network import Parameters, Problem, activation_mask
+
+
+@dataclass
+class FlowState:
+    """A point of a trajectory, as seen by event functions and recorders.
+
+    Attributes
+    ----------
+    problem : Problem
+    params : Parameters
+        ``theta = (W, V)`` at this point.
+    log_t : float
+        ``log t`` in gradient-flow time (``-inf`` at ``t = 0``).
+    pattern : ndarray of bool, shape (n, h)
+        Activation pattern in force on the current smooth segment.
+    """
+
+    problem: Problem
+    params: Parameters
+    log_t: float
+    pattern: np.ndarray
+    _log_norm2: float | None = field(default=None, repr=False)
+
+    @property
+    def t(self) -> float:
+        """Gradient-flow time; ``inf`` once it exceeds the float64 range."""
+        return float(np.exp(self.log_t)) if self.log_t < 709.0 else float("inf")
+
+    @cached_property
+    def outputs(self) -> np.ndarray:
+        Z = self.problem.X @ self.params.W
+        phi = Z * activation_mask(Z, self.problem.activation)
+        return phi @ self.params.V.T
+
+    @cached_property
+    def log_loss(self) -> float:
+        """``log L(theta)``, finite where ``L`` underflows."""
+        return loss_terms(
+            self.outputs, self.problem.targets, self.problem.loss
+        ).log_total
+
+    @property
+    def log_norm2(self) -> float:
+        """``log ||theta||_F^2``."""
+        if self._log_norm2 is None:
+            self._log_norm2 = float(np.log(self.params.norm2()))
+        return self._log_norm2
+
+    @property
+    def norm2(self) -> float:
+        return float(np.exp(self.log_norm2))
+
+
+def binary_groups(problem: Problem, V0: np.ndarray) -> np.ndarray:
+    """Class index of each neuron of a binary problem, by the sign of ``v_j0``.
+
+    Neuron ``j`` belongs to the class whose sign ``y`` equals ``sign(v_j0)``.
+    """
+    signs = problem.signs
+    class_sign = np.array([signs[problem.labels == k][0] for k in range(2)])
+    neuron_sign = np.sign(V0[0])
+    if np.any(neuron_sign == 0):
+        j = int(np.flatnonzero(neuron_sign == 0)[0])
+        raise InvalidArgument(f"v_{j}(0) = 0 has no sign, so neuron {j} has no group")
+    return np.where(neuron_sign == class_sign[0], 0, 1)
+
+
+def pseudo_label_groups(V0: np.ndarray) -> np.ndarray:
+    """Class index of each neuron of a K-output network: ``argmax_k <e~_k, v_j0>``.
+
+    For the columns of the simplex ETF this is the class with the largest
+    ``v_j0[k]``, because ``<e~_k, v> = sqrt(K/(K-1)) (v_k - mean(v))``.
+    """
+    return np.argmax(V0, axis=0)
+
+
+def default_groups(problem: Problem, V0: np.ndarray) -> np.ndarray:
+    if problem.binary:
+        return binary_groups(problem, V0)
+    return pseudo_label_groups(V0)
+
+
+def separation_report(
+    pattern: np.ndarray, labels: np.ndarray, groups: np.ndarray, num_classes: int
+) -> tuple[bool, str]:
+    """Check the separated pattern: each neuron of group ``k`` active exactly on
+    class ``k`` or on nothing, and every class with at least one active neuron.
+
+    Returns
+    -------
+    separated : bool
+    reason : str
+        Why the pattern is not separated (empty when it is).
+    """
+    for j, k in enumerate(groups):
+        column = pattern[:, j]
+        if column.any() and not np.array_equal(column, labels == k):
+            wrong = np.flatnonzero(column != (labels == k))[0]
+            state = "active" if column[wrong] else "inactive"
+            return (
+                False,
+                f"neuron {j} of group {int(k)} is {state} on sample {int(wrong)}",
+            )
+    for k in range(num_classes):
+        members = groups == k
+        if not pattern[:, members].any():
+            return False, f"class {k} has no active neuron"
+    return True, ""
+
+
+def crosses(before: float, after: float, direction: float) -> bool:
+    """True when an event value moving from ``before`` to ``after`` crosses 0 in
+    ``direction`` (> 0 upwards, < 0 downwards, 0 either way)."""
+    if direction > 0:
+        return before < 0 <= after
+    if direction < 0:
+        return before > 0 >= after
+    return (before < 0 <= after) or (before > 0 >= after)
+
+
+class _Event:
+    terminal = True
+    direction = 0.0
+    discrete = False
+
+
+class LossBelow(_Event):
+    """Fires when ``L`` falls below ``level`` (compared as ``log L - log level``)."""
+
+    direction = -1.0
+
+    def __init__(self, level: float, terminal: bool = True) -> None:
+        self.level = check_positive("level", level)
+        self.log_level = float(np.log(self.level))
+        self.terminal = terminal
+
+    def __call__(self, state: FlowState) -> float:
+        return state.log_loss - self.log_level
+
+    def __repr__(self) -> str:
+        return f"LossBelow({self.level!r})"
+
+
+class Norm2Above(_Event):
+    """Fires when ``||theta||_F^2`` exceeds ``target``."""
+
+    direction = 1.0
+
+    def __init__(self, target: float, terminal: bool = True) -> None:
+        self.target = check_positive("target", target)
+        self.log_target = float(np.log(self.target))
+        self.terminal = terminal
+
+    def __call__(self, state: FlowState) -> float:
+        return state.log_norm2 - self.log_target
+
+    def __repr__(self) -> str:
+        return f"Norm2Above({self.target!r})"
+
+
+class Separated(_Event):
+    """Fires when the activation pattern becomes separated (see
+    :func:`separation_report`); value ``+1`` before, ``-1`` after.
+
+    Parameters
+    ----------
+    groups : ndarray of int, shape (h,), optional
+        Class of each neuron. Default: by the sign of ``v_j0`` (binary) or
+        ``argmax_k v_j0[k]`` (K outputs), taken from the initial parameters.
+    """
+
+    direction = -1.0
+    discrete = True
+
+    def __init__(self, groups: np.ndarray | None = None, terminal: bool = True) -> None:
+        self.groups = None if groups is None else np.asarray(groups, dtype=np.int64)
+        self.terminal = terminal
+
+    def bind(self, problem: Problem, params0: Parameters) -> Separated:
+        groups = self.groups
+        if groups is None:
+            groups = default_groups(problem, params0.V)
+        if groups.shape != (params0.width,):
+            raise InvalidArgument(
+                f"groups has shape {groups.shape}; give one class per neuron, "
+                f"shape ({params0.width},)"
+            )
+        bound = Separated(groups, self.terminal)
+        return bound
+
+    def __call__(self, state: FlowState) -> float:
+        if self.groups is None:
+            raise InvalidArgument("Separated event used before bind(problem, params0)")
+        separated, _ = separation_report(
+            state.pattern, state.problem.labels, self.groups, state.problem.num_classes
+        )
+        return -1.0 if separated else 1.0
+
+    def __repr__(self) -> str:
+        return "Separated()"

@@ -1,0 +1,261 @@
+"""Gradient flow in per-neuron polar coordinates, with a scale-free clock.
+
+Neuron ``j`` is stored as a log-norm ``sigma_j`` and a direction
+``omega_j = (a_j, b_j)``, so that ``w_j = exp(sigma_j) a_j`` and
+``v_j = exp(sigma_j) b_j``. Between activation changes the flow of one neuron is
+linear in its own weights,
+
+    d(w_j, v_j)/dt = M_j (w_j, v_j),   M_j = [[0, A_j], [A_j^T, 0]],
+    A_j = sum_i 1[<x_i, w_j> > 0] x_i g_i^T,
+
+with ``g_i = -dl_i/df_i``. In polar form this reads
+
+    d sigma_j/dt = q_j = omega_j^T M_j omega_j / ||omega_j||^2,
+    d omega_j/dt = M_j omega_j - q_j omega_j,
+
+which reproduces ``d(w, v)/dt`` exactly for any ``||omega_j||``. The
+independent variable is the clock ``tau`` with ``dt/dtau = 1/N``,
+``N = sum_i ||g_i|| ||x_i||``: every rate is then bounded (``|d sigma_j/dtau|
+<= 1``) whatever the loss scale, and ``N`` is handled as ``log N``, so neither
+the small-initialisation plateau nor the late phase, where ``L`` falls below
+``1e-300``, under- or overflows. Gradient-flow time ``t = int exp(-log N) dtau``
+does not feed back into the flow; the driver accumulates it by quadrature.
+
+| symbol | code | shape | meaning |
+|---|---|---|---|
+| ``sigma_j`` | ``sigma`` | ``(h,)`` | log-norm of neuron ``j`` |
+| ``a_j`` | ``a`` | ``(h, D)`` | input-weight direction (rows) |
+| ``b_j`` | ``b`` | ``(h, d_y)`` | output-weight direction (rows) |
+| ``P`` | ``pattern`` | ``(n, h)`` | activation pattern, fixed between events |
+| ``G`` | ``G`` | ``(n, d_y)`` | ``g_i / N`` |
+
+The activation pattern is an argument, not a function of the state: inside a
+smooth segment the pre-activation ``z_ij`` enters as ``P_ij z_ij``, the smooth
+continuation of ``relu`` past its kink, and the driver switches ``P`` at each
+located crossing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ncflow._numeric import logsumexp
+from ncflow.losses import loss_terms
+from ncflow.network import Parameters, Problem
+
+
+@dataclass
+class Evaluation:
+    """Intermediate quantities of one right-hand-side evaluation."""
+
+    rhs: np.ndarray
+    Z: np.ndarray  # (n, h) scale-free pre-activations <x_i, a_j>
+    active: np.ndarray  # (n, h) P * Z
+    outputs: np.ndarray  # (n, d_y)
+    G: np.ndarray  # (n, d_y)
+    GB: np.ndarray  # (n, h) <G_i, b_j>
+    q: np.ndarray  # (h,)
+    omega_norm2: np.ndarray  # (h,)
+    log_N: float
+    terms: object
+    norm_rate: float = 0.0  # dR/dtau, filled in by the norm clock
+
+
+class PolarSystem:
+    """Right-hand side and Jacobian of the flow in ``(sigma, omega, ell)``.
+
+    Parameters
+    ----------
+    problem : Problem
+        Data, targets, loss and activation.
+    width : int
+        Number of neurons ``h``.
+    """
+
+    def __init__(self, problem: Problem, width: int) -> None:
+        self.problem = problem
+        self.X = problem.X
+        self.n, self.D = problem.X.shape
+        self.h = width
+        self.d_y = problem.num_outputs
+        self.block = 1 + self.D + self.d_y
+        self.size = self.h * self.block
+        self.log_x_norms = np.log(np.linalg.norm(self.X, axis=1))
+        self.linear = problem.activation == "linear"
+
+    # -- conversions -------------------------------------------------------
+
+    def from_parameters(self, params: Parameters) -> np.ndarray:
+        """Polar state of ``params`` (each ``omega_j`` of unit norm)."""
+        omega = np.concatenate([params.W.T, params.V.T], axis=1)
+        norms = np.linalg.norm(omega, axis=1)
+        if np.any(norms == 0):
+            raise ValueError(
+                f"neuron {int(np.argmin(norms))} has w_j = 0 and v_j = 0; polar "
+                "coordinates need every neuron non-zero"
+            )
+        state = np.empty(self.size)
+        blocks = state.reshape(self.h, self.block)
+        blocks[:, 0] = np.log(norms)
+        blocks[:, 1:] = omega / norms[:, None]
+        return state
+
+    def split(self, state: np.ndarray):
+        blocks = state.reshape(self.h, self.block)
+        return blocks[:, 0], blocks[:, 1 : 1 + self.D], blocks[:, 1 + self.D :]
+
+    def to_parameters(self, state: np.ndarray) -> Parameters:
+        sigma, a, b = self.split(state)
+        scale = np.exp(sigma)[:, None]
+        return Parameters((scale * a).T, (scale * b).T)
+
+    def normalize(self, state: np.ndarray) -> np.ndarray:
+        """Move the norm of each ``omega_j`` into ``sigma_j`` (an exact change)."""
+        state = state.copy()
+        blocks = state.reshape(self.h, self.block)
+        norms = np.linalg.norm(blocks[:, 1:], axis=1)
+        blocks[:, 0] += np.log(norms)
+        blocks[:, 1:] /= norms[:, None]
+        return state
+
+    def preactivation_directions(self, state: np.ndarray) -> np.ndarray:
+        """``<x_i, a_j>``, shape (n, h); its sign is the sign of ``<x_i, w_j>``."""
+        _, a, _ = self.split(state)
+        return self.X @ a.T
+
+    def log_norm2(self, state: np.ndarray) -> float:
+        """``log ||theta||_F^2``."""
+        sigma, a, b = self.split(state)
+        omega2 = np.sum(a * a, axis=1) + np.sum(b * b, axis=1)
+        return float(logsumexp(2 * sigma + np.log(omega2)))
+
+    def initial_pattern(self, state: np.ndarray) -> np.ndarray:
+        if self.linear:
+            return np.ones((self.n, self.h), dtype=bool)
+        return self.preactivation_directions(state) > 0
+
+    # -- right-hand side ---------------------------------------------------
+
+    def evaluate(self, state: np.ndarray, pattern: np.ndarray) -> Evaluation:
+        sigma, a, b = self.split(state)
+        Z = self.X @ a.T
+        active = Z * pattern
+        scale2 = np.exp(2 * sigma)
+        outputs = (active * scale2) @ b
+        terms = loss_terms(outputs, self.problem.targets, self.problem.loss)
+
+        unit_norms = np.linalg.norm(terms.unit_gradients, axis=1)
+        log_weights = terms.log_scales + np.log(unit_norms) + self.log_x_norms
+        log_N = float(logsumexp(log_weights))
+        G = np.exp(terms.log_scales - log_N)[:, None] * terms.unit_gradients
+
+        GB = G @ b.T  # (n, h)
+        omega_norm2 = np.sum(a * a, axis=1) + np.sum(b * b, axis=1)
+        q = 2 * np.sum(active * GB, axis=0) / omega_norm2
+        rhs = np.empty(self.size)
+        blocks = rhs.reshape(self.h, self.block)
+        blocks[:, 0] = q
+        blocks[:, 1 : 1 + self.D] = (GB * pattern).T @ self.X - q[:, None] * a
+        blocks[:, 1 + self.D :] = active.T @ G - q[:, None] * b
+        return Evaluation(rhs, Z, active, outputs, G, GB, q, omega_norm2, log_N, terms)
+
+    def rhs(self, state: np.ndarray, pattern: np.ndarray) -> np.ndarray:
+        return self.evaluate(state, pattern).rhs
+
+    def forward(self, state: np.ndarray, pattern: np.ndarray):
+        """Outputs and loss terms at ``state`` (no derivatives)."""
+        sigma, a, b = self.split(state)
+        active = (self.X @ a.T) * pattern
+        outputs = (active * np.exp(2 * sigma)) @ b
+        return outputs, loss_terms(outputs, self.problem.targets, self.problem.loss)
+
+    def log_N(self, state: np.ndarray, pattern: np.ndarray) -> float:
+        """``log N = log sum_i ||g_i|| ||x_i||``, the clock rate ``dtau/dt``."""
+        _, terms = self.forward(state, pattern)
+        unit_norms = np.linalg.norm(terms.unit_gradients, axis=1)
+        return float(
+            logsumexp(terms.log_scales + np.log(unit_norms) + self.log_x_norms)
+        )
+
+    # -- Jacobian ----------------------------------------------------------
+
+    def jacobian(self, state: np.ndarray, pattern: np.ndarray, ev: Evaluation):
+        """Exact Jacobian ``d rhs / d state`` for a fixed pattern, shape (size, size).
+
+        The rhs depends on the state directly and through ``G(f(state))``:
+        ``J = J_direct + (d rhs/dG) (dG/df) (df/dstate)``, with
+        ``dG_i = (H_i/N) df_i - G_i d log N`` and
+        ``d log N = sum_l rho_l^T df_l``.
+        """
+        n, h, D, d_y, B = self.n, self.h, self.D, self.d_y, self.block
+        X = self.X
+        sigma, a, b = self.split(state)
+        P = pattern.astype(np.float64)
+        active, G, GB, q, s2 = ev.active, ev.G, ev.GB, ev.q, ev.omega_norm2
+        scale2 = np.exp(2 * sigma)
+        terms = ev.terms
+
+        # Loss derivatives in units of N.
+        weights = np.exp(terms.log_scales - ev.log_N)  # (n,)
+        H = weights[:, None, None] * terms.unit_hessians  # (n, d_y, d_y) = H_i / N
+        unit_norms = np.linalg.norm(terms.unit_gradients, axis=1)
+        rho = (np.exp(self.log_x_norms) * weights / unit_norms)[:, None] * np.einsum(
+            "ik,ikl->il", terms.unit_gradients, terms.unit_hessians
+        )  # (n, d_y)
+
+        # df/dstate, shape (n, d_y, h, B).
+        JF = np.zeros((n, d_y, h, B))
+        JF[:, :, :, 0] = 2 * (active * scale2)[:, None, :] * b.T[None, :, :]
+        JF[:, :, :, 1 : 1 + D] = (
+            (P * scale2)[:, None, :, None] * b.T[None, :, :, None] * X[:, None, None, :]
+        )
+        eye = np.eye(d_y)
+        JF[:, :, :, 1 + D :] = (active * scale2)[:, None, :, None] * eye[
+            None, :, None, :
+        ]
+        JF = JF.reshape(n * d_y, h * B)
+
+        # dG/dstate = blockdiag(H/N) df - vec(G) (d log N / dstate).
+        dlogN = rho.reshape(1, -1) @ JF  # (1, h*B)
+        JG = np.einsum("ikl,ils->iks", H, JF.reshape(n, d_y, h * B)).reshape(
+            n * d_y, -1
+        )
+        JG -= G.reshape(-1, 1) @ dlogN
+
+        # d rhs / dG, shape (h, B, n, d_y).
+        dq_dG = (
+            (2 / s2)[None, :, None] * active[:, :, None] * b[None, :, :]
+        )  # (n,h,d_y)
+        TG = np.zeros((h, B, n, d_y))
+        TG[:, 0] = dq_dG.transpose(1, 0, 2)
+        TG[:, 1 : 1 + D] = (
+            P.T[:, None, :, None] * X.T[None, :, :, None] * b[:, None, None, :]
+            - a[:, :, None, None] * dq_dG.transpose(1, 0, 2)[:, None, :, :]
+        )
+        TG[:, 1 + D :] = (
+            active.T[:, None, :, None] * eye[None, :, None, :]
+            - b[:, :, None, None] * dq_dG.transpose(1, 0, 2)[:, None, :, :]
+        )
+        J = TG.reshape(h * B, n * d_y) @ JG
+
+        # Direct dependence of each neuron's rhs on its own direction (G fixed):
+        # one (B, B) block per neuron on the diagonal of J.
+        u = (GB * P).T @ X  # (h, D): M omega, input part
+        m = active.T @ G  # (h, d_y): M omega, output part
+        dq_da = (2 / s2)[:, None] * (u - q[:, None] * a)
+        dq_db = (2 / s2)[:, None] * (m - q[:, None] * b)
+        dq = np.concatenate([dq_da, dq_db], axis=1)  # (h, D + d_y)
+        omega = np.concatenate([a, b], axis=1)
+        blocks = np.zeros((h, B, B))
+        blocks[:, 0, 1:] = dq
+        inner = -np.einsum("jr,jc->jrc", omega, dq)
+        inner[:, np.arange(D + d_y), np.arange(D + d_y)] -= q[:, None]
+        A_hat = np.einsum("ij,id,ik->jdk", P, X, G)  # (h, D, d_y)
+        inner[:, :D, D:] += A_hat
+        inner[:, D:, :D] += A_hat.transpose(0, 2, 1)
+        blocks[:, 1:, 1:] = inner
+        neurons = np.arange(h)
+        J.reshape(h, B, h, B)[neurons, :, neurons, :] += blocks
+        return J
