@@ -1,0 +1,615 @@
+"""Command-line interface: ``ncflow train`` (more subcommands attach to the parser).
+
+Results go to stdout (a text summary, or JSON with ``--json``); progress, notes and
+the list of written files go to stderr. A user error (an invalid option value, a
+missing file) prints one line ``ncflow COMMAND: error: ...`` to stderr and exits
+with status 2; a training run that stops on a non-finite state exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from ncflow._validation import InvalidArgument, check_int, check_positive
+from ncflow.data import Dataset, load_dataset, load_digits
+from ncflow.losses import BINARY_LOSSES, LOSSES
+from ncflow.network import ACTIVATIONS
+from ncflow.report_io import dumps, write_json_atomic
+from ncflow.training import (
+    DEFAULT_EPS,
+    DEFAULT_GAUSSIAN_VARIANCE,
+    DEFAULT_STEPS,
+    DEFAULT_WIDTH,
+    INITS,
+    TrainingRun,
+    TrajectoryMetrics,
+    summarize,
+    train,
+    trajectory_metrics,
+)
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_USAGE = 2
+
+DIGITS = "digits"
+DEFAULT_DIGIT_CLASSES = (0, 1, 2)
+DATA_SUFFIXES = (".npz", ".csv")
+DIGIT_IMAGE_SHAPE = (8, 8)
+
+# The progress bar is updated once per this many steps, which keeps the cost of
+# tqdm's update calls out of the steps of small problems.
+PROGRESS_EVERY = 50
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``ncflow`` parser with one subparser per subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="ncflow",
+        description=(
+            "Train shallow ReLU networks and measure Neural Collapse as in Min, "
+            "Zhu and Vidal (NeurIPS 2025)."
+        ),
+    )
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_train_command(subcommands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``ncflow`` command line and return its exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:
+        # argparse exits after --help (status 0) and after a usage error (status 2,
+        # message already on stderr); main returns the status instead.
+        code = exit_request.code
+        return code if isinstance(code, int) else EXIT_USAGE
+
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.handler(args)
+    except (InvalidArgument, FileNotFoundError) as error:
+        print(f"ncflow {args.command}: error: {_error_text(error)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _error_text(error: Exception) -> str:
+    if isinstance(error, FileNotFoundError) and error.filename is not None:
+        return f"{error.strerror}: {error.filename}"
+    return str(error)
+
+
+# --------------------------------------------------------------------------------
+# ncflow train
+# --------------------------------------------------------------------------------
+
+
+def add_train_command(subcommands: Any) -> argparse.ArgumentParser:
+    """Add the ``train`` subcommand to the subparsers of :func:`build_parser`."""
+    command = subcommands.add_parser(
+        "train",
+        help="train a two-layer ReLU network and report Neural Collapse metrics",
+        description=(
+            "Train f(x) = V relu(W^T x) from a small initialisation by full-batch "
+            "gradient descent on the summed loss (time t = step x steps is "
+            "gradient-flow time), or by minibatch SGD, and report the loss, "
+            "||theta||^2, the rank-3 error of the data and of the learned features, "
+            "the NC metrics and the activation-pattern separation."
+        ),
+    )
+    data = command.add_argument_group("data")
+    data.add_argument(
+        "--data",
+        default=DIGITS,
+        metavar="SOURCE",
+        help="'digits' (the bundled 8x8 digits of scikit-learn) or a .npz/.csv file "
+        "(default: digits)",
+    )
+    data.add_argument(
+        "--classes",
+        default=None,
+        metavar="LIST",
+        help="comma-separated classes to keep: digits 0..9 for --data digits "
+        "(default: 0,1,2), class names for a file (default: all)",
+    )
+    data.add_argument(
+        "--no-center",
+        action="store_true",
+        help="digits only: do not subtract the mean image of the selected samples",
+    )
+
+    network = command.add_argument_group("network")
+    network.add_argument(
+        "--width",
+        type=int,
+        default=DEFAULT_WIDTH,
+        metavar="H",
+        help=f"number of neurons h (default: {DEFAULT_WIDTH})",
+    )
+    network.add_argument(
+        "--init",
+        choices=INITS,
+        default="gaussian",
+        help="initialisation (default: gaussian)",
+    )
+    network.add_argument(
+        "--init-scale",
+        type=float,
+        default=None,
+        metavar="SCALE",
+        help="gaussian: the variance of every weight (default: "
+        f"{DEFAULT_GAUSSIAN_VARIANCE:g}); balanced and semilocal: the initial scale "
+        f"eps (default: {DEFAULT_EPS:g})",
+    )
+    network.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default=None,
+        help="loss, summed over the samples (default: cross_entropy for K > 2 "
+        "classes, exponential for K = 2)",
+    )
+    network.add_argument(
+        "--activation",
+        choices=ACTIVATIONS,
+        default="relu",
+        help="activation function (default: relu)",
+    )
+
+    schedule = command.add_argument_group("training")
+    length = schedule.add_mutually_exclusive_group()
+    length.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"number of steps (default: {DEFAULT_STEPS})",
+    )
+    length.add_argument(
+        "--time",
+        type=float,
+        default=None,
+        metavar="T",
+        help="gradient-flow time T to reach, in ceil(T / ETA) steps",
+    )
+    schedule.add_argument(
+        "--step",
+        type=float,
+        default=None,
+        metavar="ETA",
+        help="fixed step size (default: 1 / (n X_max), which is stable at a small "
+        "initialisation)",
+    )
+    schedule.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="B",
+        help="minibatch SGD with batches of B samples, on the minibatch loss scaled "
+        "by n/B (default: full-batch gradient descent)",
+    )
+    schedule.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initialisation and of the minibatch order (default: 0)",
+    )
+
+    output = command.add_argument_group("output")
+    output.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as JSON, nothing else on stdout",
+    )
+    output.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write report.json and PNG plots into DIR, creating it",
+    )
+    output.add_argument(
+        "--quiet", action="store_true", help="no progress bar and no notes on stderr"
+    )
+    command.set_defaults(handler=run_train)
+    return command
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Carry out ``ncflow train`` for parsed arguments; return the exit status."""
+    dataset = _train_dataset(args)
+    options = _train_options(args, dataset)
+    if args.out is not None:
+        _make_directory(args.out)
+
+    # One step multiplies matrices of a few thousand entries, where BLAS threads
+    # only add synchronisation: on a 2-core machine busy with other work, two
+    # OpenBLAS threads made a step 27 times slower than one. One thread also fixes
+    # the order of the reductions, so the result does not depend on the core count.
+    # threadpoolctl is a dependency of scikit-learn.
+    from threadpoolctl import threadpool_limits
+
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        _ProgressBar(options["steps"], disabled=args.quiet or args.json) as update,
+    ):
+        run = train(dataset, progress=update, **options)
+
+    summary = summarize(run)
+    summary["notes"] = _notes(args, run)
+    written = []
+    if args.out is not None:
+        written = _write_outputs(args.out, run, summary, digits=args.data == DIGITS)
+
+    if args.json:
+        sys.stdout.write(dumps(summary))
+    else:
+        _print_summary(summary, sys.stdout)
+    if not args.quiet:
+        for note in summary["notes"]:
+            print(f"note: {note}", file=sys.stderr)
+        for path in written:
+            print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK if run.status >= 0 else EXIT_RUN_FAILED
+
+
+def _train_dataset(args: argparse.Namespace) -> Dataset:
+    """Load the data named by ``--data``, ``--classes`` and ``--no-center``."""
+    if args.data == DIGITS:
+        digits = _digit_classes(args.classes)
+        return load_digits(digits, center=not args.no_center)
+
+    path = Path(args.data)
+    if path.suffix.lower() not in DATA_SUFFIXES:
+        raise InvalidArgument(
+            f"--data={args.data!r} is invalid: unknown file type {path.suffix!r}; give "
+            f"'digits' or a file ending in {' or '.join(DATA_SUFFIXES)}"
+        )
+    if not path.is_file():
+        raise InvalidArgument(
+            f"--data={args.data!r} is invalid: file not found; check the path"
+        )
+    if args.no_center:
+        raise InvalidArgument(
+            "--no-center is invalid with a data file: it applies to --data digits "
+            "only; centre the file's samples before saving them if needed"
+        )
+    dataset = load_dataset(path)
+    if args.classes is None:
+        return dataset
+    names = _class_tokens(args.classes)
+    unknown = [name for name in names if name not in dataset.class_names]
+    if unknown:
+        raise InvalidArgument(
+            f"--classes={args.classes!r} is invalid: {', '.join(map(repr, unknown))} "
+            f"not among the classes of {args.data} {list(dataset.class_names)!r}"
+        )
+    return dataset.subset(names)
+
+
+def _class_tokens(text: str) -> list[str]:
+    tokens = [token.strip() for token in text.split(",")]
+    if any(token == "" for token in tokens):
+        raise InvalidArgument(
+            f"--classes={text!r} is invalid: it has an empty entry; separate the "
+            "classes by single commas, e.g. 0,1,2"
+        )
+    repeated = sorted({token for token in tokens if tokens.count(token) > 1})
+    if repeated:
+        raise InvalidArgument(
+            f"--classes={text!r} is invalid: it repeats {', '.join(repeated)}; name "
+            "each class once"
+        )
+    if len(tokens) < 2:
+        raise InvalidArgument(
+            f"--classes={text!r} is invalid: it must name at least two classes, such "
+            "as 0,1"
+        )
+    return tokens
+
+
+def _digit_classes(text: str | None) -> tuple[int, ...]:
+    if text is None:
+        return DEFAULT_DIGIT_CLASSES
+    digits = []
+    for token in _class_tokens(text):
+        if not token.isdigit() or int(token) > 9:
+            raise InvalidArgument(
+                f"--classes={text!r} is invalid: {token!r} is not a digit 0..9; give "
+                "digits separated by commas, e.g. 0,1,2"
+            )
+        digits.append(int(token))
+    if len(set(digits)) != len(digits):
+        raise InvalidArgument(
+            f"--classes={text!r} is invalid: it repeats a digit; name each digit once"
+        )
+    return tuple(digits)
+
+
+def _train_options(args: argparse.Namespace, dataset: Dataset) -> dict[str, Any]:
+    """Check the network and training options, naming the flags in every error."""
+    width = check_int("--width", args.width, 1, fix="use at least one neuron, e.g. 50")
+    init_scale = args.init_scale
+    if init_scale is not None:
+        init_scale = check_positive(
+            "--init-scale", init_scale, fix="use a small positive scale such as 1e-6"
+        )
+    if args.loss in BINARY_LOSSES and dataset.K != 2:
+        raise InvalidArgument(
+            f"--loss={args.loss} is invalid for K={dataset.K} classes: binary losses "
+            "need two classes; use --loss cross_entropy"
+        )
+    step = args.step
+    if step is not None:
+        step = check_positive("--step", step, fix="use a positive step such as 1e-3")
+
+    steps = args.steps
+    if args.time is not None:
+        check_positive("--time", args.time, fix="give a positive gradient-flow time")
+    elif steps is None:
+        steps = DEFAULT_STEPS
+    else:
+        steps = check_int("--steps", steps, 1, fix="take at least one step")
+    batch_size = args.batch_size
+    if batch_size is not None:
+        batch_size = check_int(
+            "--batch-size",
+            batch_size,
+            1,
+            dataset.n,
+            fix=f"use 1..{dataset.n} (n, the number of samples), or omit it for "
+            "full-batch gradient descent",
+        )
+    seed = check_int("--seed", args.seed, 0, fix="use a non-negative integer")
+
+    options = {
+        "width": width,
+        "init": args.init,
+        "init_scale": init_scale,
+        "loss": args.loss,
+        "activation": args.activation,
+        "steps": steps,
+        "time": args.time,
+        "step": step,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
+    return options
+
+
+class _ProgressBar:
+    """Context manager giving a ``progress(done, total)`` callback for a tqdm bar.
+
+    The bar is on stderr, and tqdm leaves it out when stderr is not a terminal.
+    """
+
+    def __init__(self, total: int | None, *, disabled: bool) -> None:
+        self.total = total
+        self.disabled = disabled
+        self.bar = None
+
+    def __enter__(self) -> Callable[[int, int], None] | None:
+        if self.disabled:
+            return None
+        from tqdm import tqdm
+
+        # disable=None lets tqdm leave the bar out when stderr is not a terminal.
+        self.bar = tqdm(
+            total=self.total, file=sys.stderr, unit="step", desc="train", disable=None
+        )
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        bar = self.bar
+        if bar.total != total:
+            bar.total = total
+        if done - bar.n >= PROGRESS_EVERY or done == total:
+            bar.update(done - bar.n)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _notes(args: argparse.Namespace, run: TrainingRun) -> list[str]:
+    notes = []
+    settings = run.settings
+    if args.data == DIGITS:
+        if settings.method == "sgd":
+            schedule = f"{run.steps} SGD steps of batch {settings.batch_size}"
+        else:
+            schedule = f"{run.steps} full-batch gradient-descent steps"
+        notes.append(
+            f"these are the bundled 8x8 digits of scikit-learn (n={run.dataset.n}), "
+            "not MNIST, trained with "
+            f"{schedule}; Min, Zhu and Vidal (NeurIPS 2025) train on MNIST digits "
+            "0, 1, 2 with 50 epochs of SGD (batch 1000, learning rate 0.1) and "
+            "report rank-3 relative errors of about 61 % for the raw data and "
+            "0.2 % for the learned features"
+        )
+    if settings.method == "sgd":
+        notes.append(
+            "SGD time t = step x k is nominal: the iterates do not follow the "
+            "gradient flow"
+        )
+    if not run.completed:
+        notes.append(f"training stopped after {run.steps} steps: {run.message}")
+    return notes
+
+
+def _write_outputs(
+    directory: Path, run: TrainingRun, summary: dict, *, digits: bool
+) -> list[Path]:
+    """Write ``report.json`` and the PNG plots into ``directory``; return the paths."""
+    metrics = trajectory_metrics(run)
+    try:
+        plot_paths = _write_plots(directory, run, metrics, digits=digits)
+        report = _report(run, summary, metrics, plot_paths)
+        report_path = write_json_atomic(directory / "report.json", report)
+    except OSError as error:
+        raise InvalidArgument(
+            f"--out={str(directory)!r} is invalid: writing into it failed "
+            f"({error.strerror}: {error.filename}); choose a writable directory"
+        ) from None
+    return [report_path, *plot_paths]
+
+
+def _make_directory(directory: Path) -> None:
+    """Create the ``--out`` directory before training, so a bad path fails at once."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InvalidArgument(
+            f"--out={str(directory)!r} is invalid: the directory cannot be created "
+            f"({error.strerror}); choose a writable directory"
+        ) from None
+
+
+def _write_plots(
+    directory: Path, run: TrainingRun, metrics: TrajectoryMetrics, *, digits: bool
+) -> list[Path]:
+    """Draw the plots of a run; the group weights as 8x8 images for the digits only."""
+    from ncflow import plots
+    from ncflow.flow import default_groups
+    from ncflow.network import features
+
+    problem = run.problem
+    nominal = run.settings.method == "sgd"
+    phi = features(problem.X, run.params.W, problem.activation)
+    paths = [
+        plots.plot_loss_and_norm(
+            run.trajectory, directory / "loss_norm.png", nominal_time=nominal
+        ),
+        plots.plot_nc_metrics(
+            metrics, directory / "nc_metrics.png", nominal_time=nominal
+        ),
+        plots.plot_pca(
+            problem.X,
+            phi,
+            problem.labels,
+            run.dataset.class_names,
+            directory / "pca.png",
+        ),
+    ]
+    if digits:
+        groups = default_groups(problem, run.params.V)
+        paths.append(
+            plots.plot_group_weights(
+                run.params.W,
+                groups,
+                run.dataset.class_names,
+                directory / "group_weights.png",
+                image_shape=DIGIT_IMAGE_SHAPE,
+            )
+        )
+    return paths
+
+
+def _report(
+    run: TrainingRun,
+    summary: dict,
+    metrics: TrajectoryMetrics,
+    plot_paths: list[Path],
+) -> dict:
+    """Return the contents of ``report.json``: summary, trajectory and plot names."""
+    trajectory = run.trajectory
+    # Each record is at t = k * step, so the ratio rounds to the step count k.
+    steps = np.rint(np.exp(trajectory.log_t) / run.settings.step).astype(np.int64)
+    return {
+        "summary": summary,
+        "trajectory": {
+            "steps": steps,
+            "log_t": trajectory.log_t,
+            "log_loss": trajectory.log_loss,
+            "norm2": trajectory.norm2,
+            "kind": trajectory.kind.tolist(),
+            "nc1": metrics.nc1,
+            "nc2": metrics.nc2,
+            "nc3": metrics.nc3,
+            "undefined": metrics.undefined,
+        },
+        "plots": [path.name for path in plot_paths],
+    }
+
+
+def _format(value: Any, spec: str = ".4g") -> str:
+    if value is None:
+        return "undefined"
+    return format(value, spec)
+
+
+def _print_summary(summary: dict, stream: TextIO) -> None:
+    """Print the summary of :func:`ncflow.training.summarize` as text."""
+    data, settings, result = summary["dataset"], summary["settings"], summary["result"]
+    nc, a1, separation = summary["nc"], summary["a1"], summary["separation"]
+    rank3 = summary["rank3_relative_error"]
+
+    if settings["method"] == "sgd":
+        method = f"minibatch SGD (batch {settings['batch_size']})"
+        time_kind = "nominal time"
+    else:
+        method = "full-batch gradient descent"
+        time_kind = "gradient-flow time"
+    scale_name = "variance" if settings["init"] == "gaussian" else "eps"
+    lines = [
+        f"data: {data['name']}, n={data['n']}, D={data['D']}, K={data['K']} "
+        f"(classes {', '.join(data['class_names'])})",
+        f"network: width {settings['width']}, {settings['init']} init "
+        f"({scale_name} {settings['init_scale']:g}), {settings['loss']} loss "
+        f"(summed), {settings['activation']}",
+        f"training: {method}, {result['steps']} step"
+        f"{'' if result['steps'] == 1 else 's'} of {settings['step']:.4g}, "
+        f"t = {result['t']:.4g} ({time_kind}); {result['message']}",
+        f"result: L = {result['loss']:.4g} (log L = {result['log_loss']:.4f}), "
+        f"||theta||^2 = {result['norm2']:.4g}, training accuracy "
+        f"{100 * result['train_accuracy']:.1f} %",
+        f"rank-3 relative error: raw data X {_percent(rank3['X'])}, learned "
+        f"features phi {_percent(rank3['phi'])}",
+        f"NC (paper): NC1 {_format(nc.get('nc1'))}, NC2 {_format(nc.get('nc2'))}, "
+        f"NC3 {_format(nc.get('nc3'))}",
+        f"NC (Papyan et al.): NC1 {_format(nc.get('nc1_standard'))}, NC2 "
+        f"{_format(nc.get('nc2_standard'))}, NC3 {_format(nc.get('nc3_standard'))}, "
+        f"NC4 agreement {_format(nc.get('nc4'))}",
+        _a1_line(a1),
+        _separation_line(separation),
+        f"runtime: {summary['runtime_s']:.3g} s",
+    ]
+    for key, reason in nc.get("undefined", {}).items():
+        lines.append(f"undefined: {key}: {reason}")
+    stream.write("\n".join(lines) + "\n")
+
+
+def _percent(value: float | None) -> str:
+    return "undefined" if value is None else f"{100 * value:.2f} %"
+
+
+def _a1_line(a1: dict) -> str:
+    line = f"A1 on the data: mu_s = {a1['mu_s']:.3f}, mu_d = {a1['mu_d']:.3f}"
+    if a1["holds"]:
+        return line + " (A1 holds)"
+    return line + (
+        f" (A1 fails: {100 * a1['violating_within_share']:.1f} % of within-class "
+        f"pairs have cosine <= 0 and {100 * a1['violating_cross_share']:.1f} % of "
+        "cross-class pairs have cosine >= 0)"
+    )
+
+
+def _separation_line(separation: dict) -> str:
+    if separation["first_t"] is not None:
+        first = f"first separated at t = {separation['first_t']:.4g}"
+    else:
+        first = "never separated with the groups of v_j(0)"
+    if separation["at_end"]:
+        end = "separated at the end"
+    else:
+        end = f"not separated at the end ({separation['reason_at_end']})"
+    return f"activation pattern: {first}; {end}"

@@ -1,0 +1,185 @@
+"""Unit tests of ``ncflow train``, run in-process through ``ncflow.cli.main``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ncflow.cli import main
+from ncflow.report_io import read_json
+
+PLOTS = ("loss_norm.png", "nc_metrics.png", "pca.png", "group_weights.png")
+SUMMARY_KEYS = {
+    "dataset",
+    "settings",
+    "result",
+    "rank3_relative_error",
+    "nc",
+    "a1",
+    "separation",
+    "undefined",
+    "runtime_s",
+    "notes",
+}
+
+
+@pytest.fixture
+def npz_path(tmp_path):
+    """Three classes of 5 samples in D = 4, each near one coordinate axis."""
+    rng = np.random.default_rng(0)
+    centres = np.eye(4)[:3]
+    X = np.repeat(centres, 5, axis=0) + 0.1 * rng.standard_normal((15, 4))
+    path = tmp_path / "tiny.npz"
+    np.savez(path, X=X, y=np.repeat(["a", "b", "c"], 5))
+    return path
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    status = main(["train", *args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_json_summary_of_npz_file(capsys, npz_path):
+    status, out, _ = _run(capsys, "--data", str(npz_path), "--width", "4",
+                          "--steps", "50", "--json")  # fmt: skip
+    summary = json.loads(out)
+    assert status == 0
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["dataset"]["n"] == 15
+    assert summary["dataset"]["K"] == 3
+    assert summary["dataset"]["class_names"] == ["a", "b", "c"]
+    assert summary["settings"]["loss"] == "cross_entropy"
+    assert summary["result"]["steps"] == 50
+    assert summary["result"]["completed"] is True
+    assert isinstance(summary["result"]["log_loss"], float)
+    assert isinstance(summary["result"]["norm2"], float)
+    assert isinstance(summary["rank3_relative_error"]["X"], float)
+    assert isinstance(summary["nc"]["nc1"], float)
+    assert isinstance(summary["a1"]["holds"], bool)
+    assert isinstance(summary["separation"]["at_end"], bool)
+    assert isinstance(summary["runtime_s"], float)
+
+
+def test_json_output_time_matches_steps(capsys, npz_path):
+    status, out, _ = _run(capsys, "--data", str(npz_path), "--width", "4",
+                          "--step", "0.01", "--time", "0.5", "--json")  # fmt: skip
+    result = json.loads(out)["result"]
+    assert status == 0
+    assert result["steps"] == 50
+    # t = 50 * 0.01 in float64: one rounding of the product.
+    assert result["t"] == pytest.approx(0.5, rel=np.finfo(float).eps)
+
+
+def test_digits_out_writes_report_and_plots(capsys, tmp_path):
+    out_dir = tmp_path / "report"
+    status, out, err = _run(capsys, "--classes", "0,1", "--width", "4", "--steps",
+                            "50", "--json", "--out", str(out_dir))  # fmt: skip
+    assert status == 0
+    report = read_json(out_dir / "report.json")
+    assert report["summary"] == json.loads(out)
+    assert report["summary"]["dataset"]["n"] == 360
+    assert report["summary"]["settings"]["loss"] == "exponential"
+    assert len(report["trajectory"]["log_t"]) == len(report["trajectory"]["nc1"])
+    assert report["trajectory"]["steps"][-1] == 50
+    for name in PLOTS:
+        assert (out_dir / name).stat().st_size > 0
+    assert "not MNIST" in err
+
+
+def test_file_out_has_no_group_images(capsys, npz_path, tmp_path):
+    out_dir = tmp_path / "report"
+    status, _, _ = _run(capsys, "--data", str(npz_path), "--width", "4", "--steps",
+                        "5", "--quiet", "--out", str(out_dir))  # fmt: skip
+    assert status == 0
+    assert (out_dir / "report.json").is_file()
+    assert (out_dir / "pca.png").is_file()
+    assert not (out_dir / "group_weights.png").exists()
+
+
+def test_sgd_run_on_npz_file(capsys, npz_path):
+    status, out, _ = _run(capsys, "--data", str(npz_path), "--width", "4", "--steps",
+                          "20", "--batch-size", "4", "--json")  # fmt: skip
+    summary = json.loads(out)
+    assert status == 0
+    assert summary["settings"]["method"] == "sgd"
+    assert summary["result"]["time_is_nominal"] is True
+
+
+def test_text_summary_names_the_measures(capsys, npz_path):
+    status, out, _ = _run(capsys, "--data", str(npz_path), "--width", "4",
+                          "--steps", "5", "--quiet")  # fmt: skip
+    assert status == 0
+    assert "rank-3 relative error" in out
+    assert "NC (paper)" in out
+    assert "mu_s" in out
+
+
+def test_diverging_run_exits_with_status_one(capsys, npz_path):
+    # Two classes take the exponential loss, which overflows within a few steps.
+    status, out, _ = _run(capsys, "--data", str(npz_path), "--classes", "a,b",
+                          "--steps", "200", "--step", "100", "--init-scale", "1",
+                          "--json")  # fmt: skip
+    assert status == 1
+    assert "non-finite" in json.loads(out)["result"]["message"]
+
+
+def test_no_subcommand_prints_help(capsys):
+    status = main([])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert "usage: ncflow" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--width", "0"], "--width=0"),
+        (["--classes", "0,0"], "'0,0'"),
+        (["--classes", "0,11"], "'11'"),
+        (["--classes", "0,x"], "'x'"),
+        (["--steps", "10", "--time", "1"], "--time"),
+        (["--steps", "0"], "--steps=0"),
+        (["--init-scale", "-1"], "--init-scale=-1.0"),
+        (["--step", "0"], "--step=0.0"),
+        (["--batch-size", "1000"], "--batch-size=1000"),
+        (["--loss", "exponential"], "--loss=exponential"),
+        (["--width", "abc"], "'abc'"),
+    ],
+)
+def test_bad_digits_argument_exits_2(capsys, args, fragment):
+    status, out, err = _run(capsys, *args)
+    assert status == 2
+    assert fragment in err
+    assert out == ""
+    assert "Traceback" not in err
+
+
+def test_unknown_file_type_exits_2(capsys, tmp_path):
+    path = tmp_path / "data.txt"
+    path.write_text("1,2,0\n")
+    status, _, err = _run(capsys, "--data", str(path))
+    assert status == 2
+    assert "'.txt'" in err
+
+
+def test_missing_file_exits_2(capsys, tmp_path):
+    path = tmp_path / "absent.npz"
+    status, _, err = _run(capsys, "--data", str(path))
+    assert status == 2
+    assert "absent.npz" in err
+    assert "not found" in err
+
+
+def test_unknown_file_class_exits_2(capsys, npz_path):
+    status, _, err = _run(capsys, "--data", str(npz_path), "--classes", "a,z")
+    assert status == 2
+    assert "'z'" in err
+
+
+def test_no_center_with_file_exits_2(capsys, npz_path):
+    status, _, err = _run(capsys, "--data", str(npz_path), "--no-center")
+    assert status == 2
+    assert "--no-center" in err
