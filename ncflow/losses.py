@@ -37,6 +37,14 @@ BINARY_LOSSES = ("exponential", "logistic")
 MULTICLASS_LOSSES = ("cross_entropy",)
 LOSSES = BINARY_LOSSES + MULTICLASS_LOSSES
 
+# Planted-fault variants of the losses, used only by the power tests of the
+# theory checks to show that the checks tell a faulty implementation from the
+# right one; the CLI never offers them. Each maps to (base loss, log factor):
+# the variant is the base loss times exp(log factor), per sample.
+FAULT_LOSSES = {
+    "logistic_half": ("logistic", -float(np.log(2.0))),  # the factor 2 forgotten
+}
+
 LOG2 = float(np.log(2.0))
 
 # Below this argument, log(log1p(exp(z))) is evaluated by its series
@@ -103,9 +111,24 @@ class LossTerms:
         return np.exp(self.log_scales)[:, None] * self.unit_gradients
 
 
+def base_loss(loss: str) -> tuple[str, float]:
+    """The loss a name stands for and the log of its constant factor.
+
+    ``"<loss>_mean"`` is the mean instead of the sum over ``n`` samples; its
+    factor ``-log n`` is applied by :func:`loss_terms` (``n`` is known there).
+    """
+    if loss in FAULT_LOSSES:
+        return FAULT_LOSSES[loss]
+    if loss.endswith("_mean") and loss[: -len("_mean")] in LOSSES:
+        return loss[: -len("_mean")], float("nan")
+    return loss, 0.0
+
+
 def check_loss(loss: str, num_outputs: int) -> str:
     """Validate the loss name against the output dimension ``d_y``."""
-    check_choice("loss", loss, LOSSES)
+    base, _ = base_loss(loss)
+    check_choice("loss", base, LOSSES)
+    loss = base
     if num_outputs == 1 and loss not in BINARY_LOSSES:
         raise InvalidArgument(
             f"loss={loss!r} is invalid for a scalar-output network: use one of "
@@ -136,9 +159,27 @@ def loss_terms(outputs: np.ndarray, targets: np.ndarray, loss: str) -> LossTerms
     LossTerms
     """
     outputs = np.asarray(outputs, dtype=np.float64)
-    if loss in BINARY_LOSSES:
-        return _binary_terms(outputs[:, 0], np.asarray(targets, dtype=np.float64), loss)
-    return _cross_entropy_terms(outputs, np.asarray(targets, dtype=np.int64))
+    base, log_factor = base_loss(loss)
+    if base in BINARY_LOSSES:
+        signs = np.asarray(targets, dtype=np.float64)
+        terms = _binary_terms(outputs[:, 0], signs, base)
+    else:
+        terms = _cross_entropy_terms(outputs, np.asarray(targets, dtype=np.int64))
+    if log_factor == 0.0:
+        return terms
+    if np.isnan(log_factor):
+        log_factor = -float(np.log(outputs.shape[0]))
+    return LossTerms(
+        log_losses=terms.log_losses + log_factor,
+        log_scales=terms.log_scales + log_factor,
+        unit_gradients=terms.unit_gradients,
+        unit_hessians=terms.unit_hessians,
+    )
+
+
+def is_binary(loss: str) -> bool:
+    """True for a loss of a scalar-output network (a binary loss or its variant)."""
+    return base_loss(loss)[0] in BINARY_LOSSES
 
 
 def _binary_terms(outputs: np.ndarray, signs: np.ndarray, loss: str) -> LossTerms:

@@ -23,9 +23,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ncflow._validation import InvalidArgument, check_array, check_choice
-from ncflow.losses import BINARY_LOSSES, check_loss, loss_terms
+from ncflow.losses import check_loss, is_binary, loss_terms
 
 ACTIVATIONS = ("relu", "linear")
+# Planted fault for the power tests: a ReLU whose derivative at 0 is 1, as
+# ``clamp_min`` gives; never offered by the CLI.
+FAULT_ACTIVATIONS = ("relu_derivative_one",)
 
 
 @dataclass(frozen=True)
@@ -124,9 +127,9 @@ class Problem:
                 f"labels[{i}]={int(labels[i])} is outside 0..{self.num_classes - 1} "
                 f"for num_classes={self.num_classes}"
             )
-        check_choice("activation", self.activation, ACTIVATIONS)
-        check_loss(self.loss, 1 if self.loss in BINARY_LOSSES else self.num_classes)
-        if self.loss in BINARY_LOSSES:
+        check_choice("activation", self.activation, ACTIVATIONS + FAULT_ACTIVATIONS)
+        check_loss(self.loss, 1 if is_binary(self.loss) else self.num_classes)
+        if is_binary(self.loss):
             if self.num_classes != 2:
                 raise InvalidArgument(
                     f"loss={self.loss!r} needs two classes, got num_classes="
@@ -155,7 +158,7 @@ class Problem:
         """
         if loss is None:
             loss = "exponential" if dataset.K == 2 else "cross_entropy"
-        signs = dataset.signs if loss in BINARY_LOSSES else None
+        signs = dataset.signs if is_binary(loss) else None
         return cls(dataset.X, dataset.labels, dataset.K, loss, activation, signs)
 
     @property
@@ -169,7 +172,7 @@ class Problem:
     @property
     def binary(self) -> bool:
         """True when the network has a scalar output (a binary loss)."""
-        return self.loss in BINARY_LOSSES
+        return is_binary(self.loss)
 
     @property
     def num_outputs(self) -> int:
@@ -193,6 +196,8 @@ def activation_mask(preactivations: np.ndarray, activation: str) -> np.ndarray:
     """``relu'(Z) = 1[Z > 0]`` (all ones for the linear activation), as bool."""
     if activation == "linear":
         return np.ones(preactivations.shape, dtype=bool)
+    if activation == "relu_derivative_one":
+        return preactivations >= 0
     return preactivations > 0
 
 

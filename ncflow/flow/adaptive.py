@@ -53,6 +53,7 @@ from ncflow.flow.rosenbrock import (
     ERROR_ORDER,
     Step,
     dopri5_step,
+    error_noise,
     rodas4_step,
 )
 from ncflow.network import Parameters, Problem
@@ -82,6 +83,10 @@ STAGE_RULE_SPREAD = 1.0
 # An explicit step counts as held by the quadrature of t when the clock error
 # exceeds both the state error and this fraction of the tolerance.
 CLOCK_BOUND = 0.1
+# A rejected norm-clock step whose error estimate is within this factor of the
+# estimate's own roundoff noise is accepted: shrinking the step cannot make the
+# estimate smaller. Such steps are counted and reported.
+NOISE_MARGIN = 4.0
 # Relative size below which a derivative of a pre-activation counts as 0 when
 # the new pattern is chosen at a boundary: a few hundred float64 roundoffs.
 ZERO_SLOPE = 256 * np.finfo(np.float64).eps
@@ -172,7 +177,9 @@ class AdaptiveFlow:
     ) -> None:
         self.problem = problem
         self.params0 = params0
-        self.system = PolarSystem(problem, params0.width)
+        self.system = PolarSystem(
+            problem, params0.width, frozen_output_part(problem, params0)
+        )
         self.rtol, self.atol = rtol, atol
         self.events = events
         self.log_t_max = math.log(t_max) if t_max is not None else math.inf
@@ -196,6 +203,11 @@ class AdaptiveFlow:
         self.detail = ""
         self.phases: list[tuple[str, float]] = []
         self._stages: list | None = None
+        self.noise = 0.0
+        self.noise_limited = 0
+        self.noise_floor = 0.0
+        # Fixed seed: the roundoff probe must not make runs irreproducible.
+        self.noise_rng = np.random.default_rng(0)
 
     # -- evaluations -------------------------------------------------------
 
@@ -215,12 +227,11 @@ class AdaptiveFlow:
 
     def _state(self, z: np.ndarray, log_t: float) -> FlowState:
         y = self.coords.to_polar(z)
+        log_norm2 = self.system.log_norm2(y)
+        if self.system.frozen_norm2 > 0:
+            log_norm2 = add_log(log_norm2, math.log(self.system.frozen_norm2))
         return FlowState(
-            self.problem,
-            self.system.to_parameters(y),
-            log_t,
-            self.pattern,
-            self.system.log_norm2(y),
+            self.problem, self.system.to_parameters(y), log_t, self.pattern, log_norm2
         )
 
     def _directions(self, z: np.ndarray) -> np.ndarray:
@@ -249,6 +260,7 @@ class AdaptiveFlow:
             if self.stiff:
                 step, _ = rodas4_step(self._rhs, self.z, self.f, self.J, size)
                 self.nlu += 1
+                self.noise = 0.0
             else:
                 self._stages = [-self.ev.log_N]
                 step, _, rho = dopri5_step(self._rhs, self.z, self.f, size)
@@ -259,7 +271,25 @@ class AdaptiveFlow:
             return step, math.inf
         scale = self.coords.scale(self.z, self.rtol, self.atol)
         err = float(np.max(np.abs(step.error) / scale))
-        return step, err if math.isfinite(err) else math.inf
+        if not math.isfinite(err):
+            return step, math.inf
+        if self.stiff and err > 1.0 and self.coords.clock == "norm2":
+            noise = error_noise(self._rhs, step, self._roundoff_perturbation(step.y0))
+            self.noise = float(np.max(np.abs(noise) / scale))
+            if err <= NOISE_MARGIN * self.noise:
+                # The estimate is roundoff: the local error cannot be resolved
+                # below it, so the step is taken and the floor is reported.
+                self.noise_limited += 1
+                self.noise_floor = max(self.noise_floor, self.noise)
+                return step, min(err, 1.0)
+        return step, err
+
+    def _roundoff_perturbation(self, z: np.ndarray) -> np.ndarray:
+        """Random relative perturbation of two units of roundoff (R kept exact)."""
+        signs = self.noise_rng.choice((-1.0, 1.0), size=z.shape)
+        perturbation = 2 * np.finfo(np.float64).eps * signs
+        perturbation[-1] = 0.0
+        return perturbation
 
     def _clock(self, step: Step) -> StepTime:
         return StepTime(self, step)
@@ -533,8 +563,9 @@ class AdaptiveFlow:
         self.stiff = False
         self.stiff_count = 0
         self.stiffness = 0.0
-        # Pairs that start exactly on their boundary choose a side by the rule.
-        if not self.system.linear:
+        # Pairs that start exactly on their boundary choose a side by the rule
+        # (the planted relu'(0) = 1 fault keeps them active instead).
+        if not self.system.linear and self.problem.activation == "relu":
             on_boundary = np.argwhere(
                 np.abs(self._cosines(self.z)) <= 4 * np.finfo(float).eps
             )
@@ -673,6 +704,12 @@ class AdaptiveFlow:
         message = res.STATUS_MESSAGES[self.status]
         if self.detail:
             message += f": {self.detail}"
+        if self.noise_limited:
+            message += (
+                f"; {self.noise_limited} steps were taken at the float64 noise floor "
+                f"of the error estimate (up to {self.noise_floor:.3g} times the "
+                "tolerance)"
+            )
         self._record("end", self.z, self.log_t)
         state = self._state(self.z, self.log_t)
         return res.FlowResult(
@@ -708,9 +745,20 @@ class AdaptiveFlow:
                 ),
                 "dtype": "float64",
                 "phases": [list(p) for p in self.phases],
+                "noise_limited_steps": self.noise_limited,
+                "noise_floor": self.noise_floor,
             },
             pattern=self.pattern.copy(),
         )
+
+
+def frozen_output_part(problem: Problem, params0: Parameters) -> np.ndarray | None:
+    """``(1 1^T / K) V(0)`` for the cross-entropy (constant along the flow, see
+    ``PolarSystem``); None for a scalar output."""
+    if problem.binary:
+        return None
+    K = params0.num_outputs
+    return np.full((K, K), 1.0 / K) @ params0.V
 
 
 def _first_roots(c: np.ndarray) -> np.ndarray:

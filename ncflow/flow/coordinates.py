@@ -161,12 +161,14 @@ class NormCoordinates:
         return -float(np.log(ev.norm_rate)) if ev.norm_rate > 0 else np.inf
 
     def normalize(self, z: np.ndarray) -> np.ndarray:
-        z = z.copy()
-        blocks = z[:-1].reshape(self.h, self.B)
-        norms = np.linalg.norm(blocks[:, 1:], axis=1)
-        blocks[:, 0] += np.log(norms)
-        blocks[:, 1:] /= norms[:, None]
-        return z
+        """Unit ``omega_j`` and ``R`` equal to the norm the state stands for.
+
+        Both are exact changes of coordinates: ``sigma_j`` is kept. Resetting
+        ``R`` stops the clock from drifting away from ``||theta||^2`` by the
+        accumulated integration error.
+        """
+        y = self.system.normalize(self.to_polar(z))
+        return self.from_polar(y)
 
     def scale(self, z: np.ndarray, rtol: float, atol: float) -> np.ndarray:
         scale = np.full(z.shape, atol + rtol)

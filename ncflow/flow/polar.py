@@ -43,7 +43,7 @@ import numpy as np
 
 from ncflow._numeric import logsumexp
 from ncflow.losses import loss_terms
-from ncflow.network import Parameters, Problem
+from ncflow.network import Parameters, Problem, activation_mask
 
 
 @dataclass
@@ -72,24 +72,44 @@ class PolarSystem:
         Data, targets, loss and activation.
     width : int
         Number of neurons ``h``.
+    frozen_V : ndarray, shape (d_y, h), optional
+        A part of ``V`` that the flow never moves and that no other weight
+        depends on, kept out of the state. The cross-entropy is invariant to
+        adding ``c 1`` to the outputs, so its gradients ``g_i`` sum to 0 and the
+        component ``(1 1^T / K) v_j`` of every output weight is constant. Left
+        in the state it would decay like ``1 / ||theta_j||`` in the polar
+        direction, multiplied by the stiff growth rate ``q_j``, which costs a
+        linearly implicit method its order; outside the state it is exact.
     """
 
-    def __init__(self, problem: Problem, width: int) -> None:
+    def __init__(
+        self, problem: Problem, width: int, frozen_V: np.ndarray | None = None
+    ) -> None:
         self.problem = problem
         self.X = problem.X
         self.n, self.D = problem.X.shape
         self.h = width
-        self.d_y = problem.num_outputs
+        self.num_outputs = problem.num_outputs
+        # Output weights are stored in the coordinates of ``Q`` (d_y x m): all
+        # of R^{d_y} for a scalar output, the complement of 1 for the
+        # cross-entropy, whose loss does not see the 1 direction (see frozen_V).
+        self.Q = _output_basis(self.num_outputs, problem.binary)
+        self.d_y = self.Q.shape[1]
         self.block = 1 + self.D + self.d_y
         self.size = self.h * self.block
         self.log_x_norms = np.log(np.linalg.norm(self.X, axis=1))
         self.linear = problem.activation == "linear"
+        if frozen_V is None:
+            frozen_V = np.zeros((self.num_outputs, width))
+        self.frozen_V = np.asarray(frozen_V, dtype=np.float64)
+        self.frozen_norm2 = float(np.sum(self.frozen_V**2))
 
     # -- conversions -------------------------------------------------------
 
     def from_parameters(self, params: Parameters) -> np.ndarray:
-        """Polar state of ``params`` (each ``omega_j`` of unit norm)."""
-        omega = np.concatenate([params.W.T, params.V.T], axis=1)
+        """Polar state of ``params`` less ``frozen_V``, every ``omega_j`` of norm 1."""
+        reduced = self.Q.T @ (params.V - self.frozen_V)
+        omega = np.concatenate([params.W.T, reduced.T], axis=1)
         norms = np.linalg.norm(omega, axis=1)
         if np.any(norms == 0):
             raise ValueError(
@@ -109,7 +129,7 @@ class PolarSystem:
     def to_parameters(self, state: np.ndarray) -> Parameters:
         sigma, a, b = self.split(state)
         scale = np.exp(sigma)[:, None]
-        return Parameters((scale * a).T, (scale * b).T)
+        return Parameters((scale * a).T, self.Q @ (scale * b).T + self.frozen_V)
 
     def normalize(self, state: np.ndarray) -> np.ndarray:
         """Move the norm of each ``omega_j`` into ``sigma_j`` (an exact change)."""
@@ -132,9 +152,9 @@ class PolarSystem:
         return float(logsumexp(2 * sigma + np.log(omega2)))
 
     def initial_pattern(self, state: np.ndarray) -> np.ndarray:
-        if self.linear:
-            return np.ones((self.n, self.h), dtype=bool)
-        return self.preactivation_directions(state) > 0
+        return activation_mask(
+            self.preactivation_directions(state), self.problem.activation
+        )
 
     # -- right-hand side ---------------------------------------------------
 
@@ -143,13 +163,13 @@ class PolarSystem:
         Z = self.X @ a.T
         active = Z * pattern
         scale2 = np.exp(2 * sigma)
-        outputs = (active * scale2) @ b
+        outputs = ((active * scale2) @ b) @ self.Q.T
         terms = loss_terms(outputs, self.problem.targets, self.problem.loss)
 
         unit_norms = np.linalg.norm(terms.unit_gradients, axis=1)
         log_weights = terms.log_scales + np.log(unit_norms) + self.log_x_norms
         log_N = float(logsumexp(log_weights))
-        G = np.exp(terms.log_scales - log_N)[:, None] * terms.unit_gradients
+        G = (np.exp(terms.log_scales - log_N)[:, None] * terms.unit_gradients) @ self.Q
 
         GB = G @ b.T  # (n, h)
         omega_norm2 = np.sum(a * a, axis=1) + np.sum(b * b, axis=1)
@@ -168,7 +188,7 @@ class PolarSystem:
         """Outputs and loss terms at ``state`` (no derivatives)."""
         sigma, a, b = self.split(state)
         active = (self.X @ a.T) * pattern
-        outputs = (active * np.exp(2 * sigma)) @ b
+        outputs = ((active * np.exp(2 * sigma)) @ b) @ self.Q.T
         return outputs, loss_terms(outputs, self.problem.targets, self.problem.loss)
 
     def log_N(self, state: np.ndarray, pattern: np.ndarray) -> float:
@@ -197,13 +217,16 @@ class PolarSystem:
         scale2 = np.exp(2 * sigma)
         terms = ev.terms
 
-        # Loss derivatives in units of N.
+        # Loss derivatives in units of N, in the output coordinates Q.
+        Q = self.Q
         weights = np.exp(terms.log_scales - ev.log_N)  # (n,)
-        H = weights[:, None, None] * terms.unit_hessians  # (n, d_y, d_y) = H_i / N
+        H = np.einsum("ka,ikl,lb->iab", Q, terms.unit_hessians, Q)
+        H *= weights[:, None, None]  # (n, d_y, d_y) = Q^T H_i Q / N
         unit_norms = np.linalg.norm(terms.unit_gradients, axis=1)
         rho = (np.exp(self.log_x_norms) * weights / unit_norms)[:, None] * np.einsum(
             "ik,ikl->il", terms.unit_gradients, terms.unit_hessians
-        )  # (n, d_y)
+        )
+        rho = rho @ Q  # (n, d_y)
 
         # df/dstate, shape (n, d_y, h, B).
         JF = np.zeros((n, d_y, h, B))
@@ -259,3 +282,13 @@ class PolarSystem:
         neurons = np.arange(h)
         J.reshape(h, B, h, B)[neurons, :, neurons, :] += blocks
         return J
+
+
+def _output_basis(num_outputs: int, binary: bool) -> np.ndarray:
+    """Orthonormal basis of the output directions the loss depends on."""
+    if binary or num_outputs == 1:
+        return np.eye(num_outputs)
+    K = num_outputs
+    centred = np.eye(K) - np.full((K, K), 1.0 / K)
+    basis, _ = np.linalg.qr(centred[:, : K - 1])
+    return basis

@@ -114,12 +114,30 @@ def rodas4_step(rhs, y0: np.ndarray, f0: np.ndarray, jacobian: np.ndarray, size:
         extra = sum(coef * kj for coef, kj in zip(C[stage], k)) / size
         k.append(solve(lu, rhs(y) + extra, check_finite=False))
     y = y + k[4]
+    f6 = rhs(y)
     extra = sum(coef * kj for coef, kj in zip(C[6], k)) / size
-    k.append(solve(lu, rhs(y) + extra, check_finite=False))
+    k.append(solve(lu, f6 + extra, check_finite=False))
     y1 = y + k[5]
     dense_1 = sum(coef * kj for coef, kj in zip(DENSE_1, k))
     dense_2 = sum(coef * kj for coef, kj in zip(DENSE_2, k))
-    return Step(y0, y1, k[5], size, dense_1, dense_2), 5
+    step = Step(y0, y1, k[5], size, dense_1, dense_2)
+    step.last_stage = (y, f6, lu)
+    return step, 5
+
+
+def error_noise(rhs, step: Step, perturbation: np.ndarray) -> np.ndarray:
+    """Part of a RODAS4 error estimate that roundoff alone can produce.
+
+    The estimate ``k_6`` solves ``(I/(gamma h) - J) k_6 = f(y_6) + ...``;
+    perturbing ``y_6`` by a few units of roundoff (``perturbation``, relative)
+    and solving again for the change of ``f(y_6)`` shows how much of ``k_6`` is
+    noise: late in the flow the loss weights depend on margin differences of
+    order 1 that are computed from margins of order ``||theta||^2``, so the
+    right-hand side carries a relative noise of about ``eps ||theta||^2``.
+    """
+    y6, f6, lu = step.last_stage
+    shifted = rhs(y6 * (1.0 + perturbation))
+    return scipy.linalg.lu_solve(lu, shifted - f6, check_finite=False)
 
 
 # Dormand-Prince 5(4) for the non-stiff early phase: the Butcher tableau of
