@@ -87,6 +87,9 @@ CLOCK_BOUND = 0.1
 # estimate's own roundoff noise is accepted: shrinking the step cannot make the
 # estimate smaller. Such steps are counted and reported.
 NOISE_MARGIN = 4.0
+# Relative singular value below which a cluster's samples count as parallel when
+# a direction is projected onto their common boundary.
+PROJECTION_RANK = 1e-8
 # Relative size below which a derivative of a pre-activation counts as 0 when
 # the new pattern is chosen at a boundary: a few hundred float64 roundoffs.
 ZERO_SLOPE = 256 * np.finfo(np.float64).eps
@@ -407,8 +410,15 @@ class AdaptiveFlow:
                 x = self.problem.X[rows[0]]
                 blocks[j, 1 : 1 + D] = a - (x @ a) / (x @ x) * x
             else:
-                Xc = self.problem.X[rows]
-                blocks[j, 1 : 1 + D] = a - np.linalg.lstsq(Xc, Xc @ a, rcond=None)[0]
+                # Samples of a cluster may be parallel (equal directions, other
+                # norms): singular values below PROJECTION_RANK of the largest
+                # are roundoff, and inverting them would move a_j far.
+                U, singular, Vt = np.linalg.svd(
+                    self.problem.X[rows], full_matrices=False
+                )
+                keep = singular > PROJECTION_RANK * singular[0]
+                basis = Vt[keep]
+                blocks[j, 1 : 1 + D] = a - basis.T @ (basis @ a)
         self.z = self.coords.normalize(self.z)
 
         before = self.pattern.copy()

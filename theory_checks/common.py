@@ -1,0 +1,270 @@
+"""Machinery shared by the binary and multi-class checks.
+
+A check measures one or more *quantities* on a trained run, each with its
+prediction and its derived tolerance, and combines them into one verdict: the
+claim fails if any quantity deviates beyond its tolerance, and the worst one
+(largest deviation / tolerance) is what the verdict reports. Limit quantities
+are measured at the end of the run (``||theta||^2 = R``), at the record at or
+below ``R / reference_ratio`` (for the asymptotic part of the tolerance) and at
+the end of the loose run (for the integrator part).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ncflow.network import Parameters, activation_mask
+from theory_checks import tolerances as tol
+from theory_checks.runs import (
+    Example,
+    Run,
+    RunSettings,
+    direction,
+    record_at_or_below,
+    train,
+)
+from theory_checks.verdict import (
+    HypothesisReport,
+    Outcome,
+    Tolerance,
+    ToleranceTerm,
+    Verdict,
+    inconclusive,
+)
+
+
+@dataclass
+class Quantity:
+    """One measured quantity with its prediction and tolerance.
+
+    ``kind`` is ``"equal"`` (``|value - predicted| <= tol``), ``"at_most"``
+    (``value <= predicted + tol``) or ``"at_least"`` (``value >= predicted - tol``).
+    """
+
+    name: str
+    value: float
+    predicted: float
+    tolerance: Tolerance
+    kind: str = "equal"
+    details: dict = field(default_factory=dict)
+
+    @property
+    def deviation(self) -> float:
+        if self.kind == "at_most":
+            return max(self.value - self.predicted, 0.0)
+        if self.kind == "at_least":
+            return max(self.predicted - self.value, 0.0)
+        return abs(self.value - self.predicted)
+
+    @property
+    def ratio(self) -> float:
+        """Deviation in units of the tolerance (PASS needs <= 1)."""
+        total = self.tolerance.total
+        deviation = self.deviation
+        if not math.isfinite(deviation):
+            return math.inf
+        if total > 0:
+            return deviation / total
+        return 0.0 if deviation == 0 else math.inf
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "measured": self.value,
+            "predicted": self.predicted,
+            "tolerance": self.tolerance.total,
+            "tolerance_parts": [
+                {"name": t.name, "value": t.value, "derivation": t.derivation}
+                for t in self.tolerance.terms
+            ],
+            "deviation_over_tolerance": self.ratio,
+            **self.details,
+        }
+
+
+def combine(
+    claim: str,
+    what: str,
+    quantities: list[Quantity],
+    run: Run | None,
+    hypotheses: list[HypothesisReport],
+    **extra,
+) -> Verdict:
+    """One verdict from the quantities of a claim: FAIL if any exceeds its tolerance."""
+    if not quantities:
+        return inconclusive(
+            claim,
+            f"{what}: nothing to measure on this example",
+            hypotheses=hypotheses,
+            **extra,
+        )
+    worst = max(quantities, key=lambda q: q.ratio)
+    failed = [q for q in quantities if q.ratio > 1.0]
+    outcome = Outcome.FAIL if failed else Outcome.PASS
+    relation = "beyond" if failed else "within"
+    bound = {"at_most": "<= ", "at_least": ">= "}.get(worst.kind, "")
+    reason = (
+        f"{what}: worst quantity '{worst.name}' measured {worst.value:.6g}, predicted "
+        f"{bound}{worst.predicted:.6g}, deviation {worst.deviation:.3g} {relation} "
+        f"tolerance {worst.tolerance.total:.3g}"
+    )
+    if failed and len(failed) > 1:
+        reason += f" ({len(failed)} of {len(quantities)} quantities fail)"
+    return Verdict(
+        claim=claim,
+        outcome=outcome,
+        reason=reason,
+        measured=worst.value,
+        predicted=worst.predicted,
+        tolerance=worst.tolerance,
+        margin=worst.ratio,
+        worst=worst.name,
+        integrator=run.integrator_summary() if run is not None else {},
+        hypotheses=hypotheses,
+        details={
+            "quantities": [q.summary() for q in quantities],
+            **extra.pop("details", {}),
+        },
+        **extra,
+    )
+
+
+def features(example: Example, X: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """``phi = relu(X W)``, shape (n, h); the planted fault takes ``X W`` itself."""
+    Z = X @ W
+    if "preactivation_features" in example.faults or example.activation == "linear":
+        return Z
+    return Z * activation_mask(Z, "relu")
+
+
+@dataclass
+class LimitPoints:
+    """The three states a limit quantity is measured at."""
+
+    end: Parameters
+    reference: Parameters
+    loose: Parameters | None
+    R: float
+    R_ref: float
+
+
+def limit_points(run: Run) -> LimitPoints | None:
+    """Directions ``theta/||theta||`` at the end, at the reference record and at the
+    end of the loose run; None when the trajectory has no reference record."""
+    result = run.result
+    R = result.norm2
+    index = record_at_or_below(result, R / run.settings.reference_ratio)
+    if index is None:
+        return None
+    reference = result.trajectory.parameters(index)
+    R_ref = reference.norm2()
+    if not R_ref < R:
+        return None
+    loose = None
+    if run.loose is not None and run.loose.success:
+        loose = direction(run.loose.params)
+    return LimitPoints(direction(result.params), direction(reference), loose, R, R_ref)
+
+
+def limit_quantities(
+    points: LimitPoints,
+    measure: Callable[[Parameters], dict],
+    predictions: dict,
+    *,
+    rate: str = "slow",
+    roundoff: tuple[int, float] = (1, 1.0),
+    kinds: dict | None = None,
+) -> list[Quantity]:
+    """Quantities ``measure(theta_bar)[name]`` against ``predictions[name]``.
+
+    Each gets the integrator, asymptotic and roundoff parts of its tolerance;
+    ``roundoff = (terms, scale)`` sizes the float64 part.
+    """
+    end = measure(points.end)
+    reference = measure(points.reference)
+    loose = measure(points.loose) if points.loose is not None else None
+    kinds = kinds or {}
+    out = []
+    for name, predicted in predictions.items():
+        value = end[name]
+        terms: list[ToleranceTerm] = [
+            tol.integrator_change(value, None if loose is None else loose[name], name),
+            tol.asymptotic(value, reference[name], points.R, points.R_ref, rate),
+            tol.roundoff(roundoff[0], roundoff[1], name),
+        ]
+        out.append(
+            Quantity(
+                name,
+                float(value),
+                float(predicted),
+                tol.tolerance(*terms),
+                kinds.get(name, "equal"),
+            )
+        )
+    return out
+
+
+def refine_eps(
+    check_once: Callable[[Example, RunSettings], Verdict],
+    example: Example,
+    settings: RunSettings,
+    *,
+    unquantified: bool,
+) -> Verdict:
+    """Run a check, and before reporting FAIL repeat it at ``eps / eps_factor``,
+    ``eps / eps_factor^2``, ... down to ``eps_floor`` while the theorem leaves
+    ``eps`` unquantified; FAIL only if the violation persists at every ``eps``."""
+    verdict = check_once(example, settings)
+    sequence = [example.eps]
+    if verdict.outcome is Outcome.FAIL and unquantified:
+        eps = example.eps
+        while eps / settings.eps_factor >= settings.eps_floor:
+            eps /= settings.eps_factor
+            sequence.append(eps)
+            retry = check_once(example.with_eps(eps), settings)
+            if retry.outcome is not Outcome.FAIL:
+                retry.reason += (
+                    f" (after a FAIL at eps={example.eps:.3g}, repeated at smaller eps)"
+                )
+                retry.eps_sequence = sequence
+                return retry
+            verdict = retry
+    verdict.eps_sequence = sequence
+    return verdict
+
+
+def run_or_reason(example: Example, settings: RunSettings) -> tuple[Run, str]:
+    """Train; the reason is non-empty when the run did not reach its target."""
+    run = train(example, settings)
+    if run.reached_target:
+        return run, ""
+    result = run.result
+    return run, (
+        f"the run ended at ||theta||^2 = {result.norm2:.3g} before the target "
+        f"{settings.norm2_target:.3g}: {result.message}"
+    )
+
+
+def first_unverified(reports: list[HypothesisReport]) -> HypothesisReport | None:
+    for report in reports:
+        if not report.holds:
+            return report
+    return None
+
+
+__all__ = [
+    "LimitPoints",
+    "Quantity",
+    "combine",
+    "features",
+    "first_unverified",
+    "limit_points",
+    "limit_quantities",
+    "refine_eps",
+    "run_or_reason",
+]

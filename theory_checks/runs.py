@@ -1,0 +1,310 @@
+"""Examples, run settings and trained runs shared by the theory checks.
+
+An :class:`Example` is everything a check needs to reproduce a trajectory: the
+data, the initial shapes and scale, the loss, the activation, the neuron groups
+and any planted fault. :func:`train` integrates it once and caches the
+:class:`Run` per process, so that every claim checked on the same example uses
+the same trajectory ("train once, check many") and still reports on its own.
+
+Each run is integrated twice: at ``rtol`` and at ``LOOSE_FACTOR * rtol``. The
+difference of a quantity between the two estimates the integration error of the
+tight run, assuming the global error is proportional to the tolerance (what the
+accuracy study of the integrator measures), and is the ``integrator`` part of
+every tolerance on a limit quantity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ncflow._validation import InvalidArgument, check_positive
+from ncflow.data import Dataset
+from ncflow.flow import FlowResult, Norm2Above, solve_flow
+from ncflow.flow.events import default_groups
+from ncflow.network import Parameters, Problem
+
+# A second run at this multiple of rtol estimates the integration error.
+LOOSE_FACTOR = 10.0
+# Trained runs kept per process (a run of a small example is a few MB).
+CACHE_SIZE = 64
+
+FAULTS = (
+    "relu_derivative_one",
+    "wrong_s",
+    "logistic_without_factor_2",
+    "large_step",
+    "preactivation_features",
+    "wrong_pseudo_labels",
+    "softmax_wrong_axis",
+    "mean_loss",
+)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One example of the theorem's setting.
+
+    Attributes
+    ----------
+    dataset : Dataset
+    shapes : Parameters
+        ``theta_0``; the initial weights are ``eps * shapes``.
+    eps : float
+        Initial scale.
+    loss : str
+        ``"exponential"``, ``"logistic"`` (scalar output) or ``"cross_entropy"``.
+    activation : str
+        ``"relu"``, or ``"linear"`` for the exploration without ReLU.
+    groups : tuple of int, optional
+        Class of each neuron (the partition ``N_1..N_K``); default by the sign
+        of ``v_j0`` (binary) or ``argmax_k v_j0[k]``.
+    balanced : bool
+        Whether the shapes are meant to satisfy A2 (balanced, norm <= 1).
+    faults : tuple of str
+        Planted implementation faults (``FAULTS``), for the power tests.
+    label : str
+        Where the example came from (strategy, explicit case, record file).
+    """
+
+    dataset: Dataset
+    shapes: Parameters
+    eps: float
+    loss: str
+    activation: str = "relu"
+    groups: tuple | None = None
+    balanced: bool = True
+    faults: tuple = ()
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        check_positive("eps", self.eps)
+        unknown = [f for f in self.faults if f not in FAULTS]
+        if unknown:
+            raise InvalidArgument(
+                f"faults contains {unknown[0]!r}; known faults are {', '.join(FAULTS)}"
+            )
+
+    @property
+    def binary(self) -> bool:
+        return self.loss != "cross_entropy"
+
+    def problem(self) -> Problem:
+        loss = self.loss
+        if "logistic_without_factor_2" in self.faults and loss == "logistic":
+            loss = "logistic_half"
+        if "mean_loss" in self.faults:
+            loss = loss + "_mean"
+        if "softmax_wrong_axis" in self.faults and loss.startswith("cross_entropy"):
+            loss = "cross_entropy_wrong_axis"
+        signs = self.dataset.signs if self.binary else None
+        return Problem(
+            self.dataset.X,
+            self.dataset.labels,
+            self.dataset.K,
+            loss,
+            self.activation,
+            signs,
+        )
+
+    def params0(self) -> Parameters:
+        return self.shapes.scaled(self.eps)
+
+    def neuron_groups(self) -> np.ndarray:
+        if self.groups is not None:
+            return np.asarray(self.groups, dtype=np.int64)
+        return default_groups(self.problem(), self.shapes.V)
+
+    def with_eps(self, eps: float) -> Example:
+        return replace(self, eps=float(eps))
+
+    def fingerprint(self) -> str:
+        """Content hash of everything that determines the trajectory."""
+        digest = hashlib.sha256()
+        for array in (
+            self.dataset.X,
+            self.dataset.labels,
+            self.shapes.W,
+            self.shapes.V,
+        ):
+            digest.update(np.ascontiguousarray(array).tobytes())
+            digest.update(str(array.shape).encode())
+        text = repr((self.eps, self.loss, self.activation, self.groups, self.faults))
+        digest.update(text.encode())
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Integrator settings and the late-phase target of the checks.
+
+    Attributes
+    ----------
+    rtol, atol : float
+        Tolerances of the adaptive integrator.
+    norm2_target : float
+        The run ends at ``||theta||_F^2 = norm2_target``; limit claims are
+        checked there.
+    reference_ratio : float
+        Limit claims extrapolate the trajectory's own remaining distance to its
+        limit from the change between ``norm2_target / reference_ratio`` and
+        the end.
+    max_steps : int
+        Step budget of each run.
+    eps_factor, eps_floor : float
+        Before a FAIL where the theorem leaves ``eps`` unquantified, the example
+        is repeated at ``eps / eps_factor``, ``eps / eps_factor^2``, ... down to
+        ``eps_floor``.
+    method, step : str, float
+        ``"adaptive"``, or ``"euler"`` with the fixed ``step`` (planted
+        large-step fault).
+    """
+
+    rtol: float = 1e-8
+    atol: float = 1e-12
+    norm2_target: float = 1e10
+    reference_ratio: float = 100.0
+    max_steps: int = 100_000
+    eps_factor: float = 100.0
+    eps_floor: float = 1e-12
+    method: str = "adaptive"
+    step: float | None = None
+
+    def loose(self) -> RunSettings:
+        return replace(self, rtol=self.rtol * LOOSE_FACTOR)
+
+
+@dataclass
+class Run:
+    """A trained example: the tight run and the loose run of the same flow."""
+
+    example: Example
+    settings: RunSettings
+    result: FlowResult
+    loose: FlowResult | None
+    problem: Problem
+    groups: np.ndarray
+    derived: dict = field(default_factory=dict)
+
+    @property
+    def reached_target(self) -> bool:
+        """True when the run ended at ``||theta||^2 >= norm2_target``."""
+        return (
+            self.result.success
+            and self.result.norm2 >= self.settings.norm2_target * (1 - 1e-6)
+        )
+
+    def integrator_summary(self) -> dict:
+        summary = self.result.summary()
+        if self.loose is not None:
+            summary["loose_run"] = {
+                "rtol": self.loose.settings.get("rtol"),
+                "status": self.loose.status,
+                "norm2": self.loose.norm2,
+            }
+        return summary
+
+
+_CACHE: OrderedDict[tuple, Run] = OrderedDict()
+
+
+def _integrate(example: Example, settings: RunSettings, problem: Problem) -> FlowResult:
+    params0 = example.params0()
+    events = [Norm2Above(settings.norm2_target)]
+    groups = example.neuron_groups()
+    if settings.method == "euler" or "large_step" in example.faults:
+        step = settings.step
+        if "large_step" in example.faults:
+            step = large_fault_step(problem)
+        return solve_flow(
+            problem,
+            params0,
+            method="euler",
+            step=step,
+            events=events,
+            groups=groups,
+            max_steps=settings.max_steps,
+            records_per_decade=8,
+        )
+    return solve_flow(
+        problem,
+        params0,
+        method="adaptive",
+        rtol=settings.rtol,
+        atol=settings.atol,
+        events=events,
+        groups=groups,
+        max_steps=settings.max_steps,
+        records_per_decade=8,
+    )
+
+
+def large_fault_step(problem: Problem) -> float:
+    """A fixed step far beyond stability: ten times ``2 / (n X_max^2)``, where
+    ``n X_max^2`` bounds the curvature of the summed loss at small weights once
+    ``||theta||`` is of order one."""
+    x_max = float(np.max(np.linalg.norm(problem.X, axis=1)))
+    return 10 * 2.0 / (problem.n * x_max**2)
+
+
+def train(example: Example, settings: RunSettings, *, loose: bool = True) -> Run:
+    """Integrate ``example`` (cached per process); see the module docstring."""
+    key = (example.fingerprint(), settings, loose)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    problem = example.problem()
+    result = _integrate(example, settings, problem)
+    loose_result = None
+    if loose and settings.method == "adaptive" and "large_step" not in example.faults:
+        loose_result = _integrate(example, settings.loose(), problem)
+    run = Run(example, settings, result, loose_result, problem, example.neuron_groups())
+    _CACHE[key] = run
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return run
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
+
+
+def late_records(result: FlowResult, norm2_min: float) -> list[int]:
+    """Indices of the trajectory records with ``||theta||^2 >= norm2_min``."""
+    norm2 = result.trajectory.norm2
+    return [int(i) for i in np.flatnonzero(norm2 >= norm2_min)]
+
+
+def record_at_or_below(result: FlowResult, norm2: float) -> int | None:
+    """Index of the last record with ``||theta||^2 <= norm2`` (grid or end)."""
+    trajectory = result.trajectory
+    keep = np.flatnonzero(
+        (trajectory.norm2 <= norm2 * (1 + 1e-9)) & (trajectory.kind != "event")
+    )
+    return int(keep[-1]) if keep.size else None
+
+
+def direction(params: Parameters) -> Parameters:
+    """``theta / ||theta||_F``."""
+    return params.scaled(1.0 / math.sqrt(params.norm2()))
+
+
+__all__ = [
+    "CACHE_SIZE",
+    "FAULTS",
+    "LOOSE_FACTOR",
+    "Example",
+    "Run",
+    "RunSettings",
+    "clear_cache",
+    "direction",
+    "late_records",
+    "large_fault_step",
+    "record_at_or_below",
+    "train",
+    "Dataset",
+]
