@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_train_command(subcommands)
+    add_replay_command(subcommands)
     return parser
 
 
@@ -613,3 +614,158 @@ def _separation_line(separation: dict) -> str:
     else:
         end = f"not separated at the end ({separation['reason_at_end']})"
     return f"activation pattern: {first}; {end}"
+
+
+# --------------------------------------------------------------------------------
+# ncflow replay
+# --------------------------------------------------------------------------------
+
+
+def add_replay_command(subcommands: Any) -> argparse.ArgumentParser:
+    """Add the ``replay`` subcommand to the subparsers of :func:`build_parser`."""
+    command = subcommands.add_parser(
+        "replay",
+        help="check the claims of counterexample records again",
+        description=(
+            "Check the claim of each counterexample record again, from the data, "
+            "initial shapes and run settings stored in the record, and print the "
+            "recorded verdict beside the new one. Exit status: 0 when every claim "
+            "now holds (PASS), 1 when any fails or is INCONCLUSIVE, 2 for a file "
+            "that is missing, not a record, or modified since it was written."
+        ),
+    )
+    command.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="a record (.npz) written by theory_checks.records.write_record, or a "
+        "directory whose .npz files are all records",
+    )
+    command.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON list with the recorded and the new verdict of each file, "
+        "nothing else on stdout",
+    )
+    command.add_argument(
+        "--quiet", action="store_true", help="no progress lines on stderr"
+    )
+    command.set_defaults(handler=run_replay)
+    return command
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    """Carry out ``ncflow replay`` for parsed arguments; return the exit status."""
+    from theory_checks.records import read_record, replay
+    from theory_checks.verdict import Outcome
+
+    # Every file is read and its hash verified before any check runs, so that a
+    # bad file stops the command before minutes of integration.
+    records = [read_record(path) for path in _record_paths(args.files)]
+
+    results = []
+    for record in records:
+        if not args.quiet:
+            print(f"replaying {record.path} ({record.claim})", file=sys.stderr)
+        verdict, recorded = replay(record)
+        results.append((record, verdict, recorded))
+
+    if args.json:
+        sys.stdout.write(dumps([_replay_entry(*result) for result in results]))
+    else:
+        for record, verdict, _ in results:
+            _print_replay(record, verdict, sys.stdout)
+        _print_replay_totals([verdict for _, verdict, _ in results], sys.stdout)
+    all_pass = all(verdict.outcome is Outcome.PASS for _, verdict, _ in results)
+    return EXIT_OK if all_pass else EXIT_RUN_FAILED
+
+
+def _record_paths(arguments: Sequence[Path]) -> list[Path]:
+    """Expand directories to the ``.npz`` files in them, sorted by name."""
+    paths = []
+    for argument in arguments:
+        if not argument.is_dir():
+            paths.append(argument)
+            continue
+        found = sorted(
+            path for path in argument.glob("*.npz") if not path.name.startswith(".")
+        )
+        if not found:
+            raise InvalidArgument(
+                f"FILE={str(argument)!r} is invalid: the directory contains no .npz "
+                "records; give record files or a directory of them"
+            )
+        paths.extend(found)
+    return paths
+
+
+def _replay_entry(record: Any, verdict: Any, recorded: dict) -> dict:
+    return {
+        "path": str(record.path),
+        "claim": record.claim,
+        "hash": record.hash,
+        "created": record.created,
+        "recorded_outcome": recorded["outcome"],
+        "outcome": verdict.outcome.value,
+        "holds": verdict.passed,
+        "recorded": recorded,
+        "replayed": verdict.to_dict(),
+    }
+
+
+def _print_replay(record: Any, verdict: Any, stream: TextIO) -> None:
+    """Print one record: what it is, its recorded verdict and the new verdict."""
+    example = record.example
+    dataset = example.dataset
+    faults = ", ".join(example.faults) if example.faults else "none"
+    packages = record.environment.get("packages", {})
+    versions = ", ".join(
+        f"{name} {version}" for name, version in packages.items() if version
+    )
+    lines = [
+        f"{record.path}: claim {record.claim}",
+        f"  example {example.label or '(no label)'}: dataset {dataset.name!r}, "
+        f"n={dataset.n}, D={dataset.D}, K={dataset.K}, h={example.shapes.width}, "
+        f"eps {example.eps:.3g}, {example.loss} loss, {example.activation}, "
+        f"planted faults: {faults}",
+        f"  recorded {record.created or '(no time)'} with {versions or 'unknown'}:",
+        _indent(record.recorded_verdict().describe(), "    "),
+        "  replayed now:",
+        _indent(verdict.describe(), "    "),
+        f"  result: {_replay_result(record.verdict['outcome'], verdict)}",
+        "",
+    ]
+    stream.write("\n".join(lines) + "\n")
+
+
+def _replay_result(recorded_outcome: str, verdict: Any) -> str:
+    outcome = verdict.outcome.value
+    change = (
+        "as recorded"
+        if outcome == recorded_outcome
+        else (f"recorded {recorded_outcome}")
+    )
+    if outcome == "PASS":
+        return f"the claim holds (PASS, {change})"
+    if outcome == "FAIL":
+        return f"the claim still fails (FAIL, {change})"
+    return (
+        f"INCONCLUSIVE ({change}): a hypothesis or run condition could not be "
+        "verified, so the claim does not hold as verified"
+    )
+
+
+def _print_replay_totals(verdicts: list, stream: TextIO) -> None:
+    counts = {"PASS": 0, "FAIL": 0, "INCONCLUSIVE": 0}
+    for verdict in verdicts:
+        counts[verdict.outcome.value] += 1
+    noun = "record" if len(verdicts) == 1 else "records"
+    stream.write(
+        f"replayed {len(verdicts)} {noun}: {counts['PASS']} PASS, {counts['FAIL']} "
+        f"FAIL, {counts['INCONCLUSIVE']} INCONCLUSIVE\n"
+    )
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line for line in text.splitlines())

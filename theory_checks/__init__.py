@@ -1,0 +1,27 @@
+"""Executable checks of the theorem's claims: verdicts PASS, FAIL or INCONCLUSIVE.
+
+``check(claim, example, settings)`` runs one claim (``"C1"`` .. ``"C14"``,
+``"E1"`` .. ``"E3"``) on one :class:`~theory_checks.runs.Example` and returns a
+:class:`~theory_checks.verdict.Verdict`; binary examples (a scalar-output loss)
+go to ``theory_checks.binary``, cross-entropy examples to
+``theory_checks.multiclass``.
+"""
+
+from __future__ import annotations
+
+from theory_checks.runs import Example, RunSettings
+from theory_checks.verdict import Outcome, Verdict
+
+
+def check(claim: str, example: Example, settings: RunSettings | None = None) -> Verdict:
+    """Verdict of ``claim`` on ``example``; see the module docstring."""
+    if example.binary:
+        from theory_checks import binary
+
+        return binary.check(claim, example, settings)
+    from theory_checks import multiclass
+
+    return multiclass.check(claim, example, settings)
+
+
+__all__ = ["Example", "Outcome", "RunSettings", "Verdict", "check"]

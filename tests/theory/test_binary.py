@@ -1,0 +1,44 @@
+"""Property suite for the binary claims: one property per claim, named for it.
+
+Every claim is checked on the same derandomised examples (the strategy and the
+test function are shared, so under the ``ci`` profile every claim sees the
+same draws), and the trained trajectory of an example is cached per process,
+so the flow is integrated once per example, not once per claim.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import example, given
+
+from strategies import (
+    duplicated_samples_example,
+    width_two_example,
+)
+from tests.theory.support import SETTINGS, binary_examples, report, same_examples
+from theory_checks import binary
+from theory_checks.runs import Example
+
+
+def _boundary(case, label: str) -> Example:
+    return Example(case.dataset, case.shapes, 1e-4, "exponential", label=label)
+
+
+WIDTH_TWO = _boundary(width_two_example(), "width_two")
+DUPLICATES = _boundary(duplicated_samples_example(), "duplicated_samples")
+
+
+@pytest.mark.parametrize(
+    "claim",
+    binary.CLAIMS,
+    ids=[
+        f"{claim}-{binary.STATEMENTS[claim].split(',')[0]}" for claim in binary.CLAIMS
+    ],
+)
+@same_examples
+@given(case=binary_examples())
+@example(case=WIDTH_TWO)
+@example(case=DUPLICATES)
+def test_binary_claim(request, claim, case):
+    verdict = binary.check(claim, case, SETTINGS)
+    report(request, claim, case, verdict)
