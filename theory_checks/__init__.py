@@ -13,15 +13,31 @@ from theory_checks.runs import Example, RunSettings
 from theory_checks.verdict import Outcome, Verdict
 
 
-def check(claim: str, example: Example, settings: RunSettings | None = None) -> Verdict:
+def check(
+    claim: str,
+    example: Example,
+    settings: RunSettings | None = None,
+    *,
+    require_hypotheses: bool = True,
+) -> Verdict:
     """Verdict of ``claim`` on ``example``; see the module docstring."""
+    if claim.startswith("E"):
+        from theory_checks import errata
+
+        return errata.check(
+            claim, example, settings, require_hypotheses=require_hypotheses
+        )
     if example.binary:
         from theory_checks import binary
 
-        return binary.check(claim, example, settings)
+        return binary.check(
+            claim, example, settings, require_hypotheses=require_hypotheses
+        )
     from theory_checks import multiclass
 
-    return multiclass.check(claim, example, settings)
+    return multiclass.check(
+        claim, example, settings, require_hypotheses=require_hypotheses
+    )
 
 
 __all__ = ["Example", "Outcome", "RunSettings", "Verdict", "check"]

@@ -89,8 +89,20 @@ def hypotheses(example: Example, claim: str) -> list:
     ]
 
 
-def check(claim: str, example: Example, settings: RunSettings | None = None) -> Verdict:
-    """Verdict of one binary claim on one example (with the eps refinement)."""
+def check(
+    claim: str,
+    example: Example,
+    settings: RunSettings | None = None,
+    *,
+    require_hypotheses: bool = True,
+) -> Verdict:
+    """Verdict of one binary claim on one example (with the eps refinement).
+
+    ``require_hypotheses=False`` measures the claim even where a hypothesis
+    fails (the explorations do this, outside the theorem); the verdict then
+    still lists the hypothesis reports, and its ``details["outside"]`` names
+    the failed ones.
+    """
     if claim not in STATEMENTS:
         raise ValueError(f"claim={claim!r} is not a binary claim; use one of {CLAIMS}")
     settings = settings or RunSettings()
@@ -99,6 +111,10 @@ def check(claim: str, example: Example, settings: RunSettings | None = None) -> 
     def once(ex: Example, st: RunSettings) -> Verdict:
         reports = hypotheses(ex, claim)
         missing = first_unverified(reports)
+        if missing is not None and not require_hypotheses:
+            verdict = function(ex, st, reports)
+            verdict.details["outside"] = [r.name for r in reports if not r.holds]
+            return verdict
         if missing is not None:
             return inconclusive(
                 claim,
