@@ -423,6 +423,21 @@ class AdaptiveFlow:
 
         before = self.pattern.copy()
         trial = self.pattern.copy()
+        if self.problem.activation == "relu_derivative_one":
+            # The planted fault: a pair at 0 is active, and turns inactive only
+            # when the active field moves its pre-activation down.
+            for i, j in cluster:
+                trial[i, j] = True
+            for (i, j), slope in zip(cluster, self._boundary_slopes(trial, cluster)):
+                trial[i, j] = not slope < 0
+            self.pattern = trial
+            for i, j in cluster:
+                self.touching[i, j] = True
+            return [
+                (i, j, bool(trial[i, j]))
+                for i, j in cluster
+                if trial[i, j] != before[i, j]
+            ]
         for i, j in cluster:
             trial[i, j] = False
         for (i, j), slope in zip(cluster, self._boundary_slopes(trial, cluster)):
