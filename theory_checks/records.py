@@ -32,9 +32,12 @@ each array name in sorted order, feed ``name``, ``dtype.str``, ``repr(shape)``, 
 followed by a zero byte, and then the array's C-order bytes. Then feed ``b"meta\\0"``
 and the canonical JSON of ``meta`` without ``created`` and ``hash``: sorted keys,
 separators ``","`` and ``":"``, ASCII only, NaN and infinities as the strings
-``"nan"``, ``"inf"`` and ``"-inf"``. The file is named ``<claim>-<first 16 hex
-digits of the hash>.npz``, so the same verdict on the same example, settings and
-environment always gets the same name and is stored once.
+``"nan"``, ``"inf"`` and ``"-inf"``. ``identity`` is the same digest of the
+arrays and of ``format``, ``claim``, ``example`` and ``settings`` only. The file is
+named ``<claim>-<first 16 hex digits of identity>.npz``, so the same
+counterexample (claim, data, initialisation and run settings) found twice, also
+on another machine or with other package versions, is stored once; ``hash``
+detects any change to the file.
 """
 
 from __future__ import annotations
@@ -207,6 +210,13 @@ def write_record(
         "reproduction": _reproduction_meta(reproduction),
     }
     meta = to_jsonable(meta)
+    # The name comes from what makes the counterexample (claim, arrays, example
+    # and run settings), not from the verdict or the environment, so the same
+    # counterexample found again, on another machine or after an upgrade, is
+    # the same file.
+    identity_fields = ("format", "claim", "example", "settings")
+    identity = content_hash(arrays, {key: meta[key] for key in identity_fields})
+    meta["identity"] = identity
     digest = content_hash(arrays, meta)
     meta["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds"
@@ -215,7 +225,7 @@ def write_record(
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{claim}-{digest[:NAME_HASH_DIGITS]}{SUFFIX}"
+    path = directory / f"{claim}-{identity[:NAME_HASH_DIGITS]}{SUFFIX}"
     if path.exists():
         return path
     return _write_new(path, arrays, meta)

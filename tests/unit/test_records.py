@@ -207,7 +207,30 @@ def test_stored_hash_matches_independent_recomputation(tmp_path):
     assert meta["format"] == FORMAT
     assert meta["hash"] == expected
     assert record.hash == expected
-    assert path.name == f"C7-{expected[:16]}.npz"
+
+
+def _independent_identity(path: Path) -> str:
+    """The identity recipe: arrays and the format, claim, example, settings only."""
+    with np.load(path) as archive:
+        contents = {name: archive[name] for name in archive.files}
+    meta = json.loads(contents.pop("meta").item())
+    digest = hashlib.sha256()
+    for name in sorted(contents):
+        array = contents[name]
+        digest.update(f"{name}\0{array.dtype.str}\0{array.shape!r}\0".encode())
+        digest.update(array.tobytes())
+    hashed = {key: meta[key] for key in ("format", "claim", "example", "settings")}
+    text = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
+    digest.update(b"meta\0" + text.encode("ascii"))
+    return digest.hexdigest()
+
+
+def test_record_name_comes_from_identity_not_environment(tmp_path):
+    path = _write(tmp_path)
+    identity = _independent_identity(path)
+
+    assert read_record(path).hash != identity
+    assert path.name == f"C7-{identity[:16]}.npz"
 
 
 def test_record_contains_the_listed_arrays(tmp_path):
