@@ -16,6 +16,11 @@ def logsumexp(values: np.ndarray, axis: int | None = None, weights=None) -> np.n
     Entries of ``-inf`` contribute 0; an all ``-inf`` reduction returns ``-inf``.
     """
     values = np.asarray(values, dtype=np.float64)
+    if axis is None and weights is None:
+        top = values.max()
+        if not np.isfinite(top):
+            return float(top)  # +inf, or -inf when every entry is -inf
+        return float(top + np.log(np.exp(values - top).sum()))
     top = np.max(values, axis=axis, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
     shifted = np.exp(values - top)

@@ -41,7 +41,7 @@ import numpy as np
 
 from ncflow._numeric import find_root
 from ncflow.flow import result as res
-from ncflow.flow.clock import NODES, StepClock, add_log
+from ncflow.flow.clock import NODES, NORM_NODES, StepClock, add_log
 from ncflow.flow.coordinates import NormCoordinates, TauCoordinates, all_classified
 from ncflow.flow.events import FlowState, Separated, crosses
 from ncflow.flow.polar import PolarSystem
@@ -298,13 +298,15 @@ class AdaptiveFlow:
         return StepTime(self, step)
 
     def _node_clock(self, step: Step) -> StepClock:
-        """Interpolant of ``log dt/ds`` over the step, sampled at ``clock.NODES``."""
-        psi = np.empty(len(NODES))
+        """Interpolant of ``log dt/ds`` over the step, sampled at ``clock`` nodes."""
+        tau = self.coords.clock == "tau"
+        nodes = NODES if tau else NORM_NODES
+        psi = np.empty(len(nodes))
         psi[0] = -self.ev.log_N + self.coords.log_rate(self.z, self.ev)
-        for k in range(1, len(NODES)):
-            z = step.interpolate(NODES[k])
+        for k in range(1, len(nodes)):
+            z = step.interpolate(nodes[k])
             self.nfev += 1
-            if self.coords.clock == "tau":
+            if tau:
                 psi[k] = -self.system.log_N(z, self.pattern)
             else:
                 _, ev = self.coords.evaluate(z, self.pattern)

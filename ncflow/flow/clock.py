@@ -32,8 +32,17 @@ import numpy as np
 
 from ncflow._numeric import logsumexp
 
-# Chebyshev-Lobatto nodes on [0, 1] (endpoints included), where Phi is sampled.
-NODES = 0.5 - 0.5 * np.cos(np.pi * np.arange(6) / 5)
+
+def lobatto_nodes(count: int) -> np.ndarray:
+    """``count`` Chebyshev-Lobatto nodes on [0, 1], endpoints included."""
+    return 0.5 - 0.5 * np.cos(np.pi * np.arange(count) / (count - 1))
+
+
+# Phi is sampled at these nodes of a step. (Four nodes in the norm clock, where
+# Phi grows nearly linearly, were measured to double the step count there: the
+# error estimate against three nodes then limits the steps.)
+NODES = lobatto_nodes(6)
+NORM_NODES = NODES
 # Gauss-Legendre rule used on each quadrature panel, mapped from [-1, 1].
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(10)
 _GL_X = 0.5 + 0.5 * _GL_X
@@ -51,9 +60,29 @@ LOG_SWITCH = 8.0
 LAPLACE_SLOPE = 1e5
 
 
-def _fit(nodes: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Monomial coefficients (highest degree first) of the interpolant."""
-    return np.polyfit(nodes, values, len(nodes) - 1)
+_INVERSE_VANDERMONDE: dict = {}
+
+
+def _fitters(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse Vandermonde matrices (monomials, highest degree first) for the
+    ``count`` nodes and for the nodes without the one next to the end, and the
+    index of the nodes kept in the second."""
+    if count not in _INVERSE_VANDERMONDE:
+        nodes = lobatto_nodes(count)
+        keep = np.r_[0 : count - 2, count - 1]
+        _INVERSE_VANDERMONDE[count] = (
+            np.linalg.inv(np.vander(nodes)),
+            np.linalg.inv(np.vander(nodes[keep])),
+            keep,
+        )
+    return _INVERSE_VANDERMONDE[count]
+
+
+def _horner(coef: np.ndarray, s):
+    out = np.zeros_like(np.asarray(s, dtype=np.float64)) + coef[0]
+    for c in coef[1:]:
+        out = out * s + c
+    return out
 
 
 class StepClock:
@@ -61,8 +90,8 @@ class StepClock:
 
     Parameters
     ----------
-    phi_values : ndarray, shape (6,)
-        ``Phi`` at ``NODES``.
+    phi_values : ndarray, shape (m,)
+        ``Phi`` at ``lobatto_nodes(m)`` (``NODES`` or ``NORM_NODES``).
     size : float
         Step size ``h`` in ``tau``.
     """
@@ -73,29 +102,27 @@ class StepClock:
         phi_values = np.asarray(phi_values, dtype=np.float64)
         self.logarithmic = bool(np.min(phi_values) > LOG_SWITCH)
         data = np.log(phi_values) if self.logarithmic else phi_values
-        self.coef = _fit(NODES, data)
+        inverse, inverse_low, keep = _fitters(data.shape[0])
+        self.coef = inverse @ data
         # Interpolant through the nodes without the one next to the end: the
         # difference of the two integrals estimates the interpolation error.
-        keep = np.r_[0 : len(NODES) - 2, len(NODES) - 1]
-        self.coef_low = _fit(NODES[keep], data[keep])
+        self.coef_low = inverse_low @ data[keep]
 
     def phi(self, s, low: bool = False) -> np.ndarray:
-        values = np.polyval(self.coef_low if low else self.coef, s)
+        values = _horner(self.coef_low if low else self.coef, s)
         return np.exp(values) if self.logarithmic else values
 
     def _phi_derivatives(
         self, s: float, coef: np.ndarray
     ) -> tuple[float, float, float, float]:
         """``Phi`` and its first three derivatives in ``s`` at ``s``."""
-        d1 = np.polyder(coef, 1)
-        d2 = np.polyder(coef, 2)
-        d3 = np.polyder(coef, 3)
-        u = (
-            np.polyval(coef, s),
-            np.polyval(d1, s),
-            np.polyval(d2, s),
-            np.polyval(d3, s),
-        )
+        u = [0.0, 0.0, 0.0, 0.0]  # value and derivatives, by synthetic division
+        for c in coef:
+            u[3] = u[3] * s + 3 * u[2]
+            u[2] = u[2] * s + u[1]
+            u[1] = u[1] * s + u[0]
+            u[0] = u[0] * s + c
+        u = (u[0], u[1], 2 * u[2], 2 * u[3])
         if not self.logarithmic:
             return u
         # Phi = exp(u): chain rule.
