@@ -353,6 +353,10 @@ def _write_new(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> Path:
             np.savez_compressed(handle, meta=np.array(text), **arrays)
             handle.flush()
             os.fsync(handle.fileno())
+        # Temporary files are private (0600); a record is for everyone to read.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         _link_unless_exists(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
