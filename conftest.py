@@ -107,6 +107,9 @@ def pytest_sessionfinish(session, exitstatus):
     config._ncflow_inconclusive_failures = failing
 
 
+# optionalhook: the hook belongs to pytest-xdist, and a run with ``-p no:xdist``
+# must still load this file.
+@pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
     data = getattr(node, "workeroutput", {}).get("ncflow_verdicts")
     if data:
