@@ -575,6 +575,14 @@ def _print_summary(summary: dict, stream: TextIO) -> None:
         f"{100 * result['train_accuracy']:.1f} %",
         f"rank-3 relative error: raw data X {_percent(rank3['X'])}, learned "
         f"features phi {_percent(rank3['phi'])}",
+    ]
+    rank_K = summary.get("rankK_relative_error")
+    if rank_K is not None and rank_K["rank"] != 3:
+        lines.append(
+            f"rank-{rank_K['rank']} (= K) relative error: raw data X "
+            f"{_percent(rank_K['X'])}, learned features phi {_percent(rank_K['phi'])}"
+        )
+    lines += [
         f"NC (paper): NC1 {_format(nc.get('nc1'))}, NC2 {_format(nc.get('nc2'))}, "
         f"NC3 {_format(nc.get('nc3'))}",
         f"NC (Papyan et al.): NC1 {_format(nc.get('nc1_standard'))}, NC2 "

@@ -897,6 +897,8 @@ def summarize(run: TrainingRun) -> dict:
       and training accuracy;
     - ``rank3_relative_error``: :func:`rank_relative_error` of ``X`` and of ``phi``,
       None where undefined;
+    - ``rankK_relative_error``: the same at rank ``K`` (with ``rank``), the rank of
+      collapsed features whose class means form an orthogonal frame;
     - ``nc``: :func:`ncflow.metrics.nc_summary` of the final features;
     - ``a1``: how far the data are from A1 (``mu_s``, ``mu_d``, violating shares);
     - ``separation``: ``first_t`` and ``first_log_t``, the first step after which
@@ -920,13 +922,18 @@ def _summary(run: TrainingRun) -> dict:
     log_loss = float(run.trajectory.log_loss[-1])
 
     undefined: dict[str, str] = {}
-    rank3 = {}
-    for key, matrix in (("X", problem.X), ("phi", phi)):
-        try:
-            rank3[key] = rank_relative_error(matrix, 3)
-        except MetricUndefined as error:
-            rank3[key] = None
-            undefined[f"rank3_relative_error.{key}"] = str(error)
+    rank3: dict = {}
+    rank_K: dict = {"rank": dataset.K}
+    for name, errors, rank in (
+        ("rank3_relative_error", rank3, 3),
+        ("rankK_relative_error", rank_K, dataset.K),
+    ):
+        for key, matrix in (("X", problem.X), ("phi", phi)):
+            try:
+                errors[key] = rank_relative_error(matrix, rank)
+            except MetricUndefined as error:
+                errors[key] = None
+                undefined[f"{name}.{key}"] = str(error)
 
     return {
         "dataset": {
@@ -965,6 +972,7 @@ def _summary(run: TrainingRun) -> dict:
             "train_accuracy": train_accuracy(problem, params),
         },
         "rank3_relative_error": rank3,
+        "rankK_relative_error": rank_K,
         "nc": nc_summary(params.V, phi, problem.labels, problem.num_classes),
         "a1": _a1_summary(dataset),
         "separation": _separation_summary(run),

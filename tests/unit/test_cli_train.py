@@ -16,6 +16,7 @@ SUMMARY_KEYS = {
     "settings",
     "result",
     "rank3_relative_error",
+    "rankK_relative_error",
     "nc",
     "a1",
     "separation",
@@ -57,6 +58,7 @@ def test_json_summary_of_npz_file(capsys, npz_path):
     assert isinstance(summary["result"]["log_loss"], float)
     assert isinstance(summary["result"]["norm2"], float)
     assert isinstance(summary["rank3_relative_error"]["X"], float)
+    assert summary["rankK_relative_error"]["rank"] == summary["dataset"]["K"]
     assert isinstance(summary["nc"]["nc1"], float)
     assert isinstance(summary["a1"]["holds"], bool)
     assert isinstance(summary["separation"]["at_end"], bool)
