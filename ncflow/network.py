@@ -212,6 +212,25 @@ def outputs(problem: Problem, params: Parameters) -> np.ndarray:
     return features(problem.X, params.W, problem.activation) @ params.V.T
 
 
+def sample_margins(problem: Problem, f: np.ndarray) -> np.ndarray:
+    """Margin of each sample for outputs ``f``, shape (n,).
+
+    ``y_i f_i`` for one output (``y_i`` the sign of the class) and
+    ``[f_i]_{y_i} - max_{l != y_i} [f_i]_l`` for ``K`` outputs.
+
+    Parameters
+    ----------
+    f : ndarray, shape (n, d_y)
+        Network outputs, for example :func:`outputs`.
+    """
+    if problem.binary:
+        return problem.signs * f[:, 0]
+    rows = np.arange(problem.n)
+    others = np.array(f, dtype=np.float64)
+    others[rows, problem.labels] = -np.inf
+    return f[rows, problem.labels] - others.max(axis=1)
+
+
 def loss_and_gradient(
     problem: Problem, params: Parameters, *, relative: bool = False
 ) -> tuple[float, Parameters]:

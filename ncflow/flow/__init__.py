@@ -68,9 +68,11 @@ def solve_flow(
         ``theta(0) = (W(0), V(0))``, shapes (D, h) and (d_y, h).
     method : {"adaptive", "euler", "loss_scaled"}
         ``"adaptive"``: RODAS4 with local error control and located activation
-        events, in per-neuron polar coordinates (reaches ``||theta||^2`` of
-        ``1e12`` and beyond). ``"euler"``: fixed-step gradient descent with step
-        ``step``, so ``t = step * k``. ``"loss_scaled"``: steps ``step / L``.
+        events, in per-neuron polar coordinates. Binary runs reach
+        ``||theta||^2`` of ``1e12`` and beyond. A three-class run tested stalls
+        near ``1.5e10`` (see ``coordinates.py``). ``"euler"``: fixed-step
+        gradient descent with step ``step``, so ``t = step * k``.
+        ``"loss_scaled"``: steps ``step / L``.
     t_max : float, optional
         End of the time span, in gradient-flow time. At least one of
         ``t_max``, a terminal event and ``max_steps`` must end the run.
@@ -127,12 +129,7 @@ def solve_flow(
     ]
     if groups is None:
         groups = default_groups(problem, params0.V)
-    groups = np.asarray(groups, dtype=np.int64)
-    if groups.shape != (params0.width,):
-        raise InvalidArgument(
-            f"groups has shape {groups.shape}; give one class per neuron, shape "
-            f"({params0.width},)"
-        )
+    groups = _checked_groups(groups, params0.width, problem.num_classes)
     has_end = t_max is not None or any(getattr(e, "terminal", False) for e in events)
     if not has_end and max_steps is None:
         raise InvalidArgument(
@@ -159,6 +156,29 @@ def solve_flow(
             record_events,
             progress,
         )
+
+
+def _checked_groups(groups, width: int, num_classes: int) -> np.ndarray:
+    """``groups`` as int64 after checking shape ``(width,)`` and range ``0..K-1``."""
+    array = np.asarray(groups)
+    if array.shape != (width,):
+        raise InvalidArgument(
+            f"groups has shape {array.shape}; give one class per neuron, shape "
+            f"({width},)"
+        )
+    if array.dtype.kind not in "iu":
+        raise InvalidArgument(
+            f"groups has dtype {array.dtype}; give integer class indices in "
+            f"0..{num_classes - 1}"
+        )
+    outside = np.flatnonzero((array < 0) | (array >= num_classes))
+    if outside.size:
+        j = int(outside[0])
+        raise InvalidArgument(
+            f"groups[{j}]={int(array[j])} is not a class; give a class index in "
+            f"0..{num_classes - 1}"
+        )
+    return array.astype(np.int64)
 
 
 def _solve(

@@ -72,6 +72,11 @@ BISECTIONS = 56  # halvings of a root bracket: 2**-56 is below float64 resolutio
 # the other side, so that the roundoff left by the projection to 0 is never
 # read as a crossing.
 TOUCH_OFFSET = 1e-3
+# Floor of that offset, in cosine units: the cosine of a projected pair keeps a
+# roundoff of order 1e-17 to 1e-16, which TOUCH_OFFSET * rtol falls below for rtol
+# near 1e-14. Below the floor a just-projected pair reads as crossing again at
+# s = 0 on every step, and the run makes no progress (seen at rtol=1e-14).
+TOUCH_FLOOR = 16 * np.finfo(np.float64).eps
 # The explicit method hands over to RODAS4 once h * rho has exceeded this
 # fraction of its stability limit on STIFF_STEPS consecutive accepted steps:
 # the step is then limited by stability, not accuracy.
@@ -184,6 +189,7 @@ class AdaptiveFlow:
             problem, params0.width, frozen_output_part(problem, params0)
         )
         self.rtol, self.atol = rtol, atol
+        self.touch_offset = max(TOUCH_OFFSET * rtol, TOUCH_FLOOR)
         self.events = events
         self.log_t_max = math.log(t_max) if t_max is not None else math.inf
         self.t_max = t_max
@@ -339,7 +345,7 @@ class AdaptiveFlow:
         norms = np.outer(self.x_norms, np.linalg.norm(a0, axis=1))
         g = np.einsum("nd,khd->knh", self.problem.X, a_coef) / norms
         g *= np.where(self.pattern, 1.0, -1.0)
-        g[0] += np.where(self.touching, TOUCH_OFFSET * self.rtol, 0.0)
+        g[0] += np.where(self.touching, self.touch_offset, 0.0)
         return g
 
     def _first_crossing(self, step: Step):
@@ -390,7 +396,7 @@ class AdaptiveFlow:
             # Newton step on the worst pair along this sub-step's dense output.
             i, j = max(cluster, key=lambda pair: abs(cos[pair]))
             g = self._crossing_polynomials(sub)[:, i, j]
-            offset = TOUCH_OFFSET * self.rtol if self.touching[i, j] else 0.0
+            offset = self.touch_offset if self.touching[i, j] else 0.0
             slope = g[1] + 2 * g[2] + 3 * g[3]
             value = g[0] + g[1] + g[2] + g[3] - offset
             if slope == 0:
@@ -704,9 +710,7 @@ class AdaptiveFlow:
             self.z = self.coords.normalize(step.y1)
         if self.touching.any():
             # A pair leaves its boundary once it has moved well past the offset.
-            self.touching &= (
-                np.abs(self._cosines(self.z)) <= 10 * TOUCH_OFFSET * self.rtol
-            )
+            self.touching &= np.abs(self._cosines(self.z)) <= 10 * self.touch_offset
 
         if landing.cluster is not None:
             changed = self._switch(landing.cluster)
@@ -726,6 +730,11 @@ class AdaptiveFlow:
         if landing.cluster is not None:
             self._check_discrete()
         self.values0 = self._event_values(self.z, self.log_t)
+        if landing.event_index is not None and landing.event_index >= 0:
+            # The landing point is the located root, so the event's value there is
+            # 0 up to roundoff, which may sit on the side it came from. It is taken
+            # as exactly 0, so that the next step cannot count a second crossing.
+            self.values0[landing.event_index] = 0.0
 
     def _finish(self) -> res.FlowResult:
         message = res.STATUS_MESSAGES[self.status]

@@ -18,7 +18,14 @@ import torch
 from ncflow._validation import InvalidArgument
 from ncflow.data import Dataset
 from ncflow.losses import loss_terms
-from ncflow.network import Parameters, Problem, features, loss_and_gradient, outputs
+from ncflow.network import (
+    Parameters,
+    Problem,
+    features,
+    loss_and_gradient,
+    outputs,
+    sample_margins,
+)
 from ncflow.torch_model import autograd_gradient
 
 EPS = float(np.finfo(np.float64).eps)
@@ -480,3 +487,23 @@ def test_linear_outputs_homogeneous_for_negative_factor():
     problem, params = _random_problem("logistic", "linear", seed=7)
     scaled = outputs(problem, params.scaled(-2.0))
     assert np.array_equal(scaled, 4.0 * outputs(problem, params))
+
+
+def test_sample_margins_of_one_output_are_signed_outputs():
+    X = np.eye(2)
+    problem = Problem(X, np.array([0, 1]), 2, "exponential", "relu", np.array([1, -1]))
+    f = np.array([[0.5], [0.25]])
+
+    margins = sample_margins(problem, f)
+
+    assert margins.tolist() == [0.5, -0.25]
+
+
+def test_sample_margins_of_k_outputs_subtract_the_largest_other_output():
+    X = np.eye(3)
+    problem = Problem(X, np.array([0, 1, 2]), 3, "cross_entropy", "relu", None)
+    f = np.array([[3.0, 1.0, 2.0], [0.0, 1.0, 4.0], [0.0, 0.0, 0.0]])
+
+    margins = sample_margins(problem, f)
+
+    assert margins.tolist() == [1.0, -3.0, 0.0]
