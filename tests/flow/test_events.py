@@ -1,0 +1,293 @@
+"""Activation events and stopping conditions of the adaptive integrator.
+
+The adaptive method locates every activation change (a pre-activation
+``z_ij = <x_i, w_j>`` crossing 0) until ``|cos(x_i, w_j)| <= rtol``, projects the
+pair onto its boundary and switches the pattern by the rule ``relu'(0) = 0``. Its
+user events (``Separated``, ``LossBelow``) and the end of the time span are located
+on the dense output of a step, which is then re-taken to end there.
+
+Tolerances use ``delta = atol + rtol``, the bound on the local error per step of
+each polar component (the log-norm ``sigma_j`` and each entry of the unit direction
+``omega_j = (a_j, b_j)`` of neuron ``j``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+
+from ncflow.flow import FlowResult, LossBelow, Norm2Above, Separated, solve_flow
+from ncflow.flow.events import default_groups, separation_report
+from ncflow.flow.result import STATUS_END_OF_SPAN, STATUS_TERMINAL_EVENT
+from ncflow.init import balanced_init, balanced_shapes
+from ncflow.network import Parameters, Problem
+from strategies.shapes import zero_preactivation_example
+from tests.flow.test_accuracy import PROBLEMS
+
+ATOL = 1e-12
+EPS = float(np.finfo(np.float64).eps)
+
+
+def _cone(
+    rng: np.random.Generator, centre: np.ndarray, count: int, half_angle: float
+) -> np.ndarray:
+    """Samples at angles up to ``half_angle`` around ``centre``, norms in [1, 1.5]."""
+    rows = []
+    for _ in range(count):
+        offset = rng.standard_normal(centre.size)
+        offset -= (offset @ centre) * centre
+        offset /= np.linalg.norm(offset)
+        angle = rng.uniform(0.0, half_angle)
+        direction = math.cos(angle) * centre + math.sin(angle) * offset
+        rows.append(direction * rng.uniform(1.0, 1.5))
+    return np.array(rows)
+
+
+def _problem() -> tuple[Problem, Parameters]:
+    """Eight samples in R^4 in cones of half-angle 0.7 rad around +e_1 and -e_1, and
+    six balanced Gaussian neurons at eps = 1e-3: about fifteen activation changes
+    before the pattern separates."""
+    rng = np.random.default_rng(5)
+    centre = np.eye(4)[0]
+    X = np.vstack([_cone(rng, centre, 4, 0.7), _cone(rng, -centre, 4, 0.7)])
+    problem = Problem(X, np.repeat([0, 1], 4), 2, "exponential")
+    return problem, balanced_init(balanced_shapes(rng, 4, 6, 1), 1e-3)
+
+
+@functools.cache
+def _run(rtol: float) -> FlowResult:
+    problem, params0 = _problem()
+    return solve_flow(problem, params0, rtol=rtol, atol=ATOL, t_max=20.0)
+
+
+def _cosines(X: np.ndarray, W: np.ndarray) -> np.ndarray:
+    return (X @ W) / np.outer(np.linalg.norm(X, axis=1), np.linalg.norm(W, axis=0))
+
+
+@pytest.mark.parametrize("rtol", [1e-6, 1e-8])
+def test_events_are_located_to_rtol(rtol):
+    result = _run(rtol)
+    assert result.status == STATUS_END_OF_SPAN, result.message
+    located = [event for event in result.activation_events if event.log_t > -math.inf]
+    records = result.trajectory.select("event")
+    assert len(located) >= 5
+    assert len(records) == len(located)
+
+    X = result.problem.X
+    for event, W, log_t in zip(located, records.W, records.log_t):
+        assert log_t == event.log_t
+        # The residual is |cos(x_i, w_j)| at the located point before the
+        # projection onto the boundary; the location stops once it is <= rtol.
+        assert event.residual <= rtol, f"event at log t = {log_t:.6g}"
+        cos = _cosines(X, W)
+        worst = max(abs(cos[i, j]) for i, j, _ in event.pairs)
+        assert worst <= rtol, f"changed pair off its boundary at log t = {log_t:.6g}"
+
+
+def _replayed_patterns(result: FlowResult) -> list[tuple[float, np.ndarray]]:
+    """The pattern in force after each activation event, from the start record."""
+    pattern = result.trajectory.patterns[0].copy()
+    # Events at log t = -inf are boundary choices at t = 0, already in the start
+    # record.
+    replayed = []
+    for event in result.activation_events:
+        if event.log_t == -math.inf:
+            continue
+        for i, j, active in event.pairs:
+            assert pattern[i, j] != active, f"pair ({i}, {j}) did not change"
+            pattern[i, j] = active
+        replayed.append((event.log_t, pattern.copy()))
+    return replayed
+
+
+@pytest.mark.parametrize("rtol", [1e-6, 1e-8])
+def test_pattern_between_events_is_the_replayed_one(rtol):
+    result = _run(rtol)
+    replayed = _replayed_patterns(result)
+    trajectory = result.trajectory
+    for r in range(1, len(trajectory)):
+        before = [
+            pattern for log_t, pattern in replayed if log_t <= trajectory.log_t[r]
+        ]
+        expected = before[-1] if before else trajectory.patterns[0]
+        assert np.array_equal(trajectory.patterns[r], expected), f"record {r}"
+
+
+@pytest.mark.parametrize("rtol", [1e-6, 1e-8])
+def test_pattern_matches_preactivation_signs(rtol):
+    result = _run(rtol)
+    trajectory = result.trajectory
+    X = result.problem.X
+    grid = np.flatnonzero(trajectory.kind == "grid")
+    assert grid.size >= 10
+    for r in grid:
+        cos = _cosines(X, trajectory.W[r])
+        # A pair within the location tolerance of its boundary (|cos| <= rtol) may
+        # show either sign; every other pair must agree with the pattern in force.
+        decided = np.abs(cos) > rtol
+        mismatch = decided & (trajectory.patterns[r] != (cos > 0))
+        assert not mismatch.any(), (
+            f"record {r} (log t = {trajectory.log_t[r]:.6g}): pattern disagrees with "
+            f"sign(<x_i, w_j>) at pairs {np.argwhere(mismatch).tolist()}"
+        )
+
+
+def test_zero_preactivation_start_follows_relu_rule():
+    # Neuron 2 has <w_2, x_0> = <w_2, x_2> = 0.0 exactly at the start. Under
+    # relu'(0) = 0 both pairs are inactive, so neuron 2 moves only with sample 1,
+    # x_1 = (1, 1), along g_1 v_2 x_1 with g_1 v_2 > 0: z_02 = <(2, 0), w_2> grows
+    # (the pair turns active, and the active field moves it up as well) and
+    # z_22 = <(-1, 0), w_2> falls (it stays inactive).
+    example = zero_preactivation_example()
+    problem = Problem.from_dataset(example.dataset)
+    params0 = example.shapes.scaled(1e-2)
+    assert np.all(problem.X[[0, 2]] @ params0.W[:, 2] == 0.0)
+
+    result = solve_flow(problem, params0, rtol=1e-8, atol=ATOL, t_max=2.0)
+    assert result.status == STATUS_END_OF_SPAN, result.message
+    first = result.activation_events[0]
+    assert first.log_t == -math.inf
+    assert first.pairs == [(0, 2, True)]
+    start = result.trajectory.patterns[0]
+    assert start[0, 2]
+    assert not start[2, 2]
+    later = result.trajectory.W[1:, :, 2] @ problem.X[2]
+    assert np.all(later < 0)
+
+    # Fixed-step Euler takes relu'(0) = 0 from the plain gradient: after one step
+    # it has made the same choice.
+    euler = solve_flow(problem, params0, method="euler", step=1e-3, max_steps=1)
+    z = problem.X @ euler.params.W[:, 2]
+    assert z[0] > 0
+    assert z[2] < 0
+
+
+def test_separated_event_stops_at_separation_time():
+    problem, params0 = _problem()
+    stopped = solve_flow(problem, params0, rtol=1e-8, atol=ATOL, events=[Separated()])
+    assert stopped.status == STATUS_TERMINAL_EVENT, stopped.message
+    assert stopped.fired == [0]
+    assert stopped.separation_log_t is not None
+    assert stopped.log_t == stopped.separation_log_t
+    assert list(stopped.t_events[0]) == [stopped.log_t]
+
+    groups = default_groups(problem, params0.V)
+    separated, reason = separation_report(
+        stopped.pattern, problem.labels, groups, problem.num_classes
+    )
+    assert separated, reason
+    # The pattern before the last activation change was not yet separated.
+    records = stopped.trajectory
+    earlier = np.flatnonzero(records.log_t < stopped.log_t)
+    before, _ = separation_report(
+        records.patterns[earlier[-1]], problem.labels, groups, problem.num_classes
+    )
+    assert not before
+
+    # A run that goes on past T* takes the same steps up to it and records the
+    # same separation time, to the last bit.
+    assert _run(1e-8).separation_log_t == stopped.separation_log_t
+
+
+def _margin_error_bound(problem: Problem, params: Parameters, delta: float) -> float:
+    """Bound on ``|d m_i|`` for local errors ``delta`` per polar component.
+
+    ``m_i = y_i sum_j z_ij v_j`` over active pairs, with ``z_ij = <x_i, w_j>``. The
+    term ``z_ij v_j = exp(2 sigma_j) <x_i, a_j> b_j`` changes by at most
+    ``delta (2 + ||x_i||_1 ||theta_j|| / |z_ij| + ||theta_j|| / |v_j|)`` of itself.
+    """
+    W, V = params.W, params.V[0]
+    Z = problem.X @ W
+    theta = np.sqrt(np.sum(W**2, axis=0) + V**2)
+    x_l1 = np.sum(np.abs(problem.X), axis=1)
+    active = Z > 0
+    safe_Z = np.where(active, np.abs(Z), 1.0)
+    relative = 2 + x_l1[:, None] * theta / safe_Z + theta / np.abs(V)
+    terms = np.where(active, np.abs(Z * V) * relative, 0.0)
+    return float(delta * terms.sum(axis=1).max())
+
+
+@pytest.mark.parametrize("rtol", [1e-6, 1e-8])
+def test_loss_below_fires_at_level(rtol):
+    problem, params0 = _problem()
+    level = 1e-8
+    result = solve_flow(
+        problem, params0, rtol=rtol, atol=ATOL, events=[LossBelow(level)]
+    )
+    assert result.status == STATUS_TERMINAL_EVENT, result.message
+    assert result.fired == [0]
+
+    # log L = log sum_i exp(-m_i) moves by at most max_i |d m_i|. The event is at
+    # log L = log level on the dense output to float64 resolution; the re-taken step
+    # that ends there differs from the dense output by at most two local errors
+    # (interpolation and step).
+    delta = rtol + ATOL
+    tol = 2 * _margin_error_bound(problem, result.params, delta)
+    tol += 16 * EPS * abs(math.log(level))
+    difference = result.log_loss - math.log(level)
+    assert abs(difference) <= tol, f"log L - log level = {difference:.3e} > {tol:.3e}"
+
+
+@pytest.mark.parametrize("t_max", [0.05, 5.0, 2e3])
+def test_t_max_ends_run_at_t_max(t_max):
+    problem, params0 = _problem()
+    rtol = 1e-8
+    result = solve_flow(problem, params0, rtol=rtol, atol=ATOL, t_max=t_max)
+    assert result.status == STATUS_END_OF_SPAN, result.message
+    assert result.success
+    # The end is located to float64 resolution on the step's quadrature of log t,
+    # and the quadrature of the re-taken step differs from it by at most its error
+    # bound, (atol + rtol) max(1, |log t|), twice.
+    tol = 2 * (rtol + ATOL) * max(1.0, abs(math.log(t_max)))
+    assert abs(result.log_t - math.log(t_max)) <= tol
+    assert result.trajectory.kind[-1] == "end"
+    assert result.trajectory.log_t[-1] == result.log_t
+
+
+def test_increasing_norm_fires_each_upward_event_once():
+    # Two unit samples of opposite classes and one neuron aligned with each: the
+    # neurons never interact and ||theta||^2 grows monotonically, so each upward
+    # Norm2Above crosses exactly once. Ten targets at three tolerances give the
+    # duplicate many chances to show.
+    X = np.array([[1.0, 0.0], [-0.6, 0.8]])
+    problem = Problem(X, np.array([0, 1]), 2, "exponential")
+    params0 = Parameters(0.05 * X.T, np.array([[0.05, -0.05]]))
+    targets = [10.0**k for k in range(2, 12)]
+    events = [Norm2Above(target, terminal=False) for target in targets]
+    duplicates = []
+    for rtol in (1e-6, 1e-7, 1e-8):
+        result = solve_flow(
+            problem, params0, rtol=rtol, atol=ATOL, events=[*events, Norm2Above(1e12)]
+        )
+        assert result.status == STATUS_TERMINAL_EVENT, result.message
+        assert np.all(np.diff(result.trajectory.norm2) > 0)
+        duplicates += [
+            (rtol, target)
+            for target, times in zip(targets, result.t_events)
+            if len(times) != 1
+        ]
+    assert duplicates == []
+
+
+def test_smallest_rtol_keeps_making_progress():
+    # At rtol = 1e-14 the offset that keeps a just-projected pair off its boundary,
+    # 1e-3 rtol, is below the cosine's roundoff, so it is floored at 16 eps. Every
+    # attempted step is then accepted, rejected, or lands on an activation change
+    # at s = 0. A step that lands at s = 0 without a change does not advance, and
+    # the run would spend its budget on such steps.
+    problem, params0 = PROBLEMS["binary"]()
+    budget = 400
+    result = solve_flow(
+        problem,
+        params0,
+        rtol=1e-14,
+        atol=0.0,
+        events=[Norm2Above(1e8)],
+        max_steps=budget,
+    )
+    assert result.message.startswith("the step budget"), result.message
+    advanced = result.n_accepted + result.n_rejected + len(result.activation_events)
+    assert advanced >= budget

@@ -1,0 +1,329 @@
+"""``solve_flow``: argument validation, the result object and its status table."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ncflow._validation import InvalidArgument
+from ncflow.flow import (
+    METHODS,
+    STATUS_MESSAGES,
+    FlowResult,
+    LossBelow,
+    Norm2Above,
+    Separated,
+    adaptive,
+    solve_flow,
+)
+from ncflow.flow import result as res
+from ncflow.losses import loss_terms
+from ncflow.network import Parameters, Problem, outputs
+from strategies.shapes import width_two_example
+
+EPS = float(np.finfo(np.float64).eps)
+
+
+def _width_two() -> tuple[Problem, Parameters]:
+    """One sample per class in R^2 and one neuron per class, at scale 0.1."""
+    example = width_two_example()
+    return Problem.from_dataset(example.dataset), example.shapes.scaled(0.1)
+
+
+# --- Validation ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"method": "bogus", "t_max": 1.0}, "method='bogus'"),
+        ({"method": "euler", "t_max": 1.0}, "method='euler' needs step"),
+        ({"method": "loss_scaled", "t_max": 1.0}, "method='loss_scaled' needs step"),
+        ({"method": "euler", "step": -1.0, "t_max": 1.0}, "step=-1.0"),
+        ({"rtol": 0.1, "t_max": 1.0}, "rtol=0.1"),
+        ({"rtol": 1e-16, "t_max": 1.0}, "rtol=1e-16"),
+        ({"atol": -1.0, "t_max": 1.0}, "atol=-1.0"),
+        ({"t_max": -1.0}, "t_max=-1.0"),
+        ({"t_max": 0.0}, "t_max=0.0"),
+        ({"max_steps": 0}, "max_steps=0"),
+        ({"records_per_decade": 0, "t_max": 1.0}, "records_per_decade=0"),
+        ({"events": [3], "t_max": 1.0}, "events[0]=3"),
+        ({}, "nothing ends the run"),
+        ({"events": [LossBelow(1e-3, terminal=False)]}, "nothing ends the run"),
+        ({"groups": np.zeros(3, dtype=int), "t_max": 1.0}, "groups has shape (3,)"),
+        ({"events": [Separated(np.zeros(3, dtype=int))], "t_max": 1.0}, "shape (3,)"),
+    ],
+)
+def test_invalid_argument_is_named(kwargs, fragment):
+    problem, params0 = _width_two()
+    with pytest.raises(InvalidArgument) as error:
+        solve_flow(problem, params0, **kwargs)
+    assert fragment in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("W", "V", "fragment"),
+    [
+        (np.ones((3, 2)), np.ones((1, 2)), "W (3, 2)"),
+        (np.ones((2, 2)), np.ones((2, 2)), "V (2, 2)"),
+    ],
+)
+def test_parameters_of_wrong_shape_are_rejected(W, V, fragment):
+    problem, _ = _width_two()
+    with pytest.raises(InvalidArgument) as error:
+        solve_flow(problem, Parameters(W, V), t_max=1.0)
+    assert fragment in str(error.value)
+
+
+def test_non_problem_and_non_parameters_are_rejected():
+    problem, params0 = _width_two()
+    with pytest.raises(InvalidArgument, match="got Dataset"):
+        solve_flow(width_two_example().dataset, params0, t_max=1.0)
+    with pytest.raises(InvalidArgument, match="got tuple"):
+        solve_flow(problem, (params0.W, params0.V), t_max=1.0)
+
+
+def test_groups_outside_class_range_are_rejected():
+    problem, params0 = _width_two()
+    with pytest.raises(InvalidArgument, match="groups"):
+        solve_flow(problem, params0, t_max=1.0, groups=np.array([0, 5]))
+
+
+def test_non_integer_groups_are_rejected():
+    problem, params0 = _width_two()
+    with pytest.raises(InvalidArgument, match="groups"):
+        solve_flow(problem, params0, t_max=1.0, groups=np.array([0.5, 1.7]))
+
+
+# --- Result fields and status table ---------------------------------------------------
+
+STATUSES = {
+    res.STATUS_END_OF_SPAN: 0,
+    res.STATUS_TERMINAL_EVENT: 1,
+    res.STATUS_STATIONARY: 2,
+    res.STATUS_STEP_FAILURE: -1,
+    res.STATUS_SLIDING: -2,
+    res.STATUS_BUDGET: -3,
+    res.STATUS_NONFINITE: -4,
+}
+
+
+def test_status_table_has_one_message_per_status():
+    assert set(STATUS_MESSAGES) == set(STATUSES)
+    assert all(code == value for code, value in STATUSES.items())
+    messages = list(STATUS_MESSAGES.values())
+    assert all(isinstance(text, str) and text for text in messages)
+    assert len(set(messages)) == len(messages)
+
+
+@pytest.mark.parametrize("status", sorted(STATUSES))
+def test_success_means_nonnegative_status(status):
+    problem, params0 = _width_two()
+    result = solve_flow(problem, params0, t_max=1.0)
+    changed = dataclasses.replace(result, status=status)
+    assert changed.success == (status >= 0)
+
+
+def _log_loss(problem: Problem, params: Parameters) -> float:
+    return loss_terms(outputs(problem, params), problem.targets, problem.loss).log_total
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_result_fields_describe_the_run(method):
+    problem, params0 = _width_two()
+    step = 1e-2 if method != "adaptive" else None
+    result = solve_flow(problem, params0, method=method, step=step, t_max=1.0)
+    assert isinstance(result, FlowResult)
+    assert result.status == res.STATUS_END_OF_SPAN
+    assert result.success
+    assert result.message == STATUS_MESSAGES[result.status]
+    assert result.method == method
+    assert result.settings["method"] == method
+    assert result.params0 is params0
+    assert result.problem is problem
+
+    assert result.params.W.shape == params0.W.shape
+    assert result.params.V.shape == params0.V.shape
+    assert result.norm2 == pytest.approx(result.params.norm2(), rel=16 * EPS)
+    # log L is recomputed here from the final parameters; both evaluations sum the
+    # same few terms, so they agree to a few roundoffs of |log L| + 1.
+    log_loss = _log_loss(problem, result.params)
+    assert abs(result.log_loss - log_loss) <= 64 * EPS * (abs(log_loss) + 1)
+    assert result.t == pytest.approx(math.exp(result.log_t), rel=16 * EPS)
+
+    assert result.n_accepted >= 1
+    assert result.nfev >= result.n_accepted
+    assert result.n_rejected >= 0
+    assert min(result.njev, result.nlu) >= 0
+
+    trajectory = result.trajectory
+    assert trajectory.kind[0] == "start"
+    assert trajectory.log_t[0] == -math.inf
+    assert np.array_equal(trajectory.W[0], params0.W)
+    assert trajectory.kind[-1] == "end"
+    assert trajectory.log_t[-1] == result.log_t
+    assert np.array_equal(trajectory.W[-1], result.params.W)
+    assert np.all(np.diff(trajectory.log_t) >= 0)
+    json.dumps(result.summary())
+
+
+@pytest.mark.parametrize("method", ["euler", "loss_scaled"])
+def test_fixed_step_counters_match_step_count(method):
+    problem, params0 = _width_two()
+    result = solve_flow(problem, params0, method=method, step=1e-2, max_steps=40)
+    assert result.status == res.STATUS_BUDGET
+    assert result.n_accepted == 40
+    assert result.nfev == 40
+    assert result.n_rejected == 0
+
+
+def test_euler_time_is_step_times_count():
+    problem, params0 = _width_two()
+    steps, eta = 250, 4e-3
+    result = solve_flow(problem, params0, method="euler", step=eta, max_steps=steps)
+    # log t is accumulated by logaddexp, one rounding of relative size eps per step.
+    assert abs(result.log_t - math.log(steps * eta)) <= 4 * steps * EPS
+
+
+# --- Failure and stopping modes -------------------------------------------------------
+
+
+def _tie_problem() -> tuple[Problem, Parameters]:
+    """Two copies of x = (1, 0) with opposite labels, linear activation, one neuron.
+
+    The loss exp(-f) + exp(f) with f = w_1 v is minimal at f = 0, so gradient descent
+    with a large step overshoots further at each step and diverges.
+    """
+    X = np.array([[1.0, 0.0], [1.0, 0.0]])
+    problem = Problem(X, np.array([0, 1]), 2, "exponential", activation="linear")
+    return problem, Parameters(np.array([[0.5], [0.0]]), np.array([[0.5]]))
+
+
+def _tie_iterates(step: float, params0: Parameters) -> list[tuple[float, float]]:
+    """Finite iterates ``(w_1, v)`` of gradient descent on the tie problem.
+
+    ``dL/dw_1 = v (exp(f) - exp(-f))`` and ``dL/dv = w_1 (exp(f) - exp(-f))``.
+    """
+    w, v = float(params0.W[0, 0]), float(params0.V[0, 0])
+    iterates = [(w, v)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        while True:
+            f = w * v
+            slope = np.exp(f) - np.exp(-f)
+            w, v = w - step * v * slope, v - step * w * slope
+            if not (np.isfinite(w) and np.isfinite(v)):
+                return iterates
+            iterates.append((float(w), float(v)))
+
+
+def test_divergent_euler_step_keeps_last_finite_iterate():
+    problem, params0 = _tie_problem()
+    step = 10.0
+    result = solve_flow(problem, params0, method="euler", step=step, max_steps=100)
+    assert result.status == res.STATUS_NONFINITE
+    assert not result.success
+    assert result.message.startswith(STATUS_MESSAGES[res.STATUS_NONFINITE])
+    assert "reduce the step" in result.message
+
+    iterates = _tie_iterates(step, params0)
+    assert result.n_accepted == len(iterates) - 1
+    w, v = iterates[-1]
+    assert np.all(np.isfinite(result.params.flat()))
+    # Both computations apply the same three float64 operations per entry.
+    assert result.params.W[0, 0] == pytest.approx(w, rel=8 * EPS)
+    assert result.params.V[0, 0] == pytest.approx(v, rel=8 * EPS)
+    assert result.params.W[1, 0] == 0.0
+
+
+def test_linear_activation_runs_without_events():
+    problem, params0 = _width_two()
+    linear = Problem(
+        problem.X, problem.labels, 2, problem.loss, "linear", signs=problem.signs
+    )
+    result = solve_flow(linear, params0, t_max=5.0)
+    assert result.status == res.STATUS_END_OF_SPAN, result.message
+    assert result.activation_events == []
+    assert np.all(result.trajectory.patterns)
+
+
+def _dead_parameters(orthogonal: bool) -> tuple[Problem, Parameters]:
+    """Data in the plane x_3 = 0 and two neurons inactive on every sample.
+
+    ``orthogonal``: both w_j along -e_3, so every pre-activation is exactly 0.0,
+    which is inactive under relu'(0) = 0 and gets no gradient. Otherwise the w_j lie
+    in the plane with negative inner product with every sample.
+    """
+    X = np.array([[2.0, 1.0, 0.0], [-1.0, -1.0, 0.0]])
+    problem = Problem(X, np.array([0, 1]), 2, "exponential")
+    if orthogonal:
+        W = np.array([[0.0, 0.0], [0.0, 0.0], [-0.1, -0.2]])
+    else:
+        W = 0.1 * np.array([[-1.0, -1.0], [1.5, 1.2], [0.0, 0.0]])
+    V = np.array([[0.1, -0.1]])
+    return problem, Parameters(W, V)
+
+
+@pytest.mark.parametrize("orthogonal", [False, True])
+@pytest.mark.parametrize("method", METHODS)
+def test_dead_network_stops_as_stationary(method, orthogonal):
+    problem, params0 = _dead_parameters(orthogonal)
+    assert np.all(problem.X @ params0.W <= 0)
+    step = 1e-2 if method != "adaptive" else None
+    result = solve_flow(problem, params0, method=method, step=step, t_max=1.0)
+    assert result.status == res.STATUS_STATIONARY, result.message
+    assert result.success
+    # No neuron receives a gradient, so nothing moves. The fixed-step methods
+    # subtract exact zeros; the adaptive method converts to polar coordinates
+    # (log-norm and unit direction) and back, a few roundoffs of each neuron's norm.
+    theta_norms = np.sqrt(np.sum(params0.W**2, axis=0) + np.sum(params0.V**2, axis=0))
+    tol = 0.0 if method != "adaptive" else 8 * EPS * theta_norms
+    assert np.all(np.abs(result.params.W - params0.W) <= tol)
+    assert np.all(np.abs(result.params.V - params0.V) <= tol)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_step_budget_ends_with_budget_status(method):
+    problem, params0 = _width_two()
+    step = 1e-3 if method != "adaptive" else None
+    result = solve_flow(
+        problem,
+        params0,
+        method=method,
+        step=step,
+        events=[Norm2Above(1e8)],
+        max_steps=3,
+    )
+    assert result.status == res.STATUS_BUDGET
+    assert not result.success
+    assert result.message.startswith(STATUS_MESSAGES[res.STATUS_BUDGET])
+    assert "max_steps=3" in result.message
+    assert result.n_accepted + result.n_rejected == 3
+
+
+def test_unmet_rtol_fails_with_time_step_and_reason(monkeypatch):
+    # A minimum step of 0.1 (in tau, relative) makes the first rejection near an
+    # activation change at rtol=1e-12 end the run, the path taken whenever the step
+    # that rtol needs is below the minimum.
+    monkeypatch.setattr(adaptive, "MIN_STEP", 0.1)
+    X = np.array([[1.0, 0.2], [0.8, -0.5], [-1.0, 0.1], [-0.7, -0.6]])
+    problem = Problem(X, np.array([0, 0, 1, 1]), 2, "exponential")
+    W = 1e-2 * np.array([[0.6, 0.9, -0.8, 0.2], [0.8, -0.4, 0.6, -1.0]])
+    V = 1e-2 * np.array([[1.0, 1.0, -1.0, -1.0]])
+    params0 = Parameters(W, V)
+    result = solve_flow(
+        problem, params0, rtol=1e-12, atol=0.0, events=[Norm2Above(1e8)]
+    )
+    assert result.status == res.STATUS_STEP_FAILURE, result.message
+    assert not result.success
+    assert result.message.startswith(STATUS_MESSAGES[res.STATUS_STEP_FAILURE])
+    assert f"at log t = {result.log_t:.6g}" in result.message
+    assert "step " in result.message
+    assert "times the tolerance" in result.message
+    # The run ends at the last accepted state, which is finite and recorded.
+    assert np.all(np.isfinite(result.params.flat()))
+    assert result.trajectory.kind[-1] == "end"
+    assert result.trajectory.log_t[-1] == result.log_t
