@@ -9,6 +9,7 @@ with status 2; a training run that stops on a non-finite state exits with 1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_train_command(subcommands)
     add_replay_command(subcommands)
+    add_verify_command(subcommands)
     return parser
 
 
@@ -777,3 +779,148 @@ def _print_replay_totals(verdicts: list, stream: TextIO) -> None:
 
 def _indent(text: str, prefix: str) -> str:
     return "\n".join(prefix + line for line in text.splitlines())
+
+
+# --------------------------------------------------------------------------------
+# ncflow verify
+# --------------------------------------------------------------------------------
+
+EXIT_INTERRUPTED = 130
+
+
+def add_verify_command(subcommands: Any) -> argparse.ArgumentParser:
+    """Add the ``verify`` subcommand to the subparsers of :func:`build_parser`.
+
+    Options left out take the defaults of ``theory_checks.verify.VerifyConfig``,
+    which is imported only when the command runs, since it loads Hypothesis.
+    """
+    command = subcommands.add_parser(
+        "verify",
+        help="check every claim and exploration of the theorem on drawn examples",
+        description=(
+            "Draw examples from a seed, train each once, check every claim of the "
+            "theorem of Min, Zhu and Vidal (NeurIPS 2025) on them and run the "
+            "counterexample searches X1-X8. Prints one table and writes a report "
+            "directory (report.md, report.json, figures, counterexample records). "
+            "Exit status: 0 when every claim C1-C14 that ran is PASS; 1 when one "
+            "is FAIL, or INCONCLUSIVE on more than a fifth of its examples, or a "
+            "check raised an error, or a task was lost; 2 for an invalid option; "
+            "130 when interrupted. Explorations that find a counterexample and "
+            "claims whose module is missing (NOT AVAILABLE) do not fail the run."
+        ),
+    )
+    command.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="budget: dev (a few examples per claim, a few minutes on two cores), "
+        "ci (25 per claim), thorough (500 per claim); default dev",
+    )
+    command.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="worker processes, one thread each; 1 runs in this process "
+        "(default: the number of cores)",
+    )
+    command.add_argument(
+        "--seed",
+        type=int,
+        help="seed of every draw, >= 0 (default: a fixed seed, the same every run)",
+    )
+    command.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="report directory, created if missing (default ncflow-report/)",
+    )
+    command.add_argument(
+        "--claims",
+        metavar="IDS",
+        help="comma-separated claim and exploration ids to run, e.g. C1,C7,X1 "
+        "(default: all)",
+    )
+    command.add_argument(
+        "--max-examples",
+        type=int,
+        metavar="N",
+        help="examples per family and cases per exploration, overriding the profile",
+    )
+    command.add_argument("--no-plots", action="store_true", help="write no PNG figures")
+    command.add_argument(
+        "--quiet", action="store_true", help="no progress lines on stderr"
+    )
+    command.set_defaults(handler=run_verify)
+    return command
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Carry out ``ncflow verify`` for parsed arguments; return the exit status."""
+    from theory_checks.verify import Interrupted, VerifyConfig, table_lines, verify
+
+    claims = None
+    if args.claims is not None:
+        claims = tuple(item.strip() for item in args.claims.split(",") if item.strip())
+    options = {
+        "profile": args.profile,
+        "seed": args.seed,
+        "out": args.out,
+        "max_examples": args.max_examples,
+    }
+    config = VerifyConfig(
+        jobs=args.jobs,
+        claims=claims,
+        plots=not args.no_plots,
+        **{name: value for name, value in options.items() if value is not None},
+    )
+    progress = None if args.quiet else _verify_progress()
+    try:
+        report = verify(config, progress)
+    except Interrupted as stop:
+        _print_interrupted(stop, sys.stderr)
+        return EXIT_INTERRUPTED
+
+    sys.stdout.write("\n".join(table_lines(report)) + "\n")
+    for text in report.lost:
+        print(f"lost: {text}", file=sys.stderr)
+    print(
+        f"verify: {report.seconds:.1f} s with {report.config.jobs} job(s); report in "
+        f"{report.config.out}/report.md",
+        file=sys.stderr,
+    )
+    return EXIT_RUN_FAILED if report.failed or report.lost else EXIT_OK
+
+
+def _verify_progress() -> Callable[..., None]:
+    done = [0]
+
+    def progress(task: Any, result: Any, message: str) -> None:
+        if result is None:
+            print(f"verify: {message}", file=sys.stderr)
+            return
+        done[0] += 1
+        print(
+            f"verify: [{done[0]}] {task.name} done in {result.seconds:.1f} s",
+            file=sys.stderr,
+        )
+
+    return progress
+
+
+def _print_interrupted(stop: Any, stream: TextIO) -> None:
+    report = getattr(stop, "report", None)
+    print("verify: interrupted", file=stream)
+    if report is None:
+        return
+    directory = report.config.out / "counterexamples"
+    print(
+        f"verify: {len(report.records)} counterexample record(s) kept in {directory}:",
+        file=stream,
+    )
+    for name in report.records:
+        print(f"  {name}", file=stream)
+    print(
+        f"verify: partial report of the finished tasks in {report.config.out}/"
+        "report.json (complete: false)",
+        file=stream,
+    )

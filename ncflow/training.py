@@ -1055,7 +1055,19 @@ def trajectory_metrics(run: TrainingRun) -> TrajectoryMetrics:
     record where a metric is undefined (a class mean of zero, for instance) gets
     NaN for that metric and an entry in ``undefined``.
     """
-    problem, trajectory = run.problem, run.trajectory
+    return metrics_along(run.problem, run.trajectory)
+
+
+def metrics_along(problem: Problem, trajectory: Trajectory) -> TrajectoryMetrics:
+    """Compute :func:`trajectory_metrics` for any recorded trajectory of ``problem``.
+
+    Parameters
+    ----------
+    trajectory : Trajectory
+        Records with ``log_t`` (shape (r,)), ``W`` (shape (r, D, h)) and ``V``
+        (shape (r, d_y, h)): the trajectory of a :class:`TrainingRun` or of a
+        :class:`ncflow.flow.FlowResult`.
+    """
     X, labels, K = problem.X, problem.labels, problem.num_classes
     count = len(trajectory)
     values = {name: np.full(count, np.nan) for name in ("nc1", "nc2", "nc3")}

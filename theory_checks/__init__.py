@@ -1,10 +1,12 @@
 """Executable checks of the theorem's claims: verdicts PASS, FAIL or INCONCLUSIVE.
 
 ``check(claim, example, settings)`` runs one claim (``"C1"`` .. ``"C14"``,
-``"E1"`` .. ``"E3"``) on one :class:`~theory_checks.runs.Example` and returns a
-:class:`~theory_checks.verdict.Verdict`; binary examples (a scalar-output loss)
-go to ``theory_checks.binary``, cross-entropy examples to
-``theory_checks.multiclass``.
+``"E1"`` .. ``"E3"``, or an exploration ``"X1"`` .. ``"X8"``) on one
+:class:`~theory_checks.runs.Example` and returns a
+:class:`~theory_checks.verdict.Verdict`. Explorations go to
+``theory_checks.explorations``, errata to ``theory_checks.errata``, binary
+examples (a scalar-output loss) to ``theory_checks.binary`` and cross-entropy
+examples to ``theory_checks.multiclass``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ def check(
     require_hypotheses: bool = True,
 ) -> Verdict:
     """Verdict of ``claim`` on ``example``; see the module docstring."""
+    if claim.startswith("X"):
+        from theory_checks import explorations
+
+        return explorations.check(
+            claim, example, settings, require_hypotheses=require_hypotheses
+        )
     if claim.startswith("E"):
         from theory_checks import errata
 

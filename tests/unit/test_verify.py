@@ -1,0 +1,322 @@
+"""Tests of the ``ncflow verify`` engine: options, aggregation, reliability."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+
+import numpy as np
+import pytest
+
+from ncflow.cli import main
+from ncflow.data import Dataset
+from ncflow.network import Parameters
+from theory_checks import verify
+from theory_checks.records import read_record, write_record
+from theory_checks.runs import Example
+from theory_checks.verdict import Outcome, Verdict
+from theory_checks.verify import (
+    Interrupted,
+    Task,
+    TaskResult,
+    VerifyConfig,
+    claim_rows,
+    table_lines,
+    validate_config,
+)
+
+# -- options -------------------------------------------------------------------------
+
+
+def test_unknown_profile_is_rejected_with_choices():
+    with pytest.raises(verify.InvalidArgument) as error:
+        validate_config(VerifyConfig(profile="fast"))
+    assert "profile='fast'" in str(error.value)
+    assert "dev, ci, thorough" in str(error.value)
+
+
+def test_zero_jobs_is_rejected():
+    with pytest.raises(verify.InvalidArgument) as error:
+        validate_config(VerifyConfig(jobs=0))
+    assert "jobs=0" in str(error.value)
+    assert ">= 1" in str(error.value)
+
+
+def test_unknown_claim_id_is_rejected():
+    with pytest.raises(verify.InvalidArgument) as error:
+        validate_config(VerifyConfig(claims=("C1", "C99")))
+    assert "'C99' is not a claim id" in str(error.value)
+    assert "X8" in str(error.value)
+
+
+def test_out_below_a_file_is_rejected(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(verify.InvalidArgument) as error:
+        verify.prepare_out(blocker / "report")
+    assert str(blocker / "report") in str(error.value)
+    assert "--out" in str(error.value)
+
+
+def test_out_that_is_a_file_is_rejected(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(verify.InvalidArgument) as error:
+        verify.prepare_out(blocker)
+    assert "is a file" in str(error.value)
+
+
+def test_cli_bad_profile_exits_2(capsys, tmp_path):
+    status = main(["verify", "--profile", "fast", "--out", str(tmp_path / "r")])
+    message = capsys.readouterr().err
+    assert status == 2
+    assert "ncflow verify: error: profile='fast'" in message
+
+
+def test_cli_bad_jobs_exits_2(capsys, tmp_path):
+    status = main(["verify", "--jobs", "0", "--out", str(tmp_path / "r")])
+    assert status == 2
+    assert "jobs=0" in capsys.readouterr().err
+
+
+def test_max_examples_overrides_every_count():
+    budget = VerifyConfig(profile="thorough", max_examples=2).budget()
+    assert budget.binary_examples == 2
+    assert budget.multiclass_examples == 2
+    assert budget.exploration_examples == 2
+
+
+def test_plan_keeps_selected_claims_only():
+    config = validate_config(VerifyConfig(claims=("C2", "X8"), max_examples=2))
+    tasks = verify.plan(config)
+    assert [task.key[0] for task in tasks] == [0, 0, 1]
+    assert all(task.family in ("binary", None) for task in tasks)
+    assert tasks[-1].claims == ("X8",)
+
+
+def test_plan_draws_the_same_examples_twice():
+    config = validate_config(VerifyConfig(claims=("C2",), max_examples=3))
+    first = [task.example.fingerprint() for task in verify.plan(config)]
+    second = [task.example.fingerprint() for task in verify.plan(config)]
+    assert first == second
+
+
+# -- aggregation ---------------------------------------------------------------------
+
+
+def _entry(outcome: str, margin: float | None = 0.5, record=None) -> dict:
+    return {
+        "claim": "C7",
+        "family": "binary",
+        "outcome": outcome,
+        "margin": margin,
+        "reason": f"{outcome} reason",
+        "record": record,
+    }
+
+
+def _rows(outcomes: list) -> dict:
+    tasks = [Task((0, "binary", i), ("C7",)) for i in range(len(outcomes))]
+    tasks = [Task(t.key, t.claims, family="binary") for t in tasks]
+    results = [
+        TaskResult(task.key, verdicts=[_entry(outcome)])
+        for task, outcome in zip(tasks, outcomes)
+    ]
+    (row,) = claim_rows(results, tasks)
+    return row
+
+
+def test_one_fail_makes_the_claim_fail():
+    assert _rows(["PASS", "FAIL", "PASS"])["verdict"] == "FAIL"
+
+
+def test_inconclusive_share_above_limit_is_inconclusive():
+    # 1 of 4 is 25 %, above the 20 % limit.
+    assert _rows(["PASS", "PASS", "PASS", "INCONCLUSIVE"])["verdict"] == "INCONCLUSIVE"
+
+
+def test_inconclusive_share_at_limit_passes():
+    # 1 of 5 is exactly 20 %, which the limit allows.
+    assert _rows(["PASS"] * 4 + ["INCONCLUSIVE"])["verdict"] == "PASS"
+
+
+def test_unavailable_module_gives_not_available():
+    row = _rows([verify.NOT_AVAILABLE, verify.NOT_AVAILABLE])
+    assert row["verdict"] == verify.NOT_AVAILABLE
+    assert row["examples"] == 0
+
+
+def test_rows_do_not_depend_on_result_order():
+    tasks = [Task((0, "binary", i), ("C7",), family="binary") for i in range(6)]
+    results = [
+        TaskResult(task.key, verdicts=[_entry("PASS", margin=0.1 * i)])
+        for i, task in enumerate(tasks)
+    ]
+    shuffled = list(results)
+    random.Random(1).shuffle(shuffled)
+    assert claim_rows(shuffled, tasks) == claim_rows(results, tasks)
+
+
+def test_worst_margin_is_the_largest():
+    tasks = [Task((0, "binary", i), ("C7",), family="binary") for i in range(3)]
+    margins = [0.25, 0.75, 0.5]
+    results = [
+        TaskResult(task.key, verdicts=[_entry("PASS", margin=m)])
+        for task, m in zip(tasks, margins)
+    ]
+    (row,) = claim_rows(results, tasks)
+    assert row["worst_margin"] == 0.75
+
+
+# -- reliability ---------------------------------------------------------------------
+
+
+def _tiny(out, jobs: int) -> VerifyConfig:
+    return VerifyConfig(
+        claims=("C2", "X1"), max_examples=1, jobs=jobs, out=out, plots=False
+    )
+
+
+def test_verdicts_agree_across_jobs_and_runs(tmp_path):
+    first = verify.verify(_tiny(tmp_path / "one", 1)).verdicts()
+    pooled = verify.verify(_tiny(tmp_path / "two", 2)).verdicts()
+    again = verify.verify(_tiny(tmp_path / "again", 1)).verdicts()
+    # X1 finds and shrinks a counterexample, so the compared verdicts include
+    # a search and the content-named file of its record.
+    assert first["explorations"][0]["status"] == "found"
+    assert pooled == first
+    assert again == first
+
+
+def _example() -> Example:
+    X = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    dataset = Dataset.from_arrays(X, np.array([1, -1]))
+    shapes = Parameters(np.array([[0.5, -0.5], [0.0, 0.0]]), np.array([[0.5, -0.5]]))
+    return Example(dataset, shapes, 1e-4, "exponential", label="test")
+
+
+def _interrupting_task(calls: list):
+    def run_task(task: Task, out: str) -> TaskResult:
+        calls.append(task.key)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        verdict = Verdict("C2", Outcome.FAIL, "planted", margin=2.0)
+        path = write_record(
+            os.path.join(out, verify.COUNTEREXAMPLE_DIR),
+            "C2",
+            _example(),
+            verify.suite.SETTINGS,
+            verdict,
+        )
+        entry = _entry("FAIL", 2.0, path.name) | {"claim": "C2"}
+        return TaskResult(task.key, verdicts=[entry])
+
+    return run_task
+
+
+def test_interrupt_keeps_written_records(tmp_path, monkeypatch):
+    monkeypatch.setattr(verify, "run_task", _interrupting_task([]))
+    with pytest.raises(Interrupted) as stop:
+        verify.verify(_tiny(tmp_path, 1))
+    (name,) = stop.value.report.records
+    assert read_record(tmp_path / verify.COUNTEREXAMPLE_DIR / name).claim == "C2"
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["complete"] is False
+    assert saved["records"] == [name]
+
+
+def test_cli_interrupt_exits_130_listing_records(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(verify, "run_task", _interrupting_task([]))
+    status = main(
+        ["verify", "--claims", "C2", "--max-examples", "2", "--jobs", "1"]
+        + ["--out", str(tmp_path), "--no-plots", "--quiet"]
+    )
+    message = capsys.readouterr().err
+    assert status == 130
+    assert "interrupted" in message
+    assert "C2-" in message
+
+
+def _dying_task(task: Task, out: str) -> TaskResult:
+    if task.key[2] == 1:
+        os._exit(3)
+    return TaskResult(task.key)
+
+
+@pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(),
+    reason="the dying task reaches the workers only through fork",
+)
+def test_killed_worker_loses_only_its_task(tmp_path, monkeypatch):
+    # With fork the workers inherit the patched run_task and pool context.
+    monkeypatch.setattr(verify, "run_task", _dying_task)
+    monkeypatch.setattr(
+        verify, "_pool_context", lambda: multiprocessing.get_context("fork")
+    )
+    tasks = [Task((0, "binary", i), ("C2",), family="binary") for i in range(2)]
+    results, lost = verify.execute(tasks, tmp_path, 2)
+    assert [result.key for result in results] == [(0, "binary", 0)]
+    assert len(lost) == 1
+    assert "binary example 1" in lost[0]
+
+
+def test_table_lists_claims_and_explorations(tmp_path):
+    report = verify.verify(_tiny(tmp_path, 1))
+    text = "\n".join(table_lines(report))
+    assert "C2    binary" in text
+    assert "sign of v_j never changes" in text
+    assert "X1    explore" in text
+
+
+def test_trajectory_series_shapes_and_nc2():
+    from theory_checks.runs import train
+
+    run = train(_example(), verify.suite.SETTINGS)
+    series = verify.trajectory_series(run)
+    records = len(run.result.trajectory)
+    assert series["norm2"].shape == (records,)
+    assert series["patterns"].shape == (records, 2, 2)
+    assert series["nc2"].shape == (records,)
+    # Neuron 0 sees only sample 0 and neuron 1 only sample 1 at every t, so the
+    # unit class means are e_0 and e_1 and NC2 = ||I/sqrt(2) - I/sqrt(2)|| = 0
+    # up to the roundoff of normalising a 2 x 2 Gram matrix.
+    tol = 8 * np.finfo(float).eps
+    assert np.all(np.isfinite(series["nc2"]))
+    assert np.max(np.abs(series["nc2"])) <= tol
+
+
+def test_check_that_raises_fails_the_run(tmp_path, monkeypatch):
+    import theory_checks
+
+    def broken(claim, example, settings=None, **options):
+        raise TypeError("planted bug")
+
+    monkeypatch.setattr(theory_checks, "check", broken)
+    config = VerifyConfig(claims=("C2",), max_examples=1, out=tmp_path, plots=False)
+    report = verify.verify(config)
+    (row,) = report.claims
+    assert row["errors"] == 1
+    assert row["verdict"] == "INCONCLUSIVE"
+    assert report.failed
+    assert "planted bug" in row["reasons"][0]
+
+
+def _report(verdict: str, claim: str = "C7") -> verify.VerifyReport:
+    row = {"claim": claim, "verdict": verdict, "errors": 0}
+    return verify.VerifyReport(VerifyConfig(), [row], [], [], True, 0.0, [], {})
+
+
+@pytest.mark.parametrize("verdict", ["FAIL", "INCONCLUSIVE"])
+def test_claim_fail_or_inconclusive_fails_run(verdict):
+    assert _report(verdict).failed
+
+
+@pytest.mark.parametrize("verdict", ["PASS", verify.NOT_AVAILABLE])
+def test_claim_pass_or_unavailable_passes_run(verdict):
+    assert not _report(verdict).failed
+
+
+def test_errata_inconclusive_does_not_fail_run():
+    assert not _report("INCONCLUSIVE", claim="E2").failed
