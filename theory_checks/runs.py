@@ -216,7 +216,10 @@ _CACHE: OrderedDict[tuple, Run] = OrderedDict()
 
 def _integrate(example: Example, settings: RunSettings, problem: Problem) -> FlowResult:
     params0 = example.params0()
-    events = [Norm2Above(settings.norm2_target)]
+    # Norm2Above fires on an upward crossing. A start at or above the target (a
+    # large eps) would never cross it, so the run stops at ten times its
+    # starting ||theta||^2 instead, and never runs without an end.
+    events = [Norm2Above(max(settings.norm2_target, 10 * params0.norm2()))]
     groups = example.neuron_groups()
     if settings.method == "euler" or "large_step" in example.faults:
         step = settings.step

@@ -163,7 +163,12 @@ class LossBelow(_Event):
 
 
 class Norm2Above(_Event):
-    """Fires when ``||theta||_F^2`` exceeds ``target``."""
+    """Fires when ``||theta||_F^2`` rises through ``target``.
+
+    Like every event, it fires on a sign change only: a run that starts above
+    ``target`` fires only after ``||theta||_F^2`` has fallen below it and risen
+    again.
+    """
 
     direction = 1.0
 
