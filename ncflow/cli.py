@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -856,7 +857,13 @@ def add_verify_command(subcommands: Any) -> argparse.ArgumentParser:
 
 def run_verify(args: argparse.Namespace) -> int:
     """Carry out ``ncflow verify`` for parsed arguments; return the exit status."""
-    from theory_checks.verify import Interrupted, VerifyConfig, table_lines, verify
+    from theory_checks.verify import (
+        TABLE_LEGEND,
+        Interrupted,
+        VerifyConfig,
+        table_lines,
+        verify,
+    )
 
     claims = None
     if args.claims is not None:
@@ -881,6 +888,7 @@ def run_verify(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
 
     sys.stdout.write("\n".join(table_lines(report)) + "\n")
+    sys.stdout.write(textwrap.fill(TABLE_LEGEND + ".", width=88) + "\n")
     for text in report.lost:
         print(f"lost: {text}", file=sys.stderr)
     print(

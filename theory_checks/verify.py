@@ -914,10 +914,25 @@ def format_cell(value: Any) -> str:
     return str(value)
 
 
+# Printed under the table, in the terminal and in report.md.
+TABLE_LEGEND = (
+    "worst: the largest |measured - predicted| / tolerance over a claim's "
+    "examples (a PASS stays below 1); (k inc): k examples were INCONCLUSIVE; "
+    "FOUND: an exploration found a counterexample outside the theorem's "
+    "hypotheses, which does not fail the run"
+)
+
+
 def table_lines(report: VerifyReport) -> list[str]:
     """Format the printed table: one line per claim row and per exploration."""
+    # The statement column is as wide as the longest statement, so that no
+    # formula is cut.
+    width = max(
+        [len("statement")]
+        + [len(row["statement"]) for row in (*report.claims, *report.explorations)]
+    )
     header = (
-        f"{'claim':<5} {'family':<10} {'statement':<52} {'examples':>10}  "
+        f"{'claim':<5} {'family':<10} {'statement':<{width}} {'examples':>10}  "
         f"{'verdict':<13} {'worst':>9}  counterexamples"
     )
     lines = [header, "-" * len(header)]
@@ -929,7 +944,7 @@ def table_lines(report: VerifyReport) -> list[str]:
             counts += f" ({row['errors']} err)"
         records = ", ".join(row["records"]) or "-"
         lines.append(
-            f"{row['claim']:<5} {row['family']:<10} {row['statement'][:52]:<52} "
+            f"{row['claim']:<5} {row['family']:<10} {row['statement']:<{width}} "
             f"{counts:>10}  {row['verdict']:<13} {format_cell(row['worst_margin']):>9}"
             f"  {records}"
         )
@@ -943,7 +958,7 @@ def table_lines(report: VerifyReport) -> list[str]:
         if row["outcomes"].get("INCONCLUSIVE"):
             counts += f" ({row['outcomes']['INCONCLUSIVE']} inc)"
         lines.append(
-            f"{row['claim']:<5} {'explore':<10} {row['statement'][:52]:<52} "
+            f"{row['claim']:<5} {'explore':<10} {row['statement']:<{width}} "
             f"{counts:>10}  {status:<13} {format_cell(row['margin']):>9}  "
             f"{row['record'] or '-'}"
         )
@@ -1014,6 +1029,8 @@ def format_markdown(report: VerifyReport, figures: dict[str, Path]) -> str:
         "```",
         *table_lines(report),
         "```",
+        "",
+        TABLE_LEGEND + ".",
         "",
     ]
     if report.lost:
