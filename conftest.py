@@ -78,6 +78,20 @@ def pytest_configure(config):
     torch.set_num_threads(1)
     config._ncflow_threads = threadpool_limits(limits=1)
 
+    # Hypothesis mixes literals of the loaded modules into its draws, so the ci
+    # examples would change with every edit of the code and with the set of
+    # test files collected. Without them the draws depend on the seed alone.
+    from theory_checks.explorations import without_local_constants
+
+    config._ncflow_constants = without_local_constants()
+    config._ncflow_constants.__enter__()
+
+
+def pytest_unconfigure(config):
+    constants = getattr(config, "_ncflow_constants", None)
+    if constants is not None:
+        constants.__exit__(None, None, None)
+
 
 def record_verdict(config, claim: str, verdict, record: str | None = None) -> None:
     """Keep one verdict for the end-of-run table (called by the properties)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -151,6 +151,9 @@ class LimitPoints:
     loose: Parameters | None
     R: float
     R_ref: float
+    # One reference ratio before R_ref, for the Aitken part of the asymptotic
+    # tolerance; None when the trajectory does not reach back that far.
+    earlier: Parameters | None = None
 
 
 def limit_points(run: Run) -> LimitPoints | None:
@@ -168,7 +171,13 @@ def limit_points(run: Run) -> LimitPoints | None:
     loose = None
     if run.loose is not None and run.loose.success:
         loose = direction(run.loose.params)
-    return LimitPoints(direction(result.params), direction(reference), loose, R, R_ref)
+    earlier = None
+    index_earlier = record_at_or_below(result, R_ref / run.settings.reference_ratio)
+    if index_earlier is not None and index_earlier < index:
+        earlier = direction(result.trajectory.parameters(index_earlier))
+    return LimitPoints(
+        direction(result.params), direction(reference), loose, R, R_ref, earlier
+    )
 
 
 def limit_quantities(
@@ -188,13 +197,21 @@ def limit_quantities(
     end = measure(points.end)
     reference = measure(points.reference)
     loose = measure(points.loose) if points.loose is not None else None
+    earlier = measure(points.earlier) if points.earlier is not None else None
     kinds = kinds or {}
     out = []
     for name, predicted in predictions.items():
         value = end[name]
         terms: list[ToleranceTerm] = [
             tol.integrator_change(value, None if loose is None else loose[name], name),
-            tol.asymptotic(value, reference[name], points.R, points.R_ref, rate),
+            tol.asymptotic(
+                value,
+                reference[name],
+                points.R,
+                points.R_ref,
+                rate,
+                None if earlier is None else earlier[name],
+            ),
             tol.roundoff(roundoff[0], roundoff[1], name),
         ]
         out.append(
@@ -238,6 +255,50 @@ def refine_eps(
     return verdict
 
 
+def refine_norm(
+    check_once: Callable[[Example, RunSettings], Verdict],
+    example: Example,
+    settings: RunSettings,
+    *,
+    norm2_max: float | None = None,
+) -> Verdict:
+    """Run a limit check, and before reporting FAIL repeat it at larger ``R``.
+
+    The asymptotic part of a tolerance extrapolates from changes between
+    ``R / reference_ratio`` and ``R``, which holds once the quantity is in its
+    asymptotic regime; a quantity that is not (its changes still turn) can
+    fail at ``R`` and pass further on. The run is therefore repeated with
+    ``norm2_target`` multiplied by ``reference_ratio`` while it stays at most
+    ``norm2_max`` (default ``settings.norm2_max``), and FAIL is reported only
+    if the violation persists at every ``R``. A run converging to a wrong limit
+    keeps its deviation while the tolerance shrinks, so it still fails.
+    """
+    norm2_max = settings.norm2_max if norm2_max is None else norm2_max
+    verdict = check_once(example, settings)
+    targets = [settings.norm2_target]
+    current = settings
+    while (
+        verdict.outcome is Outcome.FAIL
+        and current.norm2_target * current.reference_ratio <= norm2_max
+    ):
+        current = replace(
+            current, norm2_target=current.norm2_target * current.reference_ratio
+        )
+        targets.append(current.norm2_target)
+        retry = check_once(example, current)
+        if retry.outcome is not Outcome.FAIL:
+            retry.reason += (
+                f" (after a FAIL at ||theta||^2 = {settings.norm2_target:.3g}, "
+                f"repeated at {current.norm2_target:.3g})"
+            )
+            verdict = retry
+            break
+        verdict = retry
+    if len(targets) > 1:
+        verdict.details["norm2_targets"] = targets
+    return verdict
+
+
 def run_or_reason(example: Example, settings: RunSettings) -> tuple[Run, str]:
     """Train; the reason is non-empty when the run did not reach its target."""
     run = train(example, settings)
@@ -266,5 +327,6 @@ __all__ = [
     "limit_points",
     "limit_quantities",
     "refine_eps",
+    "refine_norm",
     "run_or_reason",
 ]

@@ -155,6 +155,11 @@ class RunSettings:
         Limit claims extrapolate the trajectory's own remaining distance to its
         limit from the change between ``norm2_target / reference_ratio`` and
         the end.
+    norm2_max : float
+        Before a limit claim FAILs, the run is repeated at ``norm2_target``
+        times ``reference_ratio``, ``reference_ratio^2``, ... up to this
+        ``||theta||_F^2`` (``common.refine_norm``). The binary flow reaches
+        ``1e12`` in a few seconds.
     max_steps : int
         Step budget of each run.
     eps_factor, eps_floor : float
@@ -170,6 +175,7 @@ class RunSettings:
     atol: float = 1e-12
     norm2_target: float = 1e10
     reference_ratio: float = 100.0
+    norm2_max: float = 1e12
     max_steps: int = 100_000
     eps_factor: float = 100.0
     eps_floor: float = 1e-12

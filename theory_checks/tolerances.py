@@ -85,24 +85,59 @@ def integrator_steps(steps: int, per_step: float, what: str) -> ToleranceTerm:
 
 
 def asymptotic(
-    value: float, reference: float, R: float, R_ref: float, rate: str = "log"
+    value: float,
+    reference: float,
+    R: float,
+    R_ref: float,
+    rate: str = "log",
+    earlier: float | None = None,
 ) -> ToleranceTerm:
-    """Remaining distance to the trajectory's own limit at ``R``; see the module."""
+    """Remaining distance to the trajectory's own limit at ``R``; see the module.
+
+    ``earlier`` is the quantity one reference ratio before ``R_ref``. When the
+    two changes ``d1 = q(R_ref) - q(earlier)`` and ``d2 = q(R) - q(R_ref)`` have
+    one sign and shrink (``rho = |d2 / d1| < 1``), the distance is also bounded
+    by Aitken's estimate ``|d2| rho / (1 - rho)``, which assumes only that the
+    changes over equal ratios of ``R`` shrink geometrically, not the rate ``g``;
+    the larger of the two bounds is used. Changes of opposite signs mean the
+    quantity is not yet in its asymptotic regime, which the derivation states;
+    a check then repeats a FAIL at a larger ``R`` (``common.refine_norm``).
+    """
     g = RATES[rate]
     denominator = g(R_ref) - g(R)
     if not denominator > 0:
         return ToleranceTerm(
             "asymptotic", math.inf, f"R_ref={R_ref:.3g} is not before R={R:.3g}"
         )
-    value_ = abs(value - reference) * g(R) / denominator
+    change = abs(value - reference)
+    model = change * g(R) / denominator
     formula = {"log": "(1 + log R)/R", "sqrt": "R^-1/2", "slow": "(1 + log R) R^-1/2"}[
         rate
     ]
+    derivation = (
+        f"|q(R) - q(R_ref)| g(R) / (g(R_ref) - g(R)), g = {formula}, "
+        f"R = {R:.3g}, R_ref = {R_ref:.3g}, change {change:.3g}"
+    )
+    if earlier is None or not math.isfinite(earlier):
+        return ToleranceTerm("asymptotic", model, derivation)
+
+    d1, d2 = reference - earlier, value - reference
+    if d1 * d2 < 0:
+        return ToleranceTerm(
+            "asymptotic",
+            model,
+            derivation + f"; not yet asymptotic: the changes {d1:.3g} then {d2:.3g} "
+            "have opposite signs",
+        )
+    if d2 == 0 or abs(d2) >= abs(d1):
+        return ToleranceTerm("asymptotic", model, derivation)
+    rho = abs(d2 / d1)
+    aitken = abs(d2) * rho / (1 - rho)
     return ToleranceTerm(
         "asymptotic",
-        value_,
-        f"|q(R) - q(R_ref)| g(R) / (g(R_ref) - g(R)), g = {formula}, "
-        f"R = {R:.3g}, R_ref = {R_ref:.3g}, change {abs(value - reference):.3g}",
+        max(model, aitken),
+        derivation + f"; Aitken |d2| rho / (1 - rho) = {aitken:.3g} with rho = "
+        f"{rho:.3g}; the larger is used",
     )
 
 

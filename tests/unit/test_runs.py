@@ -1,12 +1,16 @@
-"""Training of theory-check examples: the end of a run."""
+"""Training of theory-check examples: where a run ends, and repeats at larger norm."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from ncflow.data import Dataset
 from ncflow.init import balanced_shapes
+from theory_checks.common import refine_norm
 from theory_checks.runs import Example, RunSettings, train
+from theory_checks.verdict import Outcome, Verdict
 
 
 def _example(eps: float) -> Example:
@@ -37,3 +41,37 @@ def test_run_starting_below_target_ends_at_the_target():
 
     assert run.result.success
     assert abs(run.result.norm2 / settings.norm2_target - 1) < 10 * settings.rtol
+
+
+def _fails_below(norm2: float):
+    """A check that FAILs while the run's target is below ``norm2``."""
+    targets = []
+
+    def check_once(example, settings):
+        targets.append(settings.norm2_target)
+        outcome = Outcome.FAIL if settings.norm2_target < norm2 else Outcome.PASS
+        return Verdict("C11", outcome, "stub")
+
+    return check_once, targets
+
+
+def test_refine_norm_passes_where_a_larger_norm_settles():
+    check_once, targets = _fails_below(1e10)
+    settings = RunSettings(norm2_target=1e8, norm2_max=1e12)
+
+    verdict = refine_norm(check_once, _example(1e-3), settings)
+
+    assert verdict.outcome is Outcome.PASS
+    assert targets == [1e8, 1e10]
+    assert "repeated at 1e+10" in verdict.reason
+
+
+def test_refine_norm_fails_when_every_norm_fails():
+    check_once, targets = _fails_below(math.inf)
+    settings = RunSettings(norm2_target=1e8, norm2_max=1e12)
+
+    verdict = refine_norm(check_once, _example(1e-3), settings)
+
+    assert verdict.outcome is Outcome.FAIL
+    assert targets == [1e8, 1e10, 1e12]
+    assert verdict.details["norm2_targets"] == targets
