@@ -23,19 +23,20 @@ import math
 
 import numpy as np
 
-from ncflow.flow import separation_report, solve_flow
+from ncflow.flow import separation_report
 from ncflow.network import Parameters
 from theory_checks import tolerances as tol
 from theory_checks.common import (
     Quantity,
     combine,
+    early_run,
     features,
     first_unverified,
-    limit_points,
     limit_quantities,
     refine_eps,
     refine_norm,
     run_or_reason,
+    separated_run,
 )
 from theory_checks.hypotheses import (
     check_a1,
@@ -222,17 +223,7 @@ def check_c3(example: Example, settings: RunSettings, reports: list) -> Verdict:
             hypotheses=reports,
         )
     T = early_time_T(dataset, h, example.eps)
-    problem = example.problem()
-    result = solve_flow(
-        problem,
-        example.params0(),
-        t_max=T,
-        rtol=settings.rtol,
-        atol=settings.atol,
-        groups=example.neuron_groups(),
-        records_per_decade=32,
-        max_steps=settings.max_steps,
-    )
+    result = early_run(example, settings, T)
     if not result.success:
         return inconclusive(
             "C3", f"integrator failed before T: {result.message}", hypotheses=reports
@@ -382,31 +373,8 @@ def _dead_neuron_movement(example: Example, run: Run) -> tuple[float, int | None
     return worst, where
 
 
-def _separated_run(claim: str, example: Example, settings: RunSettings, reports: list):
-    """The run, or an INCONCLUSIVE verdict when the claim's premise t >= T* fails."""
-    run, reason = run_or_reason(example, settings)
-    if reason:
-        return None, inconclusive(
-            claim, reason, hypotheses=reports, integrator=run.integrator_summary()
-        )
-    if run.result.separation_log_t is None:
-        return None, inconclusive(
-            claim,
-            "the pattern never separated, so the claim (about t >= T*) has no premise "
-            "on this run; C4 reports the separation itself",
-            hypotheses=reports,
-            integrator=run.integrator_summary(),
-        )
-    points = limit_points(run)
-    if points is None:
-        return None, inconclusive(
-            claim, "no trajectory record before R / reference_ratio", hypotheses=reports
-        )
-    return (run, points), None
-
-
 def check_c5(example: Example, settings: RunSettings, reports: list) -> Verdict:
-    found, verdict = _separated_run("C5", example, settings, reports)
+    found, verdict = separated_run("C5", example, settings, reports)
     if verdict is not None:
         return verdict
     run, _ = found
@@ -475,7 +443,7 @@ def _measure_features(example: Example, limit: Limit):
 
 
 def check_c6(example: Example, settings: RunSettings, reports: list) -> Verdict:
-    found, verdict = _separated_run("C6", example, settings, reports)
+    found, verdict = separated_run("C6", example, settings, reports)
     if verdict is not None:
         return verdict
     run, points = found
@@ -529,7 +497,7 @@ def check_c6(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def check_c7(example: Example, settings: RunSettings, reports: list) -> Verdict:
-    found, verdict = _separated_run("C7", example, settings, reports)
+    found, verdict = separated_run("C7", example, settings, reports)
     if verdict is not None:
         return verdict
     run, points = found
@@ -561,7 +529,7 @@ def check_c7(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def check_c8(example: Example, settings: RunSettings, reports: list) -> Verdict:
-    found, verdict = _separated_run("C8", example, settings, reports)
+    found, verdict = separated_run("C8", example, settings, reports)
     if verdict is not None:
         return verdict
     run, points = found
@@ -586,7 +554,7 @@ def check_c8(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def check_c9(example: Example, settings: RunSettings, reports: list) -> Verdict:
-    found, verdict = _separated_run("C9", example, settings, reports)
+    found, verdict = separated_run("C9", example, settings, reports)
     if verdict is not None:
         return verdict
     run, points = found
@@ -618,7 +586,7 @@ def check_c9(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def check_c10(example: Example, settings: RunSettings, reports: list) -> Verdict:
-    found, verdict = _separated_run("C10", example, settings, reports)
+    found, verdict = separated_run("C10", example, settings, reports)
     if verdict is not None:
         return verdict
     run, points = found
@@ -682,7 +650,7 @@ def check_c10(example: Example, settings: RunSettings, reports: list) -> Verdict
 
 
 def check_c11(example: Example, settings: RunSettings, reports: list) -> Verdict:
-    found, verdict = _separated_run("C11", example, settings, reports)
+    found, verdict = separated_run("C11", example, settings, reports)
     if verdict is not None:
         return verdict
     run, points = found
@@ -717,7 +685,7 @@ def check_c11(example: Example, settings: RunSettings, reports: list) -> Verdict
 def check_c12(example: Example, settings: RunSettings, reports: list) -> Verdict:
     from ncflow import metrics
 
-    found, verdict = _separated_run("C12", example, settings, reports)
+    found, verdict = separated_run("C12", example, settings, reports)
     if verdict is not None:
         return verdict
     run, points = found
@@ -764,7 +732,7 @@ def check_c12(example: Example, settings: RunSettings, reports: list) -> Verdict
 
 
 def check_c13(example: Example, settings: RunSettings, reports: list) -> Verdict:
-    found, verdict = _separated_run("C13", example, settings, reports)
+    found, verdict = separated_run("C13", example, settings, reports)
     if verdict is not None:
         return verdict
     run, points = found

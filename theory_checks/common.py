@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ncflow.flow import solve_flow
 from ncflow.network import Parameters, activation_mask
 from theory_checks import tolerances as tol
 from theory_checks.runs import (
@@ -105,6 +106,26 @@ def combine(
         )
     worst = max(quantities, key=lambda q: q.ratio)
     failed = [q for q in quantities if q.ratio > 1.0]
+    unbounded = [q for q in quantities if not math.isfinite(q.tolerance.total)]
+    if unbounded and not failed:
+        # An infinite tolerance passes any deviation, so it verifies nothing.
+        quantity = unbounded[0]
+        parts = "; ".join(
+            f"{t.name}: {t.derivation}"
+            for t in quantity.tolerance.terms
+            if not math.isfinite(t.value)
+        )
+        return inconclusive(
+            claim,
+            f"{what}: the tolerance of '{quantity.name}' is not finite ({parts})",
+            hypotheses=hypotheses,
+            integrator=run.integrator_summary() if run is not None else {},
+            details={
+                "quantities": [q.summary() for q in quantities],
+                **extra.pop("details", {}),
+            },
+            **extra,
+        )
     outcome = Outcome.FAIL if failed else Outcome.PASS
     relation = "beyond" if failed else "within"
     bound = {"at_most": "<= ", "at_least": ">= "}.get(worst.kind, "")
@@ -269,8 +290,9 @@ def refine_norm(
     asymptotic regime; a quantity that is not (its changes still turn) can
     fail at ``R`` and pass further on. The run is therefore repeated with
     ``norm2_target`` multiplied by ``reference_ratio`` while it stays at most
-    ``norm2_max`` (default ``settings.norm2_max``), and FAIL is reported only
-    if the violation persists at every ``R``. A run converging to a wrong limit
+    ``norm2_max`` (default ``settings.norm2_max``). A PASS there replaces the
+    FAIL, and an INCONCLUSIVE repeat (a run that cannot reach the larger norm)
+    leaves it standing. A run converging to a wrong limit
     keeps its deviation while the tolerance shrinks, so it still fails.
     """
     norm2_max = settings.norm2_max if norm2_max is None else norm2_max
@@ -286,12 +308,19 @@ def refine_norm(
         )
         targets.append(current.norm2_target)
         retry = check_once(example, current)
-        if retry.outcome is not Outcome.FAIL:
+        if retry.outcome is Outcome.PASS:
             retry.reason += (
                 f" (after a FAIL at ||theta||^2 = {settings.norm2_target:.3g}, "
                 f"repeated at {current.norm2_target:.3g})"
             )
             verdict = retry
+            break
+        if retry.outcome is Outcome.INCONCLUSIVE:
+            # The repeat neither confirms nor lifts the FAIL, so the FAIL stands.
+            verdict.reason += (
+                f" (the repeat at ||theta||^2 = {current.norm2_target:.3g} was "
+                f"INCONCLUSIVE: {retry.reason})"
+            )
             break
         verdict = retry
     if len(targets) > 1:
@@ -311,6 +340,48 @@ def run_or_reason(example: Example, settings: RunSettings) -> tuple[Run, str]:
     )
 
 
+def separated_run(claim: str, example: Example, settings: RunSettings, reports: list):
+    """The run and its limit points, or an INCONCLUSIVE verdict without ``t >= T*``.
+
+    Returns ``((run, points), None)``, or ``(None, verdict)`` when the run did not
+    reach its target, never separated, or has no record before
+    ``R / reference_ratio``.
+    """
+    run, reason = run_or_reason(example, settings)
+    if reason:
+        return None, inconclusive(
+            claim, reason, hypotheses=reports, integrator=run.integrator_summary()
+        )
+    if run.result.separation_log_t is None:
+        return None, inconclusive(
+            claim,
+            "the pattern never separated, so the claim (about t >= T*) has no premise "
+            "on this run; C4 reports the separation itself",
+            hypotheses=reports,
+            integrator=run.integrator_summary(),
+        )
+    points = limit_points(run)
+    if points is None:
+        return None, inconclusive(
+            claim, "no trajectory record before R / reference_ratio", hypotheses=reports
+        )
+    return (run, points), None
+
+
+def early_run(example: Example, settings: RunSettings, T: float, *, records: int = 32):
+    """The flow of ``example`` up to ``t = T``, with ``records`` records per decade."""
+    return solve_flow(
+        example.problem(),
+        example.params0(),
+        t_max=T,
+        rtol=settings.rtol,
+        atol=settings.atol,
+        groups=example.neuron_groups(),
+        records_per_decade=records,
+        max_steps=settings.max_steps,
+    )
+
+
 def first_unverified(reports: list[HypothesisReport]) -> HypothesisReport | None:
     for report in reports:
         if not report.holds:
@@ -322,6 +393,7 @@ __all__ = [
     "LimitPoints",
     "Quantity",
     "combine",
+    "early_run",
     "features",
     "first_unverified",
     "limit_points",
@@ -329,4 +401,5 @@ __all__ = [
     "refine_eps",
     "refine_norm",
     "run_or_reason",
+    "separated_run",
 ]

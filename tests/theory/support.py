@@ -7,6 +7,7 @@ import random
 import zlib
 
 import hypothesis.strategies as st
+import numpy as np
 import pytest
 from hypothesis import seed
 
@@ -14,6 +15,8 @@ from strategies import (
     balanced_binary_shapes,
     binary_datasets,
     init_scales,
+    multiclass_datasets,
+    semilocal_shapes_for,
 )
 from theory_checks.runs import Example, RunSettings
 from theory_checks.verdict import Outcome
@@ -21,8 +24,11 @@ from theory_checks.verdict import Outcome
 # The late-phase target of the suite: limit claims are checked at this
 # ||theta||^2, where the distance to the limit left by the slowest mechanism
 # (of order ||theta||^-1) is about 1e-4 of its value at ||theta||^2 = 1.
+# A limit claim that fails there is repeated once at 100 times that norm
+# (common.refine_norm), where a quantity still turning at 1e8 has settled.
+_NORM2_TARGET = float(os.environ.get("NCFLOW_NORM2_TARGET", "1e8"))
 SETTINGS = RunSettings(
-    rtol=1e-7, norm2_target=float(os.environ.get("NCFLOW_NORM2_TARGET", "1e8"))
+    rtol=1e-7, norm2_target=_NORM2_TARGET, norm2_max=100 * _NORM2_TARGET
 )
 
 
@@ -65,6 +71,72 @@ def binary_examples(draw) -> Example:
     eps = draw(init_scales(min_exponent=-8, max_exponent=-3))
     loss = draw(st.sampled_from(["exponential", "logistic"]))
     return Example(dataset, shapes, eps, loss, label="binary_examples")
+
+
+@st.composite
+def multiclass_examples(draw) -> Example:
+    """Examples with 3 or 4 classes that satisfy A1, A2, A4 and A5 by construction.
+
+    A few samples per class and one or two semi-local neurons per class keep one
+    example (two runs to ``||theta||^2 = 1e8``) at about a second. Two thirds of
+    the examples turn their input weights towards another class first
+    (:func:`_tilted`), so that the alignment phase (C4, C14) starts unseparated.
+    """
+    dataset = draw(
+        multiclass_datasets(
+            min_K=3,
+            max_K=4,
+            min_n_per_class=1,
+            max_n_per_class=3,
+            max_extra_D=1,
+            with_a5=True,
+        )
+    )
+    shapes, groups = draw(
+        semilocal_shapes_for(dataset, min_per_class=1, max_per_class=2)
+    )
+    tilt = draw(st.sampled_from([0.0, 0.6, 1.2]))
+    if tilt > 0:
+        shapes = _tilted(dataset, shapes, groups, tilt, draw(st.integers(0, 2**16)))
+    eps = draw(init_scales(min_exponent=-8, max_exponent=-4))
+    return Example(
+        dataset,
+        shapes,
+        eps,
+        "cross_entropy",
+        groups=tuple(int(k) for k in groups),
+        label="multiclass_examples",
+    )
+
+
+def _tilted(dataset, shapes, groups, tilt: float, choice: int):
+    """Turn each input weight towards a sample of another class, so that the
+    neuron starts active on some of it and the alignment phase has work to do.
+
+    Neuron ``j`` moves to ``x_j/||x_j|| + t x_o/||x_o||`` for a sample ``o`` of
+    the next class; ``t`` starts at ``tilt`` and halves, 6 times at most, until
+    the neuron meets A4 (``t = 0`` is the semi-local copy, which always does).
+    """
+    from ncflow.network import Parameters
+    from theory_checks.hypotheses import check_a4
+
+    X = dataset.X / np.linalg.norm(dataset.X, axis=1, keepdims=True)
+    W = shapes.W.copy()
+    for j, k in enumerate(groups):
+        others = np.flatnonzero(dataset.labels == (k + 1) % dataset.K)
+        other = X[others[(choice + j) % others.size]]
+        base = shapes.W[:, j]
+        t = tilt
+        for _ in range(6):
+            column = base + t * other
+            W[:, j] = column / np.linalg.norm(column)
+            trial = Parameters(W, shapes.V)
+            if check_a4(dataset, trial, np.asarray(groups)).holds:
+                break
+            t /= 2
+        else:
+            W[:, j] = base
+    return Parameters(W, shapes.V)
 
 
 def counterexample_directory(config) -> str:

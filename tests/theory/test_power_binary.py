@@ -1,4 +1,4 @@
-"""Planted faults: the binary checks must tell a faulty implementation from the right one.
+"""Planted faults: the binary checks must tell a faulty implementation from a right one.
 
 Each fault is planted on an example where the right implementation passes the
 claim, and the same check must then report FAIL. A suite that cannot tell the

@@ -75,3 +75,17 @@ def test_refine_norm_fails_when_every_norm_fails():
     assert verdict.outcome is Outcome.FAIL
     assert targets == [1e8, 1e10, 1e12]
     assert verdict.details["norm2_targets"] == targets
+
+
+def test_refine_norm_keeps_the_fail_when_the_repeat_is_inconclusive():
+    def check_once(example, settings):
+        if settings.norm2_target < 1e10:
+            return Verdict("C11", Outcome.FAIL, "deviation beyond tolerance")
+        return Verdict("C11", Outcome.INCONCLUSIVE, "the run stalled")
+
+    settings = RunSettings(norm2_target=1e8, norm2_max=1e12)
+
+    verdict = refine_norm(check_once, _example(1e-3), settings)
+
+    assert verdict.outcome is Outcome.FAIL
+    assert "the run stalled" in verdict.reason

@@ -57,3 +57,18 @@ def test_turning_sequence_is_reported_as_not_asymptotic():
 
     assert "not yet asymptotic" in term.derivation
     assert math.isfinite(term.value)
+
+
+def test_infinite_tolerance_gives_inconclusive_not_pass():
+    from theory_checks.common import Quantity, combine
+    from theory_checks.verdict import Outcome
+
+    unbounded = tol.tolerance(
+        tol.integrator_change(1.0, None, "q"), tol.roundoff(1, 1.0, "q")
+    )
+    quantity = Quantity("q", 1.0, 0.0, unbounded)
+
+    verdict = combine("C9", "a limit quantity", [quantity], None, [])
+
+    assert verdict.outcome is Outcome.INCONCLUSIVE
+    assert "not finite" in verdict.reason
