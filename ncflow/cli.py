@@ -921,8 +921,10 @@ def _print_interrupted(stop: Any, stream: TextIO) -> None:
     if report is None:
         return
     directory = report.config.out / "counterexamples"
+    listing = ":" if report.records else ""
     print(
-        f"verify: {len(report.records)} counterexample record(s) kept in {directory}:",
+        f"verify: {len(report.records)} counterexample record(s) kept in "
+        f"{directory}{listing}",
         file=stream,
     )
     for name in report.records:

@@ -907,8 +907,9 @@ def _attach_counterexample(
     result.verdict = verdict
     result.example = describe_case(case, base)
     shrunk = "" if search.shrinks == 0 else f", shrunk in {search.shrinks} evaluations"
+    cases = "case" if result.tried_before_found == 1 else "cases"
     result.note = (
-        f"violation after {result.tried_before_found} cases{shrunk}: {verdict.reason}"
+        f"violation after {result.tried_before_found} {cases}{shrunk}: {verdict.reason}"
     )
     if record_dir is not None:
         path = write_record(record_dir, result.xid, case.example, settings, verdict)

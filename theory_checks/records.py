@@ -444,6 +444,20 @@ def read_record(path: str | os.PathLike[str]) -> Record:
         ) from None
 
 
+# What reading a damaged .npz archive can raise. A damaged zip directory makes
+# zipfile raise NotImplementedError (a version or flag bit it does not support)
+# or RuntimeError (an encryption bit), besides the usual errors.
+_ARCHIVE_ERRORS = (
+    OSError,
+    EOFError,
+    KeyError,
+    NotImplementedError,
+    RuntimeError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
+
+
 def _load(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     """Return the arrays and the parsed ``meta`` of a record file."""
     if not path.is_file():
@@ -452,14 +466,20 @@ def _load(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     not_record = f"{path}: not an ncflow counterexample record"
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    except ValueError as error:
+        # numpy reads any file that is neither .npy nor .npz as a pickle, which
+        # allow_pickle=False rejects: the file is not an .npz archive.
+        if "pickle" in str(error):
+            raise RecordError(f"{not_record} (not a NumPy .npz archive)") from None
+        raise RecordError(f"{not_record} (numpy cannot read it: {error})") from None
+    except _ARCHIVE_ERRORS as error:
         raise RecordError(f"{not_record} (numpy cannot read it: {error})") from None
     if not hasattr(loaded, "files"):
         raise RecordError(f"{not_record} (a single .npy array, not an .npz archive)")
     try:
         with loaded as archive:
             contents = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+    except (ValueError, *_ARCHIVE_ERRORS) as error:
         raise RecordError(f"{not_record} (a damaged .npz archive: {error})") from None
 
     meta_array = contents.pop("meta", None)

@@ -807,17 +807,26 @@ def build_report(
     trajectories = {}
     for result in sorted(results, key=lambda r: r.key):
         trajectories.update(result.trajectories)
-    records = sorted(
-        path.name for path in (config.out / COUNTEREXAMPLE_DIR).glob("*.npz")
-    )
+    claims, found = claim_rows(results, tasks), exploration_rows(results)
+
+    # This run's records: those its finished tasks name (a record found before
+    # keeps its old file, since the name is the content), and those written
+    # since it started, which includes the records of tasks cut off by an
+    # interruption. Records of earlier runs in the same directory are left out.
+    records = {name for row in claims for name in row["records"]}
+    records |= {row["record"] for row in found if row["record"]}
+    started = time.time() - seconds
+    for path in (config.out / COUNTEREXAMPLE_DIR).glob("*.npz"):
+        if path.stat().st_mtime >= started - 1.0:
+            records.add(path.name)
     return VerifyReport(
         config,
-        claim_rows(results, tasks),
-        exploration_rows(results),
+        claims,
+        found,
         list(lost),
         complete,
         seconds,
-        records,
+        sorted(records),
         trajectories,
     )
 
@@ -1035,17 +1044,20 @@ def format_markdown(report: VerifyReport, figures: dict[str, Path]) -> str:
     ]
     if report.lost:
         lines += ["## Lost tasks", "", *[f"- {text}" for text in report.lost], ""]
-    lines += ["## Reasons of non-PASS verdicts", ""]
-    for row in report.claims:
-        for reason in row["reasons"]:
-            lines.append(f"- {row['claim']} ({row['family']}): {reason}")
-    lines.append("")
-    lines += ["## Explorations", ""]
-    for row in report.explorations:
-        lines.append(f"- {row['claim']} ({row['statement']}): {row['note']}")
-        for reason in row["reasons"]:
-            lines.append(f"  - INCONCLUSIVE case: {reason}")
-    lines.append("")
+    reasons = [
+        f"- {row['claim']} ({row['family']}): {reason}"
+        for row in report.claims
+        for reason in row["reasons"]
+    ]
+    if reasons:
+        lines += ["## Reasons of non-PASS verdicts", "", *reasons, ""]
+    if report.explorations:
+        lines += ["## Explorations", ""]
+        for row in report.explorations:
+            lines.append(f"- {row['claim']} ({row['statement']}): {row['note']}")
+            for reason in row["reasons"]:
+                lines.append(f"  - INCONCLUSIVE case: {reason}")
+        lines.append("")
     lines += sweep_lines(report)
     if report.records:
         lines += ["## Counterexample records", ""]

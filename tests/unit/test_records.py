@@ -374,6 +374,38 @@ def test_flipped_byte_is_rejected(tmp_path):
     assert str(path) in str(error.value)
 
 
+def test_flipped_byte_anywhere_gives_record_error_or_record(tmp_path):
+    path = _write(tmp_path)
+    original = path.read_bytes()
+    damaged = tmp_path / "damaged.npz"
+
+    # Bytes of zip header fields that readers ignore may change without harm;
+    # any other change must raise RecordError, never another exception. The
+    # zip central directory sits in the last few hundred bytes, so every byte
+    # there is tried, and the rest at 200 evenly spaced offsets.
+    step = max(1, len(original) // 200)
+    offsets = sorted(
+        set(range(0, len(original), step))
+        | set(range(len(original) - 600, len(original)))
+    )
+    for offset in offsets:
+        data = bytearray(original)
+        data[offset] ^= 0xFF
+        damaged.write_bytes(bytes(data))
+        try:
+            read_record(damaged)
+        except RecordError:
+            pass
+
+
+def test_text_file_named_npz_is_not_an_archive(tmp_path):
+    path = tmp_path / "notes.npz"
+    path.write_text("not a record\n")
+
+    with pytest.raises(RecordError, match="not a NumPy .npz archive"):
+        read_record(path)
+
+
 def test_unknown_format_version_is_rejected(tmp_path):
     path = _write(tmp_path)
     _rewrite(path, _change_format)

@@ -190,6 +190,19 @@ def test_verdicts_agree_across_jobs_and_runs(tmp_path):
     assert again == first
 
 
+def test_report_lists_only_this_runs_records(tmp_path):
+    old = tmp_path / verify.COUNTEREXAMPLE_DIR / "X6-0000000000000000.npz"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"a record of an earlier run")
+    os.utime(old, (0, 0))
+
+    report = verify.verify(
+        VerifyConfig(claims=("C2",), max_examples=1, jobs=1, out=tmp_path, plots=False)
+    )
+
+    assert old.name not in report.records
+
+
 def _example() -> Example:
     X = np.array([[1.0, 0.0], [-1.0, 0.0]])
     dataset = Dataset.from_arrays(X, np.array([1, -1]))
