@@ -286,9 +286,9 @@ def refine_norm(
     """Run a limit check, and before reporting FAIL repeat it at larger ``R``.
 
     The asymptotic part of a tolerance extrapolates from changes between
-    ``R / reference_ratio`` and ``R``, which holds once the quantity is in its
-    asymptotic regime; a quantity that is not (its changes still turn) can
-    fail at ``R`` and pass further on. The run is therefore repeated with
+    ``R / reference_ratio`` and ``R``, which is valid once the quantity is in
+    its asymptotic regime. A quantity whose changes still turn can fail at
+    ``R`` and pass further on. The run is therefore repeated with
     ``norm2_target`` multiplied by ``reference_ratio`` while it stays at most
     ``norm2_max`` (default ``settings.norm2_max``). A PASS there replaces the
     FAIL, and an INCONCLUSIVE repeat (a run that cannot reach the larger norm)
@@ -316,7 +316,7 @@ def refine_norm(
             verdict = retry
             break
         if retry.outcome is Outcome.INCONCLUSIVE:
-            # The repeat neither confirms nor lifts the FAIL, so the FAIL stands.
+            # The repeat neither confirms nor lifts the FAIL, so the FAIL is kept.
             verdict.reason += (
                 f" (the repeat at ||theta||^2 = {current.norm2_target:.3g} was "
                 f"INCONCLUSIVE: {retry.reason})"
@@ -341,7 +341,7 @@ def run_or_reason(example: Example, settings: RunSettings) -> tuple[Run, str]:
 
 
 def separated_run(claim: str, example: Example, settings: RunSettings, reports: list):
-    """The run and its limit points, or an INCONCLUSIVE verdict without ``t >= T*``.
+    """Train ``example`` and return its limit points, or INCONCLUSIVE without ``T*``.
 
     Returns ``((run, points), None)``, or ``(None, verdict)`` when the run did not
     reach its target, never separated, or has no record before
@@ -369,7 +369,7 @@ def separated_run(claim: str, example: Example, settings: RunSettings, reports: 
 
 
 def early_run(example: Example, settings: RunSettings, T: float, *, records: int = 32):
-    """The flow of ``example`` up to ``t = T``, with ``records`` records per decade."""
+    """Integrate ``example`` up to ``t = T``, with ``records`` records per decade."""
     return solve_flow(
         example.problem(),
         example.params0(),

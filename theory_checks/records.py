@@ -444,9 +444,9 @@ def read_record(path: str | os.PathLike[str]) -> Record:
         ) from None
 
 
-# What reading a damaged .npz archive can raise. A damaged zip directory makes
-# zipfile raise NotImplementedError (a version or flag bit it does not support)
-# or RuntimeError (an encryption bit), besides the usual errors.
+# Exceptions that reading a damaged .npz archive can raise. A damaged zip
+# directory makes zipfile raise NotImplementedError (a version or flag bit it
+# does not support) or RuntimeError (an encryption bit), besides the usual ones.
 _ARCHIVE_ERRORS = (
     OSError,
     EOFError,

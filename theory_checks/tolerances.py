@@ -94,12 +94,12 @@ def asymptotic(
 ) -> ToleranceTerm:
     """Remaining distance to the trajectory's own limit at ``R``; see the module.
 
-    ``earlier`` is the quantity one reference ratio before ``R_ref``. When the
-    two changes ``d1 = q(R_ref) - q(earlier)`` and ``d2 = q(R) - q(R_ref)`` have
-    one sign and shrink (``rho = |d2 / d1| < 1``), the distance is also bounded
-    by Aitken's estimate ``|d2| rho / (1 - rho)``, which assumes only that the
-    changes over equal ratios of ``R`` shrink geometrically, not the rate ``g``;
-    the larger of the two bounds is used. Changes of opposite signs mean the
+    ``earlier`` is the quantity one reference ratio before ``R_ref``. Take the
+    two changes ``d1 = q(R_ref) - q(earlier)`` and ``d2 = q(R) - q(R_ref)``.
+    When they have one sign and shrink (``rho = |d2 / d1| < 1``), Aitken's
+    estimate ``|d2| rho / (1 - rho)`` also bounds the distance. It assumes only
+    that changes over equal ratios of ``R`` shrink geometrically, not the rate
+    ``g``, and the larger of the two bounds is used. Changes of opposite signs mean the
     quantity is not yet in its asymptotic regime, which the derivation states;
     a check then repeats a FAIL at a larger ``R`` (``common.refine_norm``).
     """

@@ -20,7 +20,7 @@ def _example(eps: float) -> Example:
     return Example(dataset, shapes, eps, "exponential")
 
 
-def test_run_starting_above_target_ends_at_ten_times_its_start():
+def test_run_above_target_ends_at_ten_times_start():
     example = _example(eps=30.0)
     settings = RunSettings(rtol=1e-6, norm2_target=10.0)
     start = example.params0().norm2()
@@ -77,7 +77,7 @@ def test_refine_norm_fails_when_every_norm_fails():
     assert verdict.details["norm2_targets"] == targets
 
 
-def test_refine_norm_keeps_the_fail_when_the_repeat_is_inconclusive():
+def test_refine_norm_keeps_fail_after_inconclusive_repeat():
     def check_once(example, settings):
         if settings.norm2_target < 1e10:
             return Verdict("C11", Outcome.FAIL, "deviation beyond tolerance")
