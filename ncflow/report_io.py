@@ -130,11 +130,11 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
         Path(handle.name).unlink(missing_ok=True)
         raise
 
-    _sync_directory(path.parent)
+    sync_directory(path.parent)
     return path
 
 
-def _sync_directory(directory: Path) -> None:
+def sync_directory(directory: Path) -> None:
     """Sync the directory entry of a replaced file, where the platform allows it."""
     try:
         descriptor = os.open(directory, os.O_RDONLY)

@@ -28,10 +28,12 @@ from ncflow.network import Parameters
 from theory_checks import tolerances as tol
 from theory_checks.common import (
     Quantity,
+    alive_neurons,
     combine,
     early_run,
     features,
     first_unverified,
+    frame_quantity,
     limit_quantities,
     refine_eps,
     refine_norm,
@@ -420,11 +422,6 @@ def _limit(example: Example) -> Limit:
     return predict(example.dataset, multiclass=False, faults=example.faults)
 
 
-def _alive(example: Example, params: Parameters) -> np.ndarray:
-    """Neurons active on some sample, shape (h,) bool."""
-    return np.any(example.dataset.X @ params.W > 0, axis=0)
-
-
 def _measure_features(example: Example, limit: Limit):
     X, labels = example.dataset.X, example.dataset.labels
     lengths = limit.feature_lengths(X, labels)
@@ -536,20 +533,7 @@ def check_c8(example: Example, settings: RunSettings, reports: list) -> Verdict:
     limit = _limit(example)
     _, _, _, _, rays = _measure_features(example, limit)
     _, ray = rays(points.end)
-    gram = ray @ ray.T
-    off = np.abs(gram - np.diag(np.diag(gram)))
-    quantity = Quantity(
-        "max_k!=l |<phibar_k, phibar_l>|",
-        float(off.max()),
-        0.0,
-        tol.tolerance(
-            tol.roundoff(
-                example.shapes.width + example.dataset.n,
-                1.0,
-                "class means and their products",
-            )
-        ),
-    )
+    quantity = frame_quantity(example, ray, "class means and their products")
     return combine("C8", "orthogonal class-mean frame", [quantity], run, reports)
 
 
@@ -560,7 +544,7 @@ def check_c9(example: Example, settings: RunSettings, reports: list) -> Verdict:
     run, points = found
     limit = _limit(example)
     _, _, _, _, rays = _measure_features(example, limit)
-    alive = _alive(example, run.result.params)
+    alive = alive_neurons(example, run.result.params)
 
     def measure(theta: Parameters) -> dict:
         _, ray = rays(theta)
@@ -592,7 +576,7 @@ def check_c10(example: Example, settings: RunSettings, reports: list) -> Verdict
     run, points = found
     limit = _limit(example)
     groups = run.groups
-    alive = _alive(example, run.result.params)
+    alive = alive_neurons(example, run.result.params)
     K = limit.K
 
     def measure(theta: Parameters) -> dict:

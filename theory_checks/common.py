@@ -382,6 +382,30 @@ def early_run(example: Example, settings: RunSettings, T: float, *, records: int
     )
 
 
+def alive_neurons(example: Example, params: Parameters) -> np.ndarray:
+    """Mark the neurons active on some sample, shape (h,) bool."""
+    return np.any(example.dataset.X @ params.W > 0, axis=0)
+
+
+def frame_quantity(example: Example, ray: np.ndarray, what: str) -> Quantity:
+    """C8: the largest ``|<phibar_k, phibar_l>|``, ``k != l``, against 0.
+
+    ``ray`` holds the unit class-mean directions, shape (K, h). Each entry of the
+    Gram matrix sums ``h`` products of vectors formed from ``n`` feature rows, so
+    ``h + n`` roundoffs of unit size bound it.
+    """
+    gram = ray @ ray.T
+    off = np.abs(gram - np.diag(np.diag(gram)))
+    return Quantity(
+        "max_k!=l |<phibar_k, phibar_l>|",
+        float(off.max()),
+        0.0,
+        tol.tolerance(
+            tol.roundoff(example.shapes.width + example.dataset.n, 1.0, what)
+        ),
+    )
+
+
 def first_unverified(reports: list[HypothesisReport]) -> HypothesisReport | None:
     for report in reports:
         if not report.holds:
@@ -392,8 +416,10 @@ def first_unverified(reports: list[HypothesisReport]) -> HypothesisReport | None
 __all__ = [
     "LimitPoints",
     "Quantity",
+    "alive_neurons",
     "combine",
     "early_run",
+    "frame_quantity",
     "features",
     "first_unverified",
     "limit_points",

@@ -58,10 +58,12 @@ from theory_checks import binary
 from theory_checks import tolerances as tol
 from theory_checks.common import (
     Quantity,
+    alive_neurons,
     combine,
     early_run,
     features,
     first_unverified,
+    frame_quantity,
     limit_quantities,
     refine_eps,
     refine_norm,
@@ -800,11 +802,6 @@ def _larger_asymptotic(term: tol.ToleranceTerm, tail: float) -> tol.ToleranceTer
     )
 
 
-def _alive(example: Example, params: Parameters) -> np.ndarray:
-    """Neurons active on some sample, shape (h,) bool."""
-    return np.any(example.dataset.X @ params.W > 0, axis=0)
-
-
 def _rays(example: Example, theta: Parameters) -> tuple[np.ndarray, np.ndarray]:
     """Features ``phi`` (n, h) and unit class-sum directions ``phibar_k`` (K, h)."""
     labels = example.dataset.labels
@@ -919,20 +916,7 @@ def check_c8(example: Example, settings: RunSettings, reports: list) -> Verdict:
         return verdict
     run, points = found
     _, ray = _rays(example, points.end)
-    gram = ray @ ray.T
-    off = np.abs(gram - np.diag(np.diag(gram)))
-    quantity = Quantity(
-        "max_k!=l |<phibar_k, phibar_l>|",
-        float(off.max()),
-        0.0,
-        tol.tolerance(
-            tol.roundoff(
-                example.shapes.width + example.dataset.n,
-                1.0,
-                "class sums and their products",
-            )
-        ),
-    )
+    quantity = frame_quantity(example, ray, "class sums and their products")
     return combine("C8", "orthogonal class-mean frame", [quantity], run, reports)
 
 
@@ -942,7 +926,7 @@ def check_c9(example: Example, settings: RunSettings, reports: list) -> Verdict:
         return verdict
     run, points = found
     limit = _limit(example)
-    alive = _alive(example, run.result.params)
+    alive = alive_neurons(example, run.result.params)
     name = "||V_bar - E~ [s_k phibar_k]^T||_F over alive neurons"
 
     def measure(theta: Parameters) -> dict:
@@ -969,7 +953,7 @@ def check_c10(example: Example, settings: RunSettings, reports: list) -> Verdict
     run, points = found
     limit = _limit(example)
     groups = run.groups
-    alive = _alive(example, run.result.params)
+    alive = alive_neurons(example, run.result.params)
     K = limit.K
 
     def measure(theta: Parameters) -> dict:

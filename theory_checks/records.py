@@ -65,7 +65,7 @@ import numpy as np
 from ncflow._validation import InvalidArgument
 from ncflow.data import Dataset
 from ncflow.network import Parameters
-from ncflow.report_io import to_jsonable
+from ncflow.report_io import sync_directory, to_jsonable
 from theory_checks.runs import Example, RunSettings
 from theory_checks.verdict import (
     HypothesisReport,
@@ -361,7 +361,7 @@ def _write_new(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> Path:
     finally:
         temporary.unlink(missing_ok=True)
 
-    _sync_directory(path.parent)
+    sync_directory(path.parent)
     return path
 
 
@@ -379,20 +379,6 @@ def _link_unless_exists(source: Path, target: Path) -> None:
         # process. Both have the same content hash, so only ``created`` differs.
         if not target.exists():
             os.replace(source, target)
-
-
-def _sync_directory(directory: Path) -> None:
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        # Some platforms cannot sync a directory; the file itself was synced.
-        pass
-    finally:
-        os.close(descriptor)
 
 
 # -- reading ---------------------------------------------------------------------

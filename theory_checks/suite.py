@@ -81,8 +81,11 @@ class Family:
 
 
 @st.composite
-def binary_family_examples(draw) -> Example:
-    """Binary examples that meet A1, A2 and A3 by construction."""
+def binary_family_examples(draw, label: str = "verify: binary") -> Example:
+    """Binary examples that meet A1, A2 and A3 by construction.
+
+    The property suite draws the same family under its own ``label``.
+    """
     dataset = draw(
         binary_datasets(
             min_n_per_class=1,
@@ -96,7 +99,7 @@ def binary_family_examples(draw) -> Example:
     shapes = draw(balanced_binary_shapes(dataset, min_width=2, max_width=6))
     eps = draw(init_scales(min_exponent=-8, max_exponent=-3))
     loss = draw(st.sampled_from(["exponential", "logistic"]))
-    return Example(dataset, shapes, eps, loss, label="verify: binary")
+    return Example(dataset, shapes, eps, loss, label=label)
 
 
 @st.composite

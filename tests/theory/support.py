@@ -12,13 +12,12 @@ import pytest
 from hypothesis import seed
 
 from strategies import (
-    balanced_binary_shapes,
-    binary_datasets,
     init_scales,
     multiclass_datasets,
     semilocal_shapes_for,
 )
 from theory_checks.runs import Example, RunSettings
+from theory_checks.suite import binary_family_examples
 from theory_checks.verdict import Outcome
 
 # The late-phase target of the suite: limit claims are checked at this
@@ -54,23 +53,9 @@ SUITE_SEED = _suite_seed()
 same_examples = seed(SUITE_SEED)
 
 
-@st.composite
-def binary_examples(draw) -> Example:
+def binary_examples():
     """Binary examples that satisfy A1, A2 and A3 by construction."""
-    dataset = draw(
-        binary_datasets(
-            min_n_per_class=1,
-            max_n_per_class=5,
-            min_D=2,
-            max_D=5,
-            min_mu_s=0.2,
-            min_mu_d=0.1,
-        )
-    )
-    shapes = draw(balanced_binary_shapes(dataset, min_width=2, max_width=6))
-    eps = draw(init_scales(min_exponent=-8, max_exponent=-3))
-    loss = draw(st.sampled_from(["exponential", "logistic"]))
-    return Example(dataset, shapes, eps, loss, label="binary_examples")
+    return binary_family_examples(label="binary_examples")
 
 
 @st.composite
