@@ -198,7 +198,7 @@ class ExplorationResult:
     table : list of dict
         The sweep of X2 (eps) or X8 (step); empty for the others.
     note : str
-        Why the search did not run, or what limits its answer.
+        Why the search did not run, or what limits its result.
     seconds : float
         Wall-clock time of the call.
     """
@@ -703,7 +703,7 @@ class _Search:
 
     Every distinct case is evaluated once. After the first violation, at most
     ``max_shrinks`` new cases are evaluated; later new cases count as no
-    violation, while cases seen before keep their answer, so that Hypothesis's
+    violation, while cases seen before keep their verdict, so that Hypothesis's
     final replay of the smallest violation agrees with its first evaluation.
 
     NOTE: Hypothesis also stops shrinking after 300 s of wall time
@@ -960,7 +960,7 @@ def sweep_cases(strategy: SearchStrategy, count: int, seed: int) -> list:
     """``count`` drawn cases for a sweep, leaving out Hypothesis's first one.
 
     Hypothesis generates the strategy's simplest case first (two samples, one
-    direction per class, ``mu_s = mu_d = 1``), which says nothing about how the
+    direction per class, ``mu_s = mu_d = 1``), which shows nothing about how the
     answer depends on the data margins.
     """
     return draw_cases(strategy, count + 1, seed)[1:]

@@ -789,7 +789,7 @@ def _larger_asymptotic(term: tol.ToleranceTerm, tail: float) -> tol.ToleranceTer
     The model rate of ``tolerances`` assumes the run is already in its
     asymptotic regime at ``R_ref``; a quantity that converges more slowly there
     (a class whose second sample stops being a support vector late, for example)
-    leaves more behind, and its own three-point rate says how much.
+    leaves more behind, and its own three-point rate measures how much.
     """
     if not tail > term.value:
         return term
@@ -821,7 +821,7 @@ def check_c6(example: Example, settings: RunSettings, reports: list) -> Verdict:
     theta_bar(R_ref)||`` span equal ratios ``R/R_ref = R_ref/R_a = r``. A
     direction that converges at any power rate ``R^-p`` has ``d_2 = r^-p d_1 <
     d_1``, and one that keeps turning at a steady or growing rate has ``d_2 >=
-    d_1``, so the claim is ``d_2 <= d_1``. The binary check asks more, ``d_2`` at
+    d_1``, so the claim is ``d_2 <= d_1``. The binary check requires more, ``d_2`` at
     most the model rate of ``theory_checks.tolerances`` times ``d_1``. Multi-class
     runs break that, because their rate slows from ``1/R`` to ``R^-0.3`` on some
     examples over ``1e6 <= R <= 1e8``, so the model bound is only reported.

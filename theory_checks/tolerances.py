@@ -99,9 +99,10 @@ def asymptotic(
     When they have one sign and shrink (``rho = |d2 / d1| < 1``), Aitken's
     estimate ``|d2| rho / (1 - rho)`` also bounds the distance. It assumes only
     that changes over equal ratios of ``R`` shrink geometrically, not the rate
-    ``g``, and the larger of the two bounds is used. Changes of opposite signs mean the
-    quantity is not yet in its asymptotic regime, which the derivation states;
-    a check then repeats a FAIL at a larger ``R`` (``common.refine_norm``).
+    ``g``, and the larger of the two bounds is used. Changes of opposite signs
+    mean the quantity is not yet in its asymptotic regime, and the derivation
+    text states it. A check then repeats a FAIL at a larger ``R``
+    (``common.refine_norm``).
     """
     g = RATES[rate]
     denominator = g(R_ref) - g(R)

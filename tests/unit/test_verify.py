@@ -292,9 +292,9 @@ def test_trajectory_series_shapes_and_nc2():
     assert series["norm2"].shape == (records,)
     assert series["patterns"].shape == (records, 2, 2)
     assert series["nc2"].shape == (records,)
-    # Neuron 0 sees only sample 0 and neuron 1 only sample 1 at every t, so the
-    # unit class means are e_0 and e_1 and NC2 = ||I/sqrt(2) - I/sqrt(2)|| = 0
-    # up to the roundoff of normalising a 2 x 2 Gram matrix.
+    # At every t neuron 0 is active on sample 0 only and neuron 1 on sample 1
+    # only, so the unit class means are e_0 and e_1. NC2 = ||I/sqrt(2) -
+    # I/sqrt(2)|| = 0, up to the roundoff of normalising a 2 x 2 Gram matrix.
     tol = 8 * np.finfo(float).eps
     assert np.all(np.isfinite(series["nc2"]))
     assert np.max(np.abs(series["nc2"])) <= tol
