@@ -129,11 +129,8 @@ FULL_RUN_CLAIMS = tuple(claim for claim in STATEMENTS if claim != "C3")
 # Lemma 2 (C3) is stated for K > 2; a two-output softmax makes it an exploration.
 EXPLORATIONS_FOR_TWO_CLASSES = ("C3",)
 # Claims about the limit theta_bar: FAIL only after a repeat at 100 times the
-# norm (common.refine_norm), up to LATE_PHASE_NORM2_LIMIT.
+# norm (common.refine_norm), up to the settings' norm2_max.
 LIMIT_CLAIMS = ("C6", "C7", "C8", "C9", "C10", "C11", "C12", "C13")
-# The cross-entropy late phase integrates reliably up to ||theta||^2 of about
-# 1e10; a three-class run stalls between 7e9 and 1.5e10.
-LATE_PHASE_NORM2_LIMIT = 1e10
 
 
 def hypotheses(example: Example, claim: str) -> list[HypothesisReport]:
@@ -214,9 +211,7 @@ def check(
 
     def at_larger_norm(ex: Example, st: RunSettings) -> Verdict:
         if claim in LIMIT_CLAIMS:
-            return refine_norm(
-                once, ex, st, norm2_max=min(st.norm2_max, LATE_PHASE_NORM2_LIMIT)
-            )
+            return refine_norm(once, ex, st)
         return once(ex, st)
 
     return refine_eps(

@@ -8,9 +8,14 @@ coordinates of ``polar.py``:
 - while the flow is not stiff (small initialisation, alignment, escape), with
   the explicit Dormand-Prince 5(4) method in the clock ``tau``;
 - once it is (the step is held by stability, not accuracy: in ``tau`` the
-  stiffness grows like ``||theta||^2``), with the L-stable RODAS4 method, in
-  the clock ``R = ||theta||^2`` when every sample is classified correctly
-  (``coordinates.NormCoordinates``) and in ``tau`` otherwise.
+  stiffness grows like ``||theta||^2``), with the L-stable, fully implicit
+  Radau IIA method of ``radau.py``, in the clock ``R = ||theta||^2`` when every
+  sample is classified correctly (``coordinates.NormCoordinates``) and in
+  ``tau`` otherwise. Its Newton iteration starts from the previous step's
+  collocation polynomial, extended over the new step: late in a multi-class
+  run the fast part of the flow is exponentially nonlinear at the scale
+  ``1/||theta||^2`` of the directions, and only a start that close converges
+  (from ``Z = 0`` the iteration failed on most steps past ``R = 1e10``).
 
 Each step is searched for its first activation crossing on the cubic dense
 output; the step is re-taken to end on it, the end point is refined until the
@@ -45,16 +50,16 @@ from ncflow.flow.clock import NODES, NORM_NODES, StepClock, add_log
 from ncflow.flow.coordinates import NormCoordinates, TauCoordinates, all_classified
 from ncflow.flow.events import FlowState, Separated, crosses
 from ncflow.flow.polar import PolarSystem
-from ncflow.flow.rosenbrock import (
+from ncflow.flow.radau import C_NODES as RADAU_NODES
+from ncflow.flow.radau import ERROR_ORDER, radau_step
+from ncflow.flow.steps import (
     DP_B,
     DP_E,
     DP_ERROR_ORDER,
     DP_STABILITY_LIMIT,
-    ERROR_ORDER,
     Step,
     dopri5_step,
     error_noise,
-    rodas4_step,
 )
 from ncflow.network import Parameters, Problem
 
@@ -77,7 +82,7 @@ TOUCH_OFFSET = 1e-3
 # near 1e-14. Below the floor a just-projected pair reads as crossing again at
 # s = 0 on every step, and the run makes no progress (seen at rtol=1e-14).
 TOUCH_FLOOR = 16 * np.finfo(np.float64).eps
-# The explicit method hands over to RODAS4 once h * rho has exceeded this
+# The explicit method hands over to Radau IIA once h * rho has exceeded this
 # fraction of its stability limit on STIFF_STEPS consecutive accepted steps:
 # the step is then limited by stability, not accuracy.
 STIFF_FRACTION = 0.5
@@ -212,6 +217,7 @@ class AdaptiveFlow:
         self.detail = ""
         self.phases: list[tuple[str, float]] = []
         self._stages: list | None = None
+        self.last_step = None
         self.noise = 0.0
         self.noise_limited = 0
         self.noise_floor = 0.0
@@ -267,8 +273,11 @@ class AdaptiveFlow:
     def _attempt(self, size: float) -> tuple[Step, float]:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             if self.stiff:
-                step, _ = rodas4_step(self._rhs, self.z, self.f, self.J, size)
-                self.nlu += 1
+                scale = self.coords.scale(self.z, self.rtol, self.atol)
+                step, _ = radau_step(
+                    self._rhs, self.z, self.f, self.J, size, scale, self._guess(size)
+                )
+                self.nlu += 2  # one real and one complex factorisation
                 self.noise = 0.0
             else:
                 self._stages = [-self.ev.log_N]
@@ -292,6 +301,13 @@ class AdaptiveFlow:
                 self.noise_floor = max(self.noise_floor, self.noise)
                 return step, min(err, 1.0)
         return step, err
+
+    def _guess(self, size: float) -> np.ndarray | None:
+        """Start of the Newton iteration: the last step's dense output, extended."""
+        last = self.last_step
+        if last is None:
+            return None
+        return last.interpolate(1.0 + RADAU_NODES * (size / last.size)) - self.z
 
     def _roundoff_perturbation(self, z: np.ndarray) -> np.ndarray:
         """Random relative perturbation of two units of roundoff (R kept exact)."""
@@ -573,6 +589,7 @@ class AdaptiveFlow:
             else TauCoordinates(self.system)
         )
         self.z = self.coords.from_polar(y)
+        self.last_step = None
         self._refresh()
         new_rate = self.coords.log_rate(self.z, self.ev)
         self.phases.append((self.coords.clock, self.log_t))
@@ -708,6 +725,7 @@ class AdaptiveFlow:
             self.n_accepted += 1
             self.log_t = log_t_end
             self.z = self.coords.normalize(step.y1)
+        self.last_step = step
         if self.touching.any():
             # A pair leaves its boundary once it has moved well past the offset.
             self.touching &= np.abs(self._cosines(self.z)) <= 10 * self.touch_offset
@@ -722,6 +740,7 @@ class AdaptiveFlow:
                     res.ActivationEvent(self.log_t, changed, landing.residual)
                 )
                 self._record("event", self.z, self.log_t)
+                self.last_step = None  # a new vector field: no history to extend
         elif landing.event_index == -1:
             self.status = res.STATUS_END_OF_SPAN
         elif landing.event_index is not None:
@@ -775,7 +794,7 @@ class AdaptiveFlow:
                 "t_max": self.t_max,
                 "max_steps": self.max_steps,
                 "integrator": (
-                    "Dormand-Prince 5(4) in tau until stiff, then RODAS4 in "
+                    "Dormand-Prince 5(4) in tau until stiff, then Radau IIA in "
                     "||theta||^2 (tau while a sample is misclassified), per-neuron "
                     "polar coordinates"
                 ),

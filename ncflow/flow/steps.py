@@ -1,0 +1,112 @@
+"""Steps of the adaptive integrator: container, explicit method and noise probe.
+
+- ``Step``: an attempted step, its error estimate and its cubic dense output,
+  ``y(s) = (1 - s) y_0 + s (y_1 + (1 - s)(d_1 + s d_2))`` for ``s`` in [0, 1].
+- ``dopri5_step``: one explicit Dormand-Prince 5(4) step, for the non-stiff
+  early phase.
+- ``error_noise``: how much of an implicit step's error estimate roundoff alone
+  can produce (the implicit method itself is in ``radau.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+
+@dataclass
+class Step:
+    """An attempted step: its end state, error estimate and dense output."""
+
+    y0: np.ndarray
+    y1: np.ndarray
+    error: np.ndarray
+    size: float
+    dense_1: np.ndarray
+    dense_2: np.ndarray
+
+    def interpolate(self, fraction: float | np.ndarray) -> np.ndarray:
+        """Dense output at ``fraction`` in [0, 1] of the step; shape (..., size)."""
+        s = np.asarray(fraction, dtype=np.float64)[..., None]
+        return (1 - s) * self.y0 + s * (
+            self.y1 + (1 - s) * (self.dense_1 + s * self.dense_2)
+        )
+
+    def polynomial(self) -> np.ndarray:
+        """Coefficients ``c_0..c_3`` of ``y(s) = sum_k c_k s^k``, shape (4, size)."""
+        y0, y1, d1, d2 = self.y0, self.y1, self.dense_1, self.dense_2
+        return np.stack([y0, y1 - y0 + d1, d2 - d1, -d2])
+
+
+def error_noise(rhs, step: Step, perturbation: np.ndarray) -> np.ndarray:
+    """Part of an implicit step's error estimate that roundoff alone can produce.
+
+    The estimate solves ``(gamma/h I - J) e = f(y) + ...`` for a point ``y`` of
+    the step (``step.last_stage`` holds ``y``, ``f(y)`` and the factorisation);
+    perturbing ``y`` by a few units of roundoff (``perturbation``, relative)
+    and solving again for the change of ``f(y)`` shows how much of ``e`` is
+    noise: late in the flow the loss weights depend on margin differences of
+    order 1 that are computed from margins of order ``||theta||^2``, so the
+    right-hand side carries a relative noise of about ``eps ||theta||^2``.
+    """
+    y6, f6, lu = step.last_stage
+    shifted = rhs(y6 * (1.0 + perturbation))
+    return scipy.linalg.lu_solve(lu, shifted - f6, check_finite=False)
+
+
+# Dormand-Prince 5(4) for the non-stiff early phase: the Butcher tableau of
+# Dormand and Prince (J. Comput. Appl. Math. 6, 1980), with the 4th-order
+# embedded weights for the error estimate.
+DP_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0)
+DP_A = (
+    (),
+    (1 / 5,),
+    (3 / 40, 9 / 40),
+    (44 / 45, -56 / 15, 32 / 9),
+    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+)
+DP_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84)
+# b - b_hat, the weights of the error estimate (the 7th entry multiplies f(y1)).
+DP_E = (
+    35 / 384 - 5179 / 57600,
+    0.0,
+    500 / 1113 - 7571 / 16695,
+    125 / 192 - 393 / 640,
+    -2187 / 6784 + 92097 / 339200,
+    11 / 84 - 187 / 2100,
+    -1 / 40,
+)
+DP_ERROR_ORDER = 4
+# Real stability boundary of the method: h * rho beyond about 3.3 is unstable.
+DP_STABILITY_LIMIT = 3.3
+
+
+def dopri5_step(rhs, y0: np.ndarray, f0: np.ndarray, size: float):
+    """Take one explicit Dormand-Prince 5(4) step of ``size`` from ``y0``.
+
+    Returns
+    -------
+    Step, ndarray, float
+        The step (with a cubic Hermite dense output from ``y0, f0, y1, f1``),
+        ``f1 = rhs(y1)`` and the estimate ``||f(y1) - f(y6)|| / ||y1 - y6||`` of
+        the stiffness ``rho`` (``y6`` the last stage point, Hairer's test).
+    """
+    k = [f0]
+    y = y0
+    for stage in range(1, 6):
+        y = y0 + size * sum(coef * kj for coef, kj in zip(DP_A[stage], k))
+        k.append(rhs(y))
+    y_stage6 = y
+    y1 = y0 + size * sum(coef * kj for coef, kj in zip(DP_B, k))
+    f1 = rhs(y1)
+    k.append(f1)
+    error = size * sum(coef * kj for coef, kj in zip(DP_E, k))
+    difference = float(np.linalg.norm(y1 - y_stage6))
+    rho = float(np.linalg.norm(f1 - k[5])) / difference if difference > 0 else 0.0
+    delta = y1 - y0
+    dense_1 = size * f0 - delta
+    dense_2 = delta - size * f1 - dense_1
+    return Step(y0, y1, error, size, dense_1, dense_2), f1, rho

@@ -1,0 +1,134 @@
+"""The Radau IIA step of ``ncflow.flow.radau`` on problems with known solutions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ncflow.flow import radau
+
+EPS = np.finfo(np.float64).eps
+
+
+def _rotation(y: np.ndarray) -> np.ndarray:
+    return np.array([y[1], -y[0]])
+
+
+ROTATION_J = np.array([[0.0, 1.0], [-1.0, 0.0]])
+Y0 = np.array([1.0, 0.0])
+
+
+def _exact_rotation(t: float) -> np.ndarray:
+    return np.array([math.cos(t), -math.sin(t)])
+
+
+def _step(rhs, y0, jacobian, size, scale=1e-12, guess=None):
+    scale = np.full(y0.shape, scale)
+    return radau.radau_step(rhs, y0, rhs(y0), jacobian, size, scale, guess)
+
+
+def test_tableau_is_the_collocation_method_of_its_nodes():
+    c, A = radau.C_NODES, radau.A_MATRIX
+    # Simplifying condition C(3): sum_j A_ij c_j^(k-1) = c_i^k / k for k = 1, 2, 3,
+    # which is what collocation at three nodes means. The entries are sums of three
+    # terms of size at most 1, each within a few eps of exact.
+    for k in (1, 2, 3):
+        assert np.max(np.abs(A @ c ** (k - 1) - c**k / k)) <= 8 * EPS
+    # Radau: the last node is 1, and the weights are the last row (stiffly accurate).
+    assert c[-1] == 1.0
+    # B(5): sum_i b_i c_i^(k-1) = 1/k for k = 1..5, the quadrature order 2s - 1.
+    for k in range(1, 6):
+        assert abs(A[-1] @ c ** (k - 1) - 1.0 / k) <= 8 * EPS
+    # The transformation reproduces A^-1; T is well conditioned (cond < 10), so the
+    # reconstruction is exact to a few eps times ||A^-1||.
+    inverse = np.linalg.inv(A)
+    rebuilt = (radau.T_MATRIX @ np.diag(radau.EIGENVALUES) @ radau.T_INVERSE).real
+    assert np.linalg.cond(radau.T_MATRIX) < 10
+    assert np.max(np.abs(rebuilt - inverse)) <= 64 * EPS * np.max(np.abs(inverse))
+
+
+def _rotation_step(size: float):
+    return _step(_rotation, Y0, ROTATION_J, size)[0]
+
+
+def _max_abs(values: np.ndarray) -> float:
+    return float(np.max(np.abs(values)))
+
+
+def _slope(errors: list[float], sizes: list[float]) -> float:
+    return math.log(errors[0] / errors[-1]) / math.log(sizes[0] / sizes[-1])
+
+
+SIZES = [0.2, 0.1, 0.05]
+
+
+def test_local_error_is_of_order_six():
+    # Order 5: the local error is C h^6 (1 + O(h)). A wrong coefficient lowers the
+    # order to at most 4 and the slope to at most 5 (plus the O(h) term, which moves
+    # the slope over this range by about h = 0.2 at most), so 5.5 separates the two.
+    errors = [_max_abs(_rotation_step(h).y1 - _exact_rotation(h)) for h in SIZES]
+    assert _slope(errors, SIZES) >= 5.5
+
+
+def test_error_estimate_order_is_four():
+    # The embedded solution has order 3, so the estimate is C h^4 (1 + O(h)). Order
+    # 3 would give a slope of 3, and 3.5 separates the two (as above, the O(h) term
+    # moves the slope by at most about 0.2).
+    estimates = [_max_abs(_rotation_step(h).error) for h in SIZES]
+    slope = _slope(estimates, SIZES)
+    assert slope >= 3.5
+    assert slope <= 4.5
+
+
+def test_dense_output_order_is_four():
+    # The collocation cubic has stage order 3, so its error at s = 1/2 is O(h^4);
+    # a dense output of order 2 would give a slope of 3.
+    dense = [
+        _max_abs(_rotation_step(h).interpolate(0.5) - _exact_rotation(h / 2))
+        for h in SIZES
+    ]
+    assert _slope(dense, SIZES) >= 3.5
+
+
+@pytest.mark.parametrize("z", [-1.0, -10.0, -1e4, -1e8])
+def test_linear_step_is_the_stability_function(z):
+    # On y' = lambda y one step multiplies y by the (2, 3) Pade approximant of e^z,
+    # R(z) = (1 + 2z/5 + z^2/20) / (1 - 3z/5 + 3z^2/20 - z^3/60), which tends to 0
+    # like -3/z (L-stability). The Newton iteration is exact on a linear problem, so
+    # the step agrees with R(z) up to the roundoff of solving with (gamma/h - J),
+    # whose condition number is at most 1 + |z| / gamma.
+    lam = np.array([[z]])
+    step, nfev = _step(lambda y: lam @ y, np.array([1.0]), lam, 1.0, scale=1.0)
+    expected = (1 + 2 * z / 5 + z**2 / 20) / (1 - 3 * z / 5 + 3 * z**2 / 20 - z**3 / 60)
+    condition = 1 + abs(z) / radau.GAMMA
+    assert abs(step.y1[0] - expected) <= 64 * EPS * condition * max(abs(expected), EPS)
+    assert nfev <= 6  # the second iteration finds a zero correction
+
+
+def test_exact_guess_converges_at_once():
+    # The collocation cubic passes through the three stage values, so a guess read
+    # off it is the solution of the stage equations: the first correction is at
+    # roundoff level and the iteration stops after one round of three evaluations.
+    first, _ = _step(_rotation, Y0, ROTATION_J, 0.1, scale=1e-8)
+    guess = first.interpolate(radau.C_NODES) - Y0
+    second, nfev = _step(_rotation, Y0, ROTATION_J, 0.1, scale=1e-8, guess=guess)
+    assert nfev == 3
+    assert np.max(np.abs(second.y1 - first.y1)) <= 1e-3 * radau.NEWTON_TOLERANCE * 1e-8
+
+
+def test_newton_failure_gives_a_nan_step():
+    # A stiff problem (lambda h = -1e3) with the Jacobian left out: the simplified
+    # Newton iteration is then a fixed-point iteration with contraction factor of
+    # about |lambda h| max|A| > 1, so it diverges and the step must report it.
+    lam = -1e3
+    step, _ = radau.radau_step(
+        lambda y: lam * y,
+        np.array([1.0]),
+        np.array([lam]),
+        np.zeros((1, 1)),
+        1.0,
+        np.array([1e-8]),
+    )
+    assert np.all(np.isnan(step.y1))
