@@ -279,6 +279,9 @@ class AdaptiveFlow:
                 )
                 self.nlu += 2  # one real and one complex factorisation
                 self.noise = 0.0
+                if getattr(step, "newton_noise", 0.0) > 0:
+                    self.noise_limited += 1
+                    self.noise_floor = max(self.noise_floor, step.newton_noise)
             else:
                 self._stages = [-self.ev.log_N]
                 step, _, rho = dopri5_step(self._rhs, self.z, self.f, size)
@@ -301,6 +304,11 @@ class AdaptiveFlow:
                 self.noise_floor = max(self.noise_floor, self.noise)
                 return step, min(err, 1.0)
         return step, err
+
+    def _failure_reason(self, step: Step) -> str:
+        if self.stiff and not np.all(np.isfinite(step.y1)):
+            return "the Newton iteration of Radau IIA did not converge"
+        return "its error estimate is not finite"
 
     def _guess(self, size: float) -> np.ndarray | None:
         """Start of the Newton iteration: the last step's dense output, extended."""
@@ -394,6 +402,10 @@ class AdaptiveFlow:
         for _ in range(EVENT_REFINEMENTS):
             sub, err = self._attempt(s * step.size)
             if not math.isfinite(err):
+                self.landing_failure = (
+                    f"the step of {s * step.size:.3e} in {self.coords.clock} that "
+                    f"ends on an activation change failed ({self._failure_reason(sub)})"
+                )
                 return None
             earlier, other = self._first_crossing(sub)
             if (
@@ -672,13 +684,13 @@ class AdaptiveFlow:
                     break
                 continue
 
+            self.landing_failure = (
+                f"could not locate an activation change to rtol={self.rtol:g}"
+            )
             landing = self._choose_end(step, clock, err)
             if landing is None:
                 self.status = res.STATUS_STEP_FAILURE
-                self.detail = (
-                    f"could not locate an activation change to rtol={self.rtol:g} "
-                    f"after log t = {self.log_t:.6g}"
-                )
+                self.detail = f"{self.landing_failure} after log t = {self.log_t:.6g}"
                 break
             growth = SAFETY * max(err, 1e-10) ** -self._exponent
             was_stiff = self.stiff
@@ -711,6 +723,10 @@ class AdaptiveFlow:
                 return _Landing(None, None, err, event_index=index)
             sub, sub_err = self._attempt(s * step.size)
             if not math.isfinite(sub_err):
+                self.landing_failure = (
+                    f"the step of {s * step.size:.3e} in {self.coords.clock} that "
+                    f"ends on event {index} failed ({self._failure_reason(sub)})"
+                )
                 return None
             return _Landing(sub, self._clock(sub), max(err, sub_err), event_index=index)
         if s_cross is not None:
@@ -762,8 +778,8 @@ class AdaptiveFlow:
         if self.noise_limited:
             message += (
                 f"; {self.noise_limited} steps were taken at the float64 noise floor "
-                f"of the error estimate (up to {self.noise_floor:.3g} times the "
-                "tolerance)"
+                "of the error estimate or of the Newton iteration (up to "
+                f"{self.noise_floor:.3g} times the tolerance)"
             )
         self._record("end", self.z, self.log_t)
         state = self._state(self.z, self.log_t)

@@ -132,3 +132,29 @@ def test_newton_failure_gives_a_nan_step():
         np.array([1e-8]),
     )
     assert np.all(np.isnan(step.y1))
+
+
+@pytest.mark.parametrize("noise, accepted", [(1e-10, True), (1e-6, False)])
+def test_newton_at_noise_floor(noise, accepted):
+    # y' = -y plus a random error of relative size `noise` in every evaluation, like
+    # the roundoff of a late-phase right-hand side, started from the exact stages.
+    # Every correction is then noise, of about h * noise, and they do not shrink.
+    # Against a tolerance of 1e-8, noise 1e-10 is 0.01 tolerances, so the step is
+    # accepted and reports it. Noise 1e-6 is 100 tolerances, above
+    # NOISE_CORRECTION, so the step fails.
+    jacobian = -np.eye(4)
+    y0 = np.ones(4)
+    scale = np.full(4, 1e-8)
+    exact, _ = radau.radau_step(lambda y: -y, y0, -y0, jacobian, 1.0, scale)
+    guess = exact.interpolate(radau.C_NODES) - y0
+    rng = np.random.default_rng(0)
+
+    def rhs(y):
+        return -y * (1.0 + noise * rng.standard_normal(y.shape))
+
+    step, _ = radau.radau_step(rhs, y0, rhs(y0), jacobian, 1.0, scale, guess)
+    if accepted:
+        assert np.all(np.isfinite(step.y1))
+        assert 0 < step.newton_noise <= radau.NOISE_CORRECTION
+    else:
+        assert np.all(np.isnan(step.y1))
