@@ -218,6 +218,7 @@ class AdaptiveFlow:
         self.phases: list[tuple[str, float]] = []
         self._stages: list | None = None
         self.last_step = None
+        self.landing_failure = ""
         self.noise = 0.0
         self.noise_limited = 0
         self.noise_floor = 0.0
@@ -279,7 +280,7 @@ class AdaptiveFlow:
                 )
                 self.nlu += 2  # one real and one complex factorisation
                 self.noise = 0.0
-                if getattr(step, "newton_noise", 0.0) > 0:
+                if step.newton_noise > 0:
                     self.noise_limited += 1
                     self.noise_floor = max(self.noise_floor, step.newton_noise)
             else:

@@ -195,7 +195,6 @@ def radau_step(
     q = TO_CUBIC @ Z  # (3, m): coefficients of s, s^2, s^3
     dense_2 = -q[2]
     dense_1 = -q[2] - q[1]
-    step = Step(y0, y1, error, size, dense_1, dense_2)
+    step = Step(y0, y1, error, size, dense_1, dense_2, newton_noise=noise)
     step.last_stage = (y0, f0, real_lu)
-    step.newton_noise = noise
     return step, nfev

@@ -26,6 +26,9 @@ class Step:
     size: float
     dense_1: np.ndarray
     dense_2: np.ndarray
+    # Last Newton correction, in tolerances, of an implicit step accepted at its
+    # roundoff floor (0 otherwise).
+    newton_noise: float = 0.0
 
     def interpolate(self, fraction: float | np.ndarray) -> np.ndarray:
         """Dense output at ``fraction`` in [0, 1] of the step; shape (..., size)."""
