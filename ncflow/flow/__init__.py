@@ -79,7 +79,10 @@ def solve_flow(
     rtol, atol : float
         Local error tolerances of the adaptive method (see
         ``ncflow.flow.adaptive``): ``rtol`` is the relative accuracy per step of
-        every neuron's norm and direction and of ``1 + t``.
+        every neuron's norm and direction and of ``1 + t``. In the late phase
+        (the ``||theta||^2`` clock) the directions are kept to
+        ``min(rtol, 1e-6)``, because a looser state stalls the implicit method
+        there (see ``coordinates.LATE_RTOL_MAX``).
     step : float
         Step ``eta`` of the fixed-step methods.
     events : sequence of callables

@@ -47,7 +47,12 @@ import numpy as np
 from ncflow._numeric import find_root
 from ncflow.flow import result as res
 from ncflow.flow.clock import NODES, NORM_NODES, StepClock, add_log
-from ncflow.flow.coordinates import NormCoordinates, TauCoordinates, all_classified
+from ncflow.flow.coordinates import (
+    LATE_RTOL_MAX,
+    NormCoordinates,
+    TauCoordinates,
+    all_classified,
+)
 from ncflow.flow.events import FlowState, Separated, crosses
 from ncflow.flow.polar import PolarSystem
 from ncflow.flow.radau import C_NODES as RADAU_NODES
@@ -61,7 +66,7 @@ from ncflow.flow.steps import (
     dopri5_step,
     error_noise,
 )
-from ncflow.network import Parameters, Problem
+from ncflow.network import Parameters, Problem, sample_margins
 
 SAFETY = 0.9  # fraction of the predicted optimal step that is taken
 MAX_GROWTH = 5.0  # largest step increase after an accepted step
@@ -97,12 +102,28 @@ CLOCK_BOUND = 0.1
 # estimate's own roundoff noise is accepted: shrinking the step cannot make the
 # estimate smaller. Such steps are counted and reported.
 NOISE_MARGIN = 4.0
+# Largest step in tau. Every rate is at most 1 in tau, so a step this long that
+# meets the tolerance means the flow no longer moves there at float64 resolution
+# (it still moves in t: t = exp(-log N) tau can grow without bound).
+MAX_TAU_STEP = 1e300
+# A run in the norm clock stops once this many accepted steps in a row have each
+# advanced R by less than STALL_FRACTION * rtol**(1/4) of itself. The local error
+# of the slow part of the state is of order (h/R)^4 (third-order embedded
+# estimate), so accuracy alone never limits the step that far below rtol**(1/4) R.
+# Such steps are limited by roundoff (measured: from R = 5e13 on at rtol = 1e-8,
+# where eps R is 1e-2).
+STALL_STEPS = 50
+STALL_FRACTION = 1e-3
 # Relative singular value below which a cluster's samples count as parallel when
 # a direction is projected onto their common boundary.
 PROJECTION_RANK = 1e-8
 # Relative size below which a derivative of a pre-activation counts as 0 when
 # the new pattern is chosen at a boundary: a few hundred float64 roundoffs.
 ZERO_SLOPE = 256 * np.finfo(np.float64).eps
+
+
+# Returned in place of a landing when the step must be rejected and retried.
+RETRY = object()
 
 
 @dataclass
@@ -219,6 +240,7 @@ class AdaptiveFlow:
         self._stages: list | None = None
         self.last_step = None
         self.landing_failure = ""
+        self.short_steps = 0  # consecutive short norm-clock steps (STALL_STEPS)
         self.noise = 0.0
         self.noise_limited = 0
         self.noise_floor = 0.0
@@ -306,10 +328,20 @@ class AdaptiveFlow:
                 return step, min(err, 1.0)
         return step, err
 
-    def _failure_reason(self, step: Step) -> str:
-        if self.stiff and not np.all(np.isfinite(step.y1)):
-            return "the Newton iteration of Radau IIA did not converge"
-        return "its error estimate is not finite"
+    def _failed_landing(self, sub: Step, size: float, target: str):
+        """Handle a shortened step that failed on the way to ``target``.
+
+        A Newton failure of the implicit method returns ``RETRY``: the whole
+        step is rejected and tried again shorter, as after a large error
+        estimate. Any other non-finite step ends the run.
+        """
+        if self.stiff and not np.all(np.isfinite(sub.y1)):
+            return RETRY
+        self.landing_failure = (
+            f"the step of {size:.3e} in {self.coords.clock} that ends on {target} "
+            "has a non-finite error estimate"
+        )
+        return None
 
     def _guess(self, size: float) -> np.ndarray | None:
         """Start of the Newton iteration: the last step's dense output, extended."""
@@ -403,11 +435,7 @@ class AdaptiveFlow:
         for _ in range(EVENT_REFINEMENTS):
             sub, err = self._attempt(s * step.size)
             if not math.isfinite(err):
-                self.landing_failure = (
-                    f"the step of {s * step.size:.3e} in {self.coords.clock} that "
-                    f"ends on an activation change failed ({self._failure_reason(sub)})"
-                )
-                return None
+                return self._failed_landing(sub, s * step.size, "an activation change")
             earlier, other = self._first_crossing(sub)
             if (
                 earlier is not None
@@ -689,6 +717,10 @@ class AdaptiveFlow:
                 f"could not locate an activation change to rtol={self.rtol:g}"
             )
             landing = self._choose_end(step, clock, err)
+            if landing is RETRY:
+                self.n_rejected += 1
+                size *= MAX_SHRINK
+                continue
             if landing is None:
                 self.status = res.STATUS_STEP_FAILURE
                 self.detail = f"{self.landing_failure} after log t = {self.log_t:.6g}"
@@ -713,7 +745,44 @@ class AdaptiveFlow:
                 size = self._choose_coordinates(size)
                 if self.coords.clock == "norm2":
                     size = min(size, MAX_NORM_STEP * self.z[-1])
+                self._check_progress(landing, size)
         return self._finish()
+
+    def _check_progress(self, landing: _Landing, size: float) -> None:
+        """End a run whose clock cannot carry it further (see MAX_TAU_STEP and
+        STALL_STEPS); the message gives the state and the reason."""
+        R = math.exp(self._state(self.z, self.log_t).log_norm2)
+        if self.coords.clock == "tau" and not size <= MAX_TAU_STEP:
+            wrong = self._misclassified()
+            self.status = res.STATUS_STEP_FAILURE
+            self.detail = (
+                f"the step in tau grew past {MAX_TAU_STEP:g} at log t = "
+                f"{self.log_t:.6g}, ||theta||^2 = {R:.6g}: the flow no longer moves "
+                f"in tau at float64 resolution, and {len(wrong)} samples (first: "
+                f"{wrong[:5]}) are not classified correctly, so the norm clock "
+                "cannot take over"
+            )
+            return
+        if self.coords.clock != "norm2" or landing.step is None:
+            return
+        floor = STALL_FRACTION * min(self.rtol, LATE_RTOL_MAX) ** 0.25
+        short = landing.step.size < floor * self.z[-1]
+        self.short_steps = self.short_steps + 1 if short else 0
+        if self.short_steps >= STALL_STEPS:
+            self.status = res.STATUS_STEP_FAILURE
+            self.detail = (
+                f"{STALL_STEPS} steps in a row each advanced ||theta||^2 by less "
+                f"than {floor:.2g} of itself, at ||theta||^2 = {R:.6g}, log t = "
+                f"{self.log_t:.6g}: the steps are limited by roundoff (float64 eps "
+                f"times ||theta||^2 is {np.finfo(float).eps * R:.2g}), not by rtol"
+            )
+
+    def _misclassified(self) -> list[int]:
+        """Indices of the samples with a non-positive margin at the current state."""
+        y = self.coords.to_polar(self.z)
+        outputs, _ = self.system.forward(y, self.pattern)
+        margins = sample_margins(self.problem, outputs)
+        return [int(i) for i in np.flatnonzero(margins <= 0)]
 
     def _choose_end(self, step: Step, clock: StepTime, err: float):
         s_cross, cluster = self._first_crossing(step)
@@ -724,11 +793,7 @@ class AdaptiveFlow:
                 return _Landing(None, None, err, event_index=index)
             sub, sub_err = self._attempt(s * step.size)
             if not math.isfinite(sub_err):
-                self.landing_failure = (
-                    f"the step of {s * step.size:.3e} in {self.coords.clock} that "
-                    f"ends on event {index} failed ({self._failure_reason(sub)})"
-                )
-                return None
+                return self._failed_landing(sub, s * step.size, f"event {index}")
             return _Landing(sub, self._clock(sub), max(err, sub_err), event_index=index)
         if s_cross is not None:
             return self._land_on_crossing(step, s_cross, cluster)

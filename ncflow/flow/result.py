@@ -24,7 +24,7 @@ STATUS_MESSAGES = {
     STATUS_STATIONARY: (
         "every neuron is inactive on every sample, so the flow is at rest"
     ),
-    STATUS_STEP_FAILURE: "the step size needed to meet rtol fell below the minimum",
+    STATUS_STEP_FAILURE: "the integrator could not continue at the requested rtol",
     STATUS_SLIDING: (
         "the flow slides along an activation boundary (both sides push towards it), "
         "where relu'(0) = 0 does not define a unique continuation"

@@ -35,7 +35,12 @@ import scipy.special
 
 from ncflow.data import Dataset
 from ncflow.flow import FlowResult, Norm2Above, Separated, solve_flow
-from ncflow.flow.result import STATUS_BUDGET, STATUS_END_OF_SPAN, STATUS_TERMINAL_EVENT
+from ncflow.flow.result import (
+    STATUS_BUDGET,
+    STATUS_END_OF_SPAN,
+    STATUS_STEP_FAILURE,
+    STATUS_TERMINAL_EVENT,
+)
 from ncflow.geometry import (
     a5_ratio,
     class_max_margins,
@@ -704,3 +709,69 @@ def test_ray_distance_is_below_1e_6_at_1e12(name):
     # Runs at rtol 1e-8 and 1e-9 give the same distance to 6 digits (measured on
     # both problems), so the integrator's share is below 1e-5 of it.
     assert _ray_error(problem, result.params) <= LIMIT_TOLERANCE
+
+
+# --- Where the clocks end ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rtol", [1e-3, 1e-2])
+@pytest.mark.parametrize("name", ["binary", "three-class"])
+def test_loose_rtol_reaches_1e12(name, rtol):
+    # Without the cap on rtol in the norm clock (coordinates.LATE_RTOL_MAX), these
+    # runs stalled near R = 2e10 and used up any step budget.
+    problem, params0 = PROBLEMS[name]()
+    result = solve_flow(
+        problem,
+        params0,
+        rtol=rtol,
+        atol=1e-12,
+        events=[Norm2Above(FAR_NORM2)],
+        max_steps=2000,
+    )
+    assert result.status == STATUS_TERMINAL_EVENT, result.message
+
+
+def test_float64_floor_ends_the_run_with_its_reason():
+    # Past R of about 5e13 the loss weights carry a roundoff of eps R = 1e-2 in
+    # their exponents and no step much longer than 1e-8 R passes. The run must end
+    # with that reason soon after, not spend its step budget.
+    problem, params0 = PROBLEMS["binary"]()
+    result = solve_flow(
+        problem,
+        params0,
+        rtol=FAR_RTOL,
+        atol=1e-12,
+        events=[Norm2Above(1e16)],
+        max_steps=5000,
+    )
+    assert result.status == STATUS_STEP_FAILURE, result.message
+    assert result.norm2 > FAR_NORM2
+    assert "limited by roundoff" in result.message
+    assert f"||theta||^2 = {result.norm2:.6g}" in result.message
+
+
+def test_tau_standstill_names_misclassified_samples():
+    # Three classes, two samples each, and an unbalanced Gaussian start (outside
+    # A2): both neurons that are active on the third class die, so its samples stay
+    # misclassified and the run stays in the tau clock. The loss scale N is then
+    # held by those samples, the flow slows to a standstill in tau while it still
+    # moves in t, and the run must end with that reason, not spend its budget.
+    rng = np.random.default_rng(7)
+    centres = pseudo_labels(3).T
+    X = np.vstack([_cone(rng, centre, 2, 0.02, (1.0, 1.02)) for centre in centres])
+    problem = Problem(X, np.repeat(np.arange(3), 2), 3, "cross_entropy")
+    params0 = gaussian_init(np.random.default_rng(107), 3, 6, 3, 1e-6)
+    result = solve_flow(
+        problem,
+        params0,
+        rtol=1e-8,
+        atol=1e-12,
+        events=[Norm2Above(FAR_NORM2)],
+        max_steps=5000,
+    )
+    assert result.status == STATUS_STEP_FAILURE, result.message
+    assert "no longer moves in tau" in result.message
+    margins = sample_margins(problem, outputs(problem, result.params))
+    wrong = [int(i) for i in np.flatnonzero(margins <= 0)]
+    assert wrong
+    assert f"(first: {wrong[:5]})" in result.message
