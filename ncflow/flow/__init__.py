@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -9,6 +10,7 @@ from threadpoolctl import threadpool_limits
 
 from ncflow._validation import (
     InvalidArgument,
+    NcflowWarning,
     check_choice,
     check_int,
     check_positive,
@@ -23,7 +25,7 @@ from ncflow.flow.events import (
     separation_report,
 )
 from ncflow.flow.result import STATUS_MESSAGES, FlowResult, Trajectory
-from ncflow.network import Parameters, Problem
+from ncflow.network import Parameters, Problem, activation_mask
 
 METHODS = ("adaptive", "euler", "loss_scaled")
 
@@ -133,6 +135,7 @@ def solve_flow(
     if groups is None:
         groups = default_groups(problem, params0.V)
     groups = _checked_groups(groups, params0.width, problem.num_classes)
+    _warn_events_past_at_start(problem, params0, events)
     has_end = t_max is not None or any(getattr(e, "terminal", False) for e in events)
     if not has_end and max_steps is None:
         raise InvalidArgument(
@@ -159,6 +162,32 @@ def solve_flow(
             record_events,
             progress,
         )
+
+
+def _warn_events_past_at_start(problem, params0, events) -> None:
+    """Warn about a terminal event whose value at ``t = 0`` is already on the far
+    side of 0 for its direction: it fires only on a crossing, so it may never end
+    the run (``Norm2Above(1e-3)`` from ``||theta(0)||^2 = 1``, say)."""
+    state = None
+    for index, event in enumerate(events):
+        direction = getattr(event, "direction", 0.0)
+        if not getattr(event, "terminal", False) or direction == 0:
+            continue
+        if getattr(event, "discrete", False):
+            continue
+        if state is None:
+            pattern = activation_mask(problem.X @ params0.W, problem.activation)
+            state = FlowState(problem, params0, -np.inf, pattern)
+        value = float(event(state))
+        if value * direction > 0:
+            warnings.warn(
+                f"events[{index}]={event!r} is already past its threshold at t = 0 "
+                f"(value {value:.3g}); it fires only when its value crosses 0 in "
+                "its direction, so it may never end the run. Give a threshold on "
+                "the other side of the initial value.",
+                NcflowWarning,
+                stacklevel=3,
+            )
 
 
 def _checked_groups(groups, width: int, num_classes: int) -> np.ndarray:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
 
-from ncflow._validation import InvalidArgument
+from ncflow._validation import InvalidArgument, NcflowWarning
 from ncflow.flow import (
     METHODS,
     STATUS_MESSAGES,
@@ -327,3 +328,20 @@ def test_unmet_rtol_fails_with_time_step_and_reason(monkeypatch):
     assert np.all(np.isfinite(result.params.flat()))
     assert result.trajectory.kind[-1] == "end"
     assert result.trajectory.log_t[-1] == result.log_t
+
+
+@pytest.mark.parametrize("event", [Norm2Above(1e-12), LossBelow(1e6)])
+def test_event_past_at_start_warns(event):
+    # ||theta(0)||^2 is about 2e-2 and L(0) about 2 (two samples at outputs near
+    # 0), so both thresholds lie behind the initial value: the event can only fire
+    # after the flow comes back across it.
+    problem, params0 = _width_two()
+    with pytest.warns(NcflowWarning, match=r"events\[0\]=.* is already past"):
+        solve_flow(problem, params0, events=[event], max_steps=2)
+
+
+def test_event_ahead_at_start_does_not_warn():
+    problem, params0 = _width_two()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NcflowWarning)
+        solve_flow(problem, params0, events=[Norm2Above(1e8)], max_steps=2)
