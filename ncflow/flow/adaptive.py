@@ -114,6 +114,9 @@ MAX_TAU_STEP = 1e300
 # where eps R is 1e-2).
 STALL_STEPS = 50
 STALL_FRACTION = 1e-3
+# A run stops after this many landings in a row on a crossing at the start of a
+# step that changed no pattern: each would repeat forever.
+IDLE_LANDINGS = 3
 # Relative singular value below which a cluster's samples count as parallel when
 # a direction is projected onto their common boundary.
 PROJECTION_RANK = 1e-8
@@ -241,6 +244,7 @@ class AdaptiveFlow:
         self.last_step = None
         self.landing_failure = ""
         self.short_steps = 0  # consecutive short norm-clock steps (STALL_STEPS)
+        self.idle_landings = 0  # consecutive landings that moved nothing
         self.noise = 0.0
         self.noise_limited = 0
         self.noise_floor = 0.0
@@ -402,7 +406,7 @@ class AdaptiveFlow:
         norms = np.outer(self.x_norms, np.linalg.norm(a0, axis=1))
         g = np.einsum("nd,khd->knh", self.problem.X, a_coef) / norms
         g *= np.where(self.pattern, 1.0, -1.0)
-        g[0] += np.where(self.touching, self.touch_offset, 0.0)
+        g[0] += np.where(self.touching, self.offsets, 0.0)
         return g
 
     def _first_crossing(self, step: Step):
@@ -453,7 +457,7 @@ class AdaptiveFlow:
             # Newton step on the worst pair along this sub-step's dense output.
             i, j = max(cluster, key=lambda pair: abs(cos[pair]))
             g = self._crossing_polynomials(sub)[:, i, j]
-            offset = self.touch_offset if self.touching[i, j] else 0.0
+            offset = self.offsets[i, j] if self.touching[i, j] else 0.0
             slope = g[1] + 2 * g[2] + 3 * g[3]
             value = g[0] + g[1] + g[2] + g[3] - offset
             if slope == 0:
@@ -485,6 +489,7 @@ class AdaptiveFlow:
                 basis = Vt[keep]
                 blocks[j, 1 : 1 + D] = a - basis.T @ (basis @ a)
         self.z = self.coords.normalize(self.z)
+        self._set_offsets(cluster)
 
         before = self.pattern.copy()
         trial = self.pattern.copy()
@@ -521,6 +526,12 @@ class AdaptiveFlow:
         return [
             (i, j, bool(trial[i, j])) for i, j in cluster if trial[i, j] != before[i, j]
         ]
+
+    def _set_offsets(self, cluster: list) -> None:
+        """Set the offset of each just-projected pair above the cosine left on it."""
+        cosines = self._cosines(self.z)
+        for i, j in cluster:
+            self.offsets[i, j] = max(self.touch_offset, 2 * abs(cosines[i, j]))
 
     def _boundary_slopes(self, pattern: np.ndarray, pairs: list) -> list:
         """Signs of ``d<x_i, w_j>/dt`` under ``pattern``, 0 within roundoff of 0."""
@@ -651,6 +662,10 @@ class AdaptiveFlow:
     def _start(self) -> None:
         self.pattern = self.system.initial_pattern(self.z)
         self.touching = np.zeros(self.pattern.shape, dtype=bool)
+        # Offset of each touching pair: touch_offset, or twice the cosine that its
+        # projection left (samples parallel to within PROJECTION_RANK are projected
+        # out together, which leaves their cosines at up to about PROJECTION_RANK).
+        self.offsets = np.full(self.pattern.shape, self.touch_offset)
         self.stiff = False
         self.stiff_count = 0
         self.stiffness = 0.0
@@ -810,12 +825,25 @@ class AdaptiveFlow:
         self.last_step = step
         if self.touching.any():
             # A pair leaves its boundary once it has moved well past the offset.
-            self.touching &= np.abs(self._cosines(self.z)) <= 10 * self.touch_offset
+            self.touching &= np.abs(self._cosines(self.z)) <= 10 * self.offsets
 
         if landing.cluster is not None:
             changed = self._switch(landing.cluster)
             if changed is None:
                 self.status = res.STATUS_SLIDING
+                return
+            # A crossing found at the very start of a step that changes nothing
+            # would be found again by the next step: count such landings.
+            idle = step is None and not changed
+            self.idle_landings = self.idle_landings + 1 if idle else 0
+            if self.idle_landings >= IDLE_LANDINGS:
+                self.status = res.STATUS_STEP_FAILURE
+                self.detail = (
+                    f"the activation change of pairs {sorted(landing.cluster)} "
+                    f"(sample, neuron) at log t = {self.log_t:.6g} is found again at "
+                    f"the start of every step and changes no pattern "
+                    f"({IDLE_LANDINGS} times in a row)"
+                )
                 return
             if changed:
                 self.activation_events.append(

@@ -19,9 +19,20 @@ import math
 import numpy as np
 import pytest
 
-from ncflow.flow import FlowResult, LossBelow, Norm2Above, Separated, solve_flow
+from ncflow.flow import (
+    FlowResult,
+    LossBelow,
+    Norm2Above,
+    Separated,
+    adaptive,
+    solve_flow,
+)
 from ncflow.flow.events import default_groups, separation_report
-from ncflow.flow.result import STATUS_END_OF_SPAN, STATUS_TERMINAL_EVENT
+from ncflow.flow.result import (
+    STATUS_END_OF_SPAN,
+    STATUS_STEP_FAILURE,
+    STATUS_TERMINAL_EVENT,
+)
 from ncflow.init import balanced_init, balanced_shapes
 from ncflow.network import Parameters, Problem
 from strategies.shapes import zero_preactivation_example
@@ -291,3 +302,115 @@ def test_smallest_rtol_keeps_making_progress():
     assert result.message.startswith("the step budget"), result.message
     advanced = result.n_accepted + result.n_rejected + len(result.activation_events)
     assert advanced >= budget
+
+
+# Three samples in R^5 drawn by Hypothesis (thorough profile), in which x_0 and x_2
+# are antipodal to within 6e-9 relative, and a start at eps of about 1e-7. Samples
+# parallel to within PROJECTION_RANK are projected out together, so after neuron 3
+# crossed both at once their cosines were left at 2.2e-9 and 1.2e-9, above the
+# boundary offset 1e-9 of rtol = 1e-6. The crossing was then found again at the
+# start of every step and the run repeated it until max_steps.
+ANTIPODAL_X = np.array(
+    [
+        [
+            1.4426687455190861,
+            -6.0094098243556377e-9,
+            1.1097519264597613e-151,
+            -2.6323081144122024e-1,
+            1.5951955335564971e-137,
+        ],
+        [
+            -2.0014415245724284,
+            -7.0703086843393867e-2,
+            2.1040620716982658e-1,
+            9.4781399148158385e-1,
+            6.0758319044369083e-2,
+        ],
+        [
+            -1.9675168362974691,
+            -1.1194120809284772e-229,
+            -1.5134836845256853e-151,
+            3.5899512376353793e-1,
+            -2.1755334185678900e-137,
+        ],
+    ]
+)
+ANTIPODAL_W = np.array(
+    [
+        [
+            -1.1041629561169764e-7,
+            1.3668632533661330e-7,
+            1.3285783210957532e-7,
+            -3.7083225122479168e-8,
+            -7.4920959614024662e-8,
+        ],
+        [
+            -4.0848863082401292e-9,
+            -7.0473517939866629e-16,
+            -6.6820134371351005e-8,
+            -4.0928728528176839e-8,
+            -2.5929081539794549e-8,
+        ],
+        [
+            1.2155318610079049e-8,
+            -6.8830272182018587e-25,
+            1.2063007995730707e-318,
+            -4.0337580285697998e-8,
+            7.9755691563661311e-228,
+        ],
+        [
+            5.4755899098786549e-8,
+            -3.0869590091136185e-8,
+            8.6914052153808727e-319,
+            -1.7088530015506304e-9,
+            1.2170656033760980e-227,
+        ],
+        [
+            3.5100519900586375e-9,
+            2.1830943205013384e-45,
+            0.0,
+            -5.5035105623678890e-9,
+            0.0,
+        ],
+    ]
+)
+ANTIPODAL_V = np.array(
+    [
+        [
+            1.2396259659414605e-7,
+            -1.4012880905231897e-7,
+            -1.4871494178548943e-7,
+            -6.8634215918984628e-8,
+            -7.9280940073788403e-8,
+        ]
+    ]
+)
+
+
+def _antipodal_run(max_steps: int):
+    problem = Problem(ANTIPODAL_X, np.array([1, 0, 0]), 2, "logistic")
+    params0 = Parameters(ANTIPODAL_W, ANTIPODAL_V)
+    return solve_flow(
+        problem,
+        params0,
+        rtol=1e-6,
+        atol=1e-12,
+        events=[Norm2Above(1e8)],
+        max_steps=max_steps,
+    )
+
+
+def test_nearly_parallel_crossing_is_left_behind():
+    result = _antipodal_run(2000)
+    assert result.status == STATUS_TERMINAL_EVENT, result.message
+
+
+def test_repeated_idle_crossing_ends_the_run(monkeypatch):
+    # Without the per-pair offsets the crossing above repeats; the run must then
+    # stop after IDLE_LANDINGS landings, with the pairs named, not at max_steps.
+    monkeypatch.setattr(adaptive.AdaptiveFlow, "_set_offsets", lambda self, c: None)
+    result = _antipodal_run(2000)
+    assert result.status == STATUS_STEP_FAILURE, result.message
+    assert "found again at the start of every step" in result.message
+    assert "(0, 3)" in result.message
+    assert result.n_accepted + result.n_rejected < 100
