@@ -645,9 +645,11 @@ def _limit_quantities(run: Run, points, measure, predictions, **options) -> list
         series = tuple(v[quantity.name] for v in values)
         # Changes no larger than the roundoff parts of the tolerance are roundoff:
         # a rate fitted to them means nothing, and those parts already bound them.
+        # The tail is fitted to the last three points, so their two changes decide
+        # (earlier changes may be large while these are at roundoff already).
         noise = extra.value + sum(t.value for t in terms if t.name == "roundoff")
         changes = np.abs(np.diff(np.asarray(series, dtype=np.float64)))
-        if len(ladder) == 5 and not np.all(changes <= noise):
+        if len(ladder) == 5 and not np.all(changes[-2:] <= noise):
             tail = declining_tail(series, norms)
             terms = [
                 _larger_asymptotic(term, tail) if term.name == "asymptotic" else term
