@@ -53,6 +53,7 @@ import platform
 import re
 import sys
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -433,12 +434,16 @@ def read_record(path: str | os.PathLike[str]) -> Record:
 # Exceptions that reading a damaged .npz archive can raise. A damaged zip
 # directory makes zipfile raise NotImplementedError (a version or flag bit it
 # does not support) or RuntimeError (an encryption bit), besides the usual ones.
+# A damaged .npy header inside the archive is parsed as Python literals, so
+# numpy raises SyntaxError or tokenize.TokenError for it (seen with a null byte).
 _ARCHIVE_ERRORS = (
     OSError,
     EOFError,
     KeyError,
     NotImplementedError,
     RuntimeError,
+    SyntaxError,
+    tokenize.TokenError,
     zipfile.BadZipFile,
     zlib.error,
 )

@@ -16,6 +16,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import zipfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -569,3 +570,22 @@ def test_run_settings_fields_all_recorded(tmp_path):
         meta = json.loads(archive["meta"].item())
 
     assert meta["settings"] == to_jsonable(asdict(SETTINGS))
+
+
+def test_damaged_array_header_gives_record_error(tmp_path):
+    # A flipped byte of the compressed data can inflate to a .npy header that is
+    # no longer a Python literal; numpy then raises SyntaxError or
+    # tokenize.TokenError, which must surface as RecordError. Here the header of
+    # one member gets a null byte in place of its closing brace, and the archive is
+    # rewritten with valid CRCs so that only the header is wrong.
+    path = _write(tmp_path)
+    damaged = tmp_path / "damaged.npz"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(damaged, "w") as target:
+        for info in source.infolist():
+            data = source.read(info.filename)
+            if info.filename == "X.npy":
+                end = data.index(b"}")
+                data = data[:end] + b"\x00" + data[end + 1 :]
+            target.writestr(info, data)
+    with pytest.raises(RecordError, match="not an ncflow counterexample record"):
+        read_record(damaged)
