@@ -766,8 +766,8 @@ class AdaptiveFlow:
     def _check_progress(self, landing: _Landing, size: float) -> None:
         """End a run whose clock cannot carry it further (see MAX_TAU_STEP and
         STALL_STEPS); the message gives the state and the reason."""
-        R = math.exp(self._state(self.z, self.log_t).log_norm2)
         if self.coords.clock == "tau" and not size <= MAX_TAU_STEP:
+            R = self._norm2()
             wrong = self._misclassified()
             self.status = res.STATUS_STEP_FAILURE
             self.detail = (
@@ -784,6 +784,7 @@ class AdaptiveFlow:
         short = landing.step.size < floor * self.z[-1]
         self.short_steps = self.short_steps + 1 if short else 0
         if self.short_steps >= STALL_STEPS:
+            R = self._norm2()
             self.status = res.STATUS_STEP_FAILURE
             self.detail = (
                 f"{STALL_STEPS} steps in a row each advanced ||theta||^2 by less "
@@ -791,6 +792,10 @@ class AdaptiveFlow:
                 f"{self.log_t:.6g}: the steps are limited by roundoff (float64 eps "
                 f"times ||theta||^2 is {np.finfo(float).eps * R:.2g}), not by rtol"
             )
+
+    def _norm2(self) -> float:
+        """``||theta||^2`` at the current state, frozen part included."""
+        return math.exp(self._state(self.z, self.log_t).log_norm2)
 
     def _misclassified(self) -> list[int]:
         """Indices of the samples with a non-positive margin at the current state."""
@@ -827,15 +832,16 @@ class AdaptiveFlow:
             # A pair leaves its boundary once it has moved well past the offset.
             self.touching &= np.abs(self._cosines(self.z)) <= 10 * self.offsets
 
+        idle_landings, self.idle_landings = self.idle_landings, 0
         if landing.cluster is not None:
             changed = self._switch(landing.cluster)
             if changed is None:
                 self.status = res.STATUS_SLIDING
                 return
             # A crossing found at the very start of a step that changes nothing
-            # would be found again by the next step: count such landings.
-            idle = step is None and not changed
-            self.idle_landings = self.idle_landings + 1 if idle else 0
+            # would be found again by the next step: count such landings in a row.
+            if step is None and not changed:
+                self.idle_landings = idle_landings + 1
             if self.idle_landings >= IDLE_LANDINGS:
                 self.status = res.STATUS_STEP_FAILURE
                 self.detail = (
