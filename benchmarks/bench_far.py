@@ -5,9 +5,10 @@ Run ``python -m benchmarks.bench_far``; it prints one table and writes
 
 Each row is one adaptive run of the binary or three-class problem of
 ``benchmarks.problems`` from ``theta(0)`` to ``R = 1e12`` at one ``rtol``. It
-reports the wall time (median of the repeats), the steps, the evaluations, the
-steps taken at the noise floor, ``log t`` at the end (past the float64 range of
-``t`` from ``log t`` of about 709 on) and the C11 margin error there. The margin
+reports the wall time (median of the repeats), the steps, the evaluations and the
+steps taken at the noise floor. It also reports ``log t`` at the end, which is
+past the float64 range of ``t`` (from ``log t`` of about 709 on), and the C11
+margin error there. The margin
 error of a run that is accurate to ``rtol`` does not depend on ``rtol`` in its
 leading digits, so the spread across the rows shows the integrator's share.
 """

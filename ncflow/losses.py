@@ -267,7 +267,7 @@ def _wrong_axis_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
     NOTE: ``L`` couples the samples, so its Hessian has blocks between samples as
     well; ``unit_hessians`` holds only the blocks of each sample with itself. The
     Newton iteration of the implicit stages then runs with an approximate
-    Jacobian, which costs iterations, not consistency; error control and the
+    Jacobian, which costs iterations, not consistency. Error control and the
     second run at ten times the tolerance still see the error. Runs are slow: on
     the three-class test problem (6 samples), 3000 attempted steps (1490 of them
     rejected) reach ``||theta||^2 = 55`` at ``rtol = 1e-7``, where the right loss

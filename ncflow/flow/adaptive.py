@@ -765,7 +765,7 @@ class AdaptiveFlow:
 
     def _check_progress(self, landing: _Landing, size: float) -> None:
         """End a run whose clock cannot carry it further (see MAX_TAU_STEP and
-        STALL_STEPS); the message gives the state and the reason."""
+        STALL_STEPS), with a message that gives the state and the reason."""
         if self.coords.clock == "tau" and not size <= MAX_TAU_STEP:
             R = self._norm2()
             wrong = self._misclassified()

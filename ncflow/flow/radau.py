@@ -14,9 +14,9 @@ per step. Measured on the three-class problem of the tests at ``rtol = 1e-8``,
 its steps in ``R`` collapsed to about 75 near ``R = 1.5e10``. This method takes
 that run to ``R = 1e12`` in about 250 steps, provided its Newton iteration
 starts from the previous step's collocation polynomial (the driver passes it
-as ``guess``): from ``Z = 0`` the iteration failed on most steps past
+as ``guess``). From ``Z = 0`` the iteration failed on most steps past
 ``R = 1e10``, because only a start within ``O(1/||theta||^2)`` of the solution
-lies in its basin.
+is in its basin.
 
 Everything the method needs is derived below from its three nodes, the zeros of
 the Radau polynomial ``d^2/ds^2 (s^2 (s - 1)^3)`` on [0, 1]:

@@ -41,7 +41,7 @@ def test_tableau_is_the_collocation_method_of_its_nodes():
     # B(5): sum_i b_i c_i^(k-1) = 1/k for k = 1..5, the quadrature order 2s - 1.
     for k in range(1, 6):
         assert abs(A[-1] @ c ** (k - 1) - 1.0 / k) <= 8 * EPS
-    # The transformation reproduces A^-1; T is well conditioned (cond < 10), so the
+    # The transformation reproduces A^-1. T is well conditioned (cond < 10), so the
     # reconstruction is exact to a few eps times ||A^-1||.
     inverse = np.linalg.inv(A)
     rebuilt = (radau.T_MATRIX @ np.diag(radau.EIGENVALUES) @ radau.T_INVERSE).real
@@ -83,8 +83,8 @@ def test_error_estimate_order_is_four():
 
 
 def test_dense_output_order_is_four():
-    # The collocation cubic has stage order 3, so its error at s = 1/2 is O(h^4);
-    # a dense output of order 2 would give a slope of 3.
+    # The collocation cubic has stage order 3, so its error at s = 1/2 is O(h^4).
+    # A dense output of order 2 would give a slope of 3.
     dense = [
         _max_abs(_rotation_step(h).interpolate(0.5) - _exact_rotation(h / 2))
         for h in SIZES

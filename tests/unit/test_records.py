@@ -574,7 +574,7 @@ def test_run_settings_fields_all_recorded(tmp_path):
 
 def test_damaged_array_header_gives_record_error(tmp_path):
     # A flipped byte of the compressed data can inflate to a .npy header that is
-    # no longer a Python literal; numpy then raises SyntaxError or
+    # no longer a Python literal. numpy then raises SyntaxError or
     # tokenize.TokenError, which must surface as RecordError. Here the header of
     # one member gets a null byte in place of its closing brace, and the archive is
     # rewritten with valid CRCs so that only the header is wrong.
