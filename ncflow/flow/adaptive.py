@@ -52,6 +52,7 @@ from ncflow.flow.coordinates import (
     NormCoordinates,
     TauCoordinates,
     all_classified,
+    margins,
 )
 from ncflow.flow.events import FlowState, Separated, crosses
 from ncflow.flow.polar import PolarSystem
@@ -66,7 +67,7 @@ from ncflow.flow.steps import (
     dopri5_step,
     error_noise,
 )
-from ncflow.network import Parameters, Problem, sample_margins
+from ncflow.network import Parameters, Problem
 
 SAFETY = 0.9  # fraction of the predicted optimal step that is taken
 MAX_GROWTH = 5.0  # largest step increase after an accepted step
@@ -799,10 +800,8 @@ class AdaptiveFlow:
 
     def _misclassified(self) -> list[int]:
         """Indices of the samples with a non-positive margin at the current state."""
-        y = self.coords.to_polar(self.z)
-        outputs, _ = self.system.forward(y, self.pattern)
-        margins = sample_margins(self.problem, outputs)
-        return [int(i) for i in np.flatnonzero(margins <= 0)]
+        values = margins(self.system, self.coords.to_polar(self.z), self.pattern)
+        return [int(i) for i in np.flatnonzero(values <= 0)]
 
     def _choose_end(self, step: Step, clock: StepTime, err: float):
         s_cross, cluster = self._first_crossing(step)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from ncflow.flow.polar import Evaluation, PolarSystem
+from ncflow.network import sample_margins
 
 # Largest rtol used in the norm clock. The Newton iteration of the implicit method
 # starts from the last step's dense output, and its basin in the fast part of the
@@ -196,14 +197,12 @@ class NormCoordinates:
         return scale
 
 
+def margins(system: PolarSystem, y: np.ndarray, pattern: np.ndarray) -> np.ndarray:
+    """Return the margin of each sample at the polar state ``y``, shape (n,)."""
+    outputs, _ = system.forward(y, pattern)
+    return sample_margins(system.problem, outputs)
+
+
 def all_classified(system: PolarSystem, y: np.ndarray, pattern: np.ndarray) -> bool:
     """True when every sample has a positive margin (then ``dR/dtau > 0``)."""
-    outputs, _ = system.forward(y, pattern)
-    problem = system.problem
-    if problem.binary:
-        return bool(np.all(problem.signs * outputs[:, 0] > 0))
-    rows = np.arange(problem.n)
-    true = outputs[rows, problem.labels]
-    others = outputs.copy()
-    others[rows, problem.labels] = -np.inf
-    return bool(np.all(true > others.max(axis=1)))
+    return bool(np.all(margins(system, y, pattern) > 0))
