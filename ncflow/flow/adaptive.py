@@ -804,19 +804,39 @@ class AdaptiveFlow:
         return [int(i) for i in np.flatnonzero(values <= 0)]
 
     def _choose_end(self, step: Step, clock: StepTime, err: float):
+        """Return the landing of an accepted step: the first activation change,
+        event or end of the span in it, or else its end.
+
+        A step that crosses an activation boundary is first cut back to the
+        crossing, and the events are then searched on that shorter step. Its
+        clock comes from its own stages, while a search of the longer step up to
+        the crossing would need the interpolated clock, at five more evaluations.
+        """
         s_cross, cluster = self._first_crossing(step)
-        found = self._first_event(step, clock, 1.0 if s_cross is None else s_cross)
-        if found is not None:
-            s, index = found
-            if s <= 0.0:
-                return _Landing(None, None, err, event_index=index)
-            sub, sub_err = self._attempt(s * step.size)
-            if not math.isfinite(sub_err):
-                return self._failed_landing(sub, s * step.size, f"event {index}")
-            return _Landing(sub, self._clock(sub), max(err, sub_err), event_index=index)
-        if s_cross is not None:
-            return self._land_on_crossing(step, s_cross, cluster)
-        return _Landing(step, clock, err)
+        if s_cross is None:
+            return self._land_on_event(step, clock, err, _Landing(step, clock, err))
+        landing = self._land_on_crossing(step, s_cross, cluster)
+        if landing is None or landing is RETRY or landing.step is None:
+            return landing
+        err = max(err, landing.err)
+        return self._land_on_event(landing.step, landing.clock, err, landing)
+
+    def _land_on_event(self, step: Step, clock: StepTime, err: float, otherwise):
+        """Return the landing on the first event or end of the span in ``step``,
+        or ``otherwise`` where ``step`` contains none."""
+        found = self._first_event(step, clock, 1.0)
+        if found is None:
+            return otherwise
+        s, index = found
+        if s <= 0.0:
+            return _Landing(None, None, err, event_index=index)
+        if s >= 1.0:
+            # The event is at the end of the step, which is kept as it is.
+            return _Landing(step, clock, err, event_index=index)
+        sub, sub_err = self._attempt(s * step.size)
+        if not math.isfinite(sub_err):
+            return self._failed_landing(sub, s * step.size, f"event {index}")
+        return _Landing(sub, self._clock(sub), max(err, sub_err), event_index=index)
 
     def _commit(self, landing: _Landing) -> None:
         step, clock = landing.step, landing.clock
@@ -958,10 +978,7 @@ def _first_roots(c: np.ndarray) -> np.ndarray:
         [np.zeros(m), np.sort(np.column_stack(inner), axis=1), np.ones(m)]
     )
 
-    def cubic(s, cc=c):
-        return ((cc[3] * s + cc[2]) * s + cc[1]) * s + cc[0]
-
-    values = cubic(knots.T).T
+    values = _cubic(c[:, :, None], knots)
     below = values <= 0
     below[:, 0] = False
     roots = np.full(m, np.inf)
@@ -979,24 +996,53 @@ def _first_roots(c: np.ndarray) -> np.ndarray:
     keep = lo <= hi.min()
     rows, lo, hi = rows[keep], lo[keep], hi[keep]
     cc = c[:, rows]
-    # Safeguarded Newton: the cubic is monotone on each bracket, so a Newton
-    # step that leaves the bracket is replaced by bisection.
+    roots[rows] = _bracketed_roots(cc, lo, hi)
+    return roots
+
+
+def _cubic(c: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``sum_k c[k] s^k`` by Horner's rule, elementwise."""
+    return ((c[3] * s + c[2]) * s + c[1]) * s + c[0]
+
+
+def _bracketed_roots(c: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Root of each cubic ``c[:, r]`` on a bracket ``[lo, hi]`` where it falls
+    monotonically from a positive value to a non-positive one.
+
+    Safeguarded Newton: a Newton step that leaves the bracket is replaced by
+    bisection. Once the Newton correction is below ``4 eps s``, the point two
+    corrections and ``4 eps s`` past the Newton point is checked. Where the
+    cubic is non-positive there, that point is the result: it lies on the far
+    side of the root, as the upper end of a bisection bracket would. Where
+    roundoff hides the sign (a nearly tangential root), bisection goes on to
+    float64 resolution.
+    """
+    tiny = np.finfo(float).tiny
+    unit = 4 * np.finfo(float).eps
+    result = hi.copy()
+    active = np.arange(lo.size)
     s = 0.5 * (lo + hi)
     for _ in range(BISECTIONS):
-        value = cubic(s, cc)
+        cc = c[:, active]
+        value = _cubic(cc, s)
         positive = value > 0
         lo = np.where(positive, s, lo)
         hi = np.where(positive, hi, s)
         slope = (3 * cc[3] * s + 2 * cc[2]) * s + cc[1]
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             newton = s - value / slope
-        inside = np.isfinite(newton) & (newton > lo) & (newton < hi)
-        new = np.where(inside, newton, 0.5 * (lo + hi))
-        if np.all(np.abs(new - s) <= 4 * np.finfo(float).eps * np.maximum(new, 1e-300)):
-            s = new
+            correction = np.abs(newton - s)
+            settled = np.isfinite(newton) & (correction <= unit * np.maximum(s, tiny))
+            past = np.minimum(newton + 2 * correction + unit * np.abs(newton), hi)
+            at_past = _cubic(cc, past)
+        done = (settled & (at_past <= 0)) | (hi - lo <= unit * np.maximum(hi, tiny))
+        result[active[done]] = np.where(
+            settled[done] & (at_past[done] <= 0), past[done], hi[done]
+        )
+        inside = np.isfinite(newton) & (newton > lo) & (newton < hi) & ~settled
+        s = np.where(inside, newton, 0.5 * (lo + hi))
+        keep = ~done
+        if not keep.any():
             break
-        s = new
-    # Report the point on the far side of the root (g <= 0 there), as the
-    # bisection bracket's upper end would be.
-    roots[rows] = np.where(cubic(s, cc) <= 0, s, hi)
-    return roots
+        active, lo, hi, s = active[keep], lo[keep], hi[keep], s[keep]
+    return result

@@ -1,0 +1,85 @@
+"""First roots of the crossing cubics that locate activation changes in a step.
+
+Each cubic is built from its roots, so the first root in (0, 1] is known in
+closed form and the search can be compared with it.
+"""
+
+import numpy as np
+import pytest
+
+from ncflow.flow.adaptive import _cubic, _first_roots
+
+EPS = np.finfo(float).eps
+
+
+def cubic_with_roots(roots) -> np.ndarray:
+    """Coefficients ``c_0..c_3`` of ``+-(s - r_1)(s - r_2)(s - r_3)``, shape (4,),
+    the sign chosen so that ``c_0 > 0`` (positive at the start of the step)."""
+    coef = np.poly(roots)[::-1]  # np.poly gives the highest degree first
+    return coef * np.sign(coef[0])
+
+
+def stack(*cubics) -> np.ndarray:
+    return np.column_stack(cubics)
+
+
+def root_tolerance(c: np.ndarray, root: np.ndarray) -> np.ndarray:
+    """Distance from ``root`` within which the search must report it.
+
+    Horner's rule evaluates a cubic with an error below ``6 eps sum |c_k| s^k``,
+    which moves the computed root by that amount over the slope. The search
+    stops once its Newton correction is below ``4 eps s`` and reports the point
+    two corrections and ``4 eps s`` further on: ``12 eps s`` past the iterate,
+    which is itself within ``4 eps s`` of the computed root.
+    """
+    noise = 6 * EPS * sum(np.abs(c[k]) * root**k for k in range(4))
+    slope = np.abs(c[1] + 2 * c[2] * root + 3 * c[3] * root**2)
+    return noise / slope + 16 * EPS * root
+
+
+def test_first_roots_simple_roots_to_roundoff():
+    rng = np.random.default_rng(3)
+    first = rng.uniform(0.05, 0.95, size=40)
+    c = stack(*[cubic_with_roots([r, 1.5 + r, -0.5 - r]) for r in first])
+    found = _first_roots(c)
+    assert np.all(np.abs(found - first) <= root_tolerance(c, first))
+
+
+def test_first_roots_point_past_the_root():
+    rng = np.random.default_rng(4)
+    first = rng.uniform(0.05, 0.95, size=40)
+    c = stack(*[cubic_with_roots([r, 2.0, -1.0]) for r in first])
+    found = _first_roots(c)
+    assert np.all(_cubic(c, found) <= 0)
+
+
+def test_first_roots_earliest_of_three():
+    c = stack(cubic_with_roots([0.7, 0.2, 0.45]))
+    found = _first_roots(c)
+    assert abs(found[0] - 0.2) <= root_tolerance(c, np.array([0.2]))[0]
+
+
+def test_first_roots_none_in_step_gives_inf():
+    c = stack(cubic_with_roots([1.2, 1.5, -0.3]), np.array([1.0, 0.5, 0.0, 0.0]))
+    found = _first_roots(c)
+    assert np.all(np.isinf(found))
+
+
+def test_first_roots_zero_at_start_gives_zero():
+    c = stack(np.array([0.0, -1.0, 0.0, 0.0]), np.array([-1e-18, -1.0, 0.0, 0.0]))
+    assert np.all(_first_roots(c) == 0.0)
+
+
+@pytest.mark.parametrize("gap", [1e-3, 1e-6])
+def test_first_roots_close_pair_gives_first(gap):
+    # The cubic dips below 0 only between 0.4 and 0.4 + gap: a nearly tangential
+    # crossing, whose slope of about 2.6 gap magnifies the roundoff.
+    c = stack(cubic_with_roots([0.4, 0.4 + gap, 3.0]))
+    found = _first_roots(c)
+    assert abs(found[0] - 0.4) <= root_tolerance(c, np.array([0.4]))[0]
+
+
+def test_first_roots_root_at_step_end():
+    c = stack(cubic_with_roots([1.0, 2.0, -2.0]))
+    found = _first_roots(c)
+    assert abs(found[0] - 1.0) <= root_tolerance(c, np.array([1.0]))[0]
