@@ -22,12 +22,18 @@ def logsumexp(values: np.ndarray, axis: int | None = None, weights=None) -> np.n
             return float(top)  # +inf, or -inf when every entry is -inf
         return float(top + np.log(np.exp(values - top).sum()))
     top = np.max(values, axis=axis, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
+    finite = np.isfinite(top)
+    if not finite.all():
+        top = np.where(finite, top, 0.0)
     shifted = np.exp(values - top)
     if weights is not None:
         shifted = shifted * weights
-    with np.errstate(divide="ignore"):
-        out = np.log(np.sum(shifted, axis=axis, keepdims=True)) + top
+    total = shifted.sum(axis=axis, keepdims=True)
+    if (total > 0).all():
+        out = np.log(total) + top
+    else:
+        with np.errstate(divide="ignore"):
+            out = np.log(total) + top
     if axis is None:
         return float(out.reshape(()))
     return np.squeeze(out, axis=axis)

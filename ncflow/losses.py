@@ -26,7 +26,9 @@ unit_hessian[i]``. No term overflows or underflows for finite outputs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -66,6 +68,8 @@ def log_softplus(z: np.ndarray) -> np.ndarray:
     """Return ``log(log(1 + exp(z)))``, accurate also where ``exp(z)`` underflows."""
     z = np.asarray(z, dtype=np.float64)
     small = z < _LOG_SOFTPLUS_SERIES_BELOW
+    if not small.any():
+        return np.log(softplus(z))
     out = np.empty_like(z)
     zs = z[small]
     ez = np.exp(zs)
@@ -92,13 +96,19 @@ class LossTerms:
     unit_gradients : ndarray, shape (n, d_y)
         ``g_i * exp(-lambda_i)``, entries in ``[-1, 1]``.
     unit_hessians : ndarray, shape (n, d_y, d_y)
-        ``H_i * exp(-lambda_i)``, entries bounded by 1 in absolute value.
+        ``H_i * exp(-lambda_i)``, entries bounded by 1 in absolute value. It is
+        formed on first access by ``hessian_rule``: the integrator's explicit
+        steps need only the gradients.
     """
 
     log_losses: np.ndarray
     log_scales: np.ndarray
     unit_gradients: np.ndarray
-    unit_hessians: np.ndarray
+    hessian_rule: Callable[[], np.ndarray] = field(repr=False, compare=False)
+
+    @cached_property
+    def unit_hessians(self) -> np.ndarray:
+        return self.hessian_rule()
 
     @property
     def log_total(self) -> float:
@@ -179,7 +189,7 @@ def loss_terms(outputs: np.ndarray, targets: np.ndarray, loss: str) -> LossTerms
         log_losses=terms.log_losses + log_factor,
         log_scales=terms.log_scales + log_factor,
         unit_gradients=terms.unit_gradients,
-        unit_hessians=terms.unit_hessians,
+        hessian_rule=lambda: terms.unit_hessians,
     )
 
 
@@ -204,7 +214,7 @@ def _binary_terms(outputs: np.ndarray, signs: np.ndarray, loss: str) -> LossTerm
         log_losses=log_losses,
         log_scales=log_scales,
         unit_gradients=signs[:, None].copy(),
-        unit_hessians=unit_hessian[:, None, None],
+        hessian_rule=lambda: unit_hessian[:, None, None],
     )
 
 
@@ -234,18 +244,21 @@ def _cross_entropy_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
     # H_i / q_i = -(diag(p) - p p^T) / q. Off the diagonal, entry (a, b) is
     # p_a p_b / q, formed as p_a r_b (or p_b r_a when b is the true class) so
     # that no factor 1/q multiplies a probability close to 1.
-    probs_true = np.exp(-softplus(z))  # p_k = 1 - q = sigmoid(-z)
-    unit_hessians = probs[:, :, None] * ratio[:, None, :]
-    unit_hessians[rows, :, labels] = probs_true[:, None] * ratio
-    diagonal = -ratio * (1.0 - probs)
-    diagonal[rows, labels] = -probs_true
-    index = np.arange(num_classes)
-    unit_hessians[:, index, index] = diagonal
+    def hessians() -> np.ndarray:
+        probs_true = np.exp(-softplus(z))  # p_k = 1 - q = sigmoid(-z)
+        unit_hessians = probs[:, :, None] * ratio[:, None, :]
+        unit_hessians[rows, :, labels] = probs_true[:, None] * ratio
+        diagonal = -ratio * (1.0 - probs)
+        diagonal[rows, labels] = -probs_true
+        index = np.arange(num_classes)
+        unit_hessians[:, index, index] = diagonal
+        return unit_hessians
+
     return LossTerms(
         log_losses=log_losses,
         log_scales=log_q,
         unit_gradients=unit_gradients,
-        unit_hessians=unit_hessians,
+        hessian_rule=hessians,
     )
 
 
@@ -328,5 +341,5 @@ def _wrong_axis_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
         log_losses=log_losses,
         log_scales=log_scales,
         unit_gradients=unit_gradients,
-        unit_hessians=unit_hessians,
+        hessian_rule=lambda: unit_hessians,
     )

@@ -166,14 +166,16 @@ class PolarSystem:
         outputs = ((active * scale2) @ b) @ self.Q.T
         terms = loss_terms(outputs, self.problem.targets, self.problem.loss)
 
-        unit_norms = np.linalg.norm(terms.unit_gradients, axis=1)
-        log_weights = terms.log_scales + np.log(unit_norms) + self.log_x_norms
+        log_weights = (
+            terms.log_scales + _log_row_norms(terms.unit_gradients) + self.log_x_norms
+        )
         log_N = float(logsumexp(log_weights))
         G = (np.exp(terms.log_scales - log_N)[:, None] * terms.unit_gradients) @ self.Q
 
         GB = G @ b.T  # (n, h)
-        omega_norm2 = np.sum(a * a, axis=1) + np.sum(b * b, axis=1)
-        q = 2 * np.sum(active * GB, axis=0) / omega_norm2
+        omega = state.reshape(self.h, self.block)[:, 1:]
+        omega_norm2 = np.einsum("jk,jk->j", omega, omega)
+        q = 2 * np.einsum("ij,ij->j", active, GB) / omega_norm2
         rhs = np.empty(self.size)
         blocks = rhs.reshape(self.h, self.block)
         blocks[:, 0] = q
@@ -194,9 +196,12 @@ class PolarSystem:
     def log_N(self, state: np.ndarray, pattern: np.ndarray) -> float:
         """``log N = log sum_i ||g_i|| ||x_i||``, the clock rate ``dtau/dt``."""
         _, terms = self.forward(state, pattern)
-        unit_norms = np.linalg.norm(terms.unit_gradients, axis=1)
         return float(
-            logsumexp(terms.log_scales + np.log(unit_norms) + self.log_x_norms)
+            logsumexp(
+                terms.log_scales
+                + _log_row_norms(terms.unit_gradients)
+                + self.log_x_norms
+            )
         )
 
     # -- Jacobian ----------------------------------------------------------
@@ -282,6 +287,11 @@ class PolarSystem:
         neurons = np.arange(h)
         J.reshape(h, B, h, B)[neurons, :, neurons, :] += blocks
         return J
+
+
+def _log_row_norms(rows: np.ndarray) -> np.ndarray:
+    """``log ||r_i||`` of each row of an (n, m) array."""
+    return 0.5 * np.log(np.einsum("ik,ik->i", rows, rows))
 
 
 def _output_basis(num_outputs: int, binary: bool) -> np.ndarray:
