@@ -83,6 +83,9 @@ DP_E = (
     -1 / 40,
 )
 DP_ERROR_ORDER = 4
+_DP_A_ROWS = [np.array(row) for row in DP_A]
+_DP_B_ROW = np.array(DP_B)
+_DP_E_ROW = np.array(DP_E)
 # Real stability boundary of the method: h * rho beyond about 3.3 is unstable.
 DP_STABILITY_LIMIT = 3.3
 
@@ -97,16 +100,17 @@ def dopri5_step(rhs, y0: np.ndarray, f0: np.ndarray, size: float):
         ``f1 = rhs(y1)`` and the estimate ``||f(y1) - f(y6)|| / ||y1 - y6||`` of
         the stiffness ``rho`` (``y6`` the last stage point, Hairer's test).
     """
-    k = [f0]
+    k = np.empty((7, y0.size))
+    k[0] = f0
     y = y0
     for stage in range(1, 6):
-        y = y0 + size * sum(coef * kj for coef, kj in zip(DP_A[stage], k))
-        k.append(rhs(y))
+        y = y0 + size * (_DP_A_ROWS[stage] @ k[:stage])
+        k[stage] = rhs(y)
     y_stage6 = y
-    y1 = y0 + size * sum(coef * kj for coef, kj in zip(DP_B, k))
+    y1 = y0 + size * (_DP_B_ROW @ k[:6])
     f1 = rhs(y1)
-    k.append(f1)
-    error = size * sum(coef * kj for coef, kj in zip(DP_E, k))
+    k[6] = f1
+    error = size * (_DP_E_ROW @ k)
     difference = float(np.linalg.norm(y1 - y_stage6))
     rho = float(np.linalg.norm(f1 - k[5])) / difference if difference > 0 else 0.0
     delta = y1 - y0
