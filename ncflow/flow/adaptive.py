@@ -956,7 +956,8 @@ def _first_roots(c: np.ndarray) -> np.ndarray:
 
     The cubic is monotone between its critical points, so the first sign change
     at the sorted points ``{0, critical points, 1}`` brackets the first root,
-    which bisection then pins to float64 resolution. Returns ``inf`` where the
+    which a safeguarded Newton search (``_bracketed_roots``) then pins to
+    float64 resolution. Returns ``inf`` where the
     cubic stays positive on (0, 1], and 0 where ``c[0] <= 0`` already (a
     crossing that roundoff hid from the previous step).
     """
