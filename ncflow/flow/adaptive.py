@@ -717,9 +717,7 @@ class AdaptiveFlow:
                 self.n_rejected += 1
                 factor = SAFETY * err**-self._exponent if math.isfinite(err) else 0.0
                 size *= max(MAX_SHRINK, factor)
-                if size < MIN_STEP * max(
-                    1.0, abs(self.z[-1]) if self.coords.clock == "norm2" else 1.0
-                ):
+                if size < self._min_step():
                     self.status = res.STATUS_STEP_FAILURE
                     self.detail = (
                         f"step {size:.3e} in {self.coords.clock} at log t = "
@@ -763,6 +761,14 @@ class AdaptiveFlow:
                     size = min(size, MAX_NORM_STEP * self.z[-1])
                 self._check_progress(landing, size)
         return self._finish()
+
+    def _min_step(self) -> float:
+        """Smallest step before a rejection ends the run: ``MIN_STEP`` in tau,
+        ``MIN_STEP R`` in the norm clock, whose variable ``R`` may start far below
+        1 after a small initialisation."""
+        if self.coords.clock == "norm2":
+            return MIN_STEP * abs(self.z[-1])
+        return MIN_STEP
 
     def _check_progress(self, landing: _Landing, size: float) -> None:
         """End a run whose clock cannot carry it further (see MAX_TAU_STEP and

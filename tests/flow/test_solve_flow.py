@@ -330,6 +330,24 @@ def test_unmet_rtol_fails_with_time_step_and_reason(monkeypatch):
     assert result.trajectory.log_t[-1] == result.log_t
 
 
+def test_norm_clock_below_one_keeps_relative_minimum_step():
+    # From eps = 1e-10 the norm clock takes over at ||theta||^2 of about 1e-14,
+    # where steps in R are of order R itself. A minimum step of 1e-13 in absolute
+    # terms ended this run there at rtol=1e-7; relative to R it does not.
+    alpha = 1e-5
+    angles = np.array([0.0, alpha, alpha, math.pi + 0.3])
+    X = np.column_stack([np.cos(angles), np.sin(angles)])
+    problem = Problem(X, np.array([0, 0, 0, 1]), 2, "exponential")
+    neurons = np.array([alpha / 2, math.pi + 0.3])
+    W = 0.5e-10 * np.vstack([np.cos(neurons), np.sin(neurons)])
+    V = 0.5e-10 * np.array([[1.0, -1.0]])
+    result = solve_flow(
+        problem, Parameters(W, V), rtol=1e-7, atol=1e-12, events=[Norm2Above(1.0)]
+    )
+    assert result.status == res.STATUS_TERMINAL_EVENT, result.message
+    assert result.norm2 >= 1.0
+
+
 @pytest.mark.parametrize("event", [Norm2Above(1e-12), LossBelow(1e6)])
 def test_event_past_at_start_warns(event):
     # ||theta(0)||^2 is about 2e-2 and L(0) about 2 (two samples at outputs near
