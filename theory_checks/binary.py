@@ -28,6 +28,7 @@ from ncflow.network import Parameters
 from theory_checks import tolerances as tol
 from theory_checks.common import (
     Quantity,
+    add_resolution_terms,
     alive_neurons,
     combine,
     early_run,
@@ -617,6 +618,7 @@ def check_c10(example: Example, settings: RunSettings, reports: list) -> Verdict
         kinds=kinds,
         roundoff=(example.dataset.D * example.shapes.width, 1.0),
     )
+    add_resolution_terms(quantities, example, limit, points, _u_dependent(limit))
 
     def dead_share(theta: Parameters) -> dict:
         dead = ~alive
@@ -631,6 +633,22 @@ def check_c10(example: Example, settings: RunSettings, reports: list) -> Verdict
     return combine(
         "C10", "block structure of W_bar and V_bar", quantities, run, reports
     )
+
+
+def _u_dependent(limit: Limit) -> dict[str, tuple[int, float]]:
+    """Map the C10 quantities that use ``u_k`` to ``(k, change per unit change
+    of u_k)``.
+
+    The residual is ``min_g ||W_k - s_k u g^T||_F``, which is ``s_k``-Lipschitz
+    in ``u``. The unit ``g_k = W_k^T u / ||W_k^T u||`` changes by at most
+    ``2 ||W_k||_F / ||W_k^T u_k||`` times the change of ``u``, which is 2 at
+    the limit ``W_k = s_k u_k g_k^T``.
+    """
+    out = {}
+    for k in range(limit.K):
+        out[f"class {k}: ||W_bar_k - s_k u_k g_k^T||_F"] = (k, float(limit.s[k]))
+        out[f"class {k}: min entry of g_k"] = (k, 2.0)
+    return out
 
 
 def check_c11(example: Example, settings: RunSettings, reports: list) -> Verdict:
@@ -711,6 +729,17 @@ def check_c12(example: Example, settings: RunSettings, reports: list) -> Verdict
     }
     quantities = limit_quantities(
         points, measure, predictions, roundoff=(X.shape[0] * example.shapes.width, 1.0)
+    )
+    # NOTE: the closed forms of the empirical-mean metrics use a_i = <s_k u_k,
+    # x_i>, so they carry the float64 conditioning of u_k too; that part is not
+    # sized here, only the unresolved pairs are.
+    add_resolution_terms(
+        quantities,
+        example,
+        limit,
+        points,
+        {},
+        any_class=("NC1 (paper, empirical means)", "NC3 (paper, empirical means)"),
     )
     return combine("C12", "NC metrics at theta_bar", quantities, run, reports)
 

@@ -172,9 +172,10 @@ class LimitPoints:
     loose: Parameters | None
     R: float
     R_ref: float
-    # One reference ratio before R_ref, for the Aitken part of the asymptotic
-    # tolerance; None when the trajectory does not reach back that far.
+    # One reference ratio before R_ref, for the Aitken and two-rate parts of the
+    # asymptotic tolerance; None when the trajectory does not reach back that far.
     earlier: Parameters | None = None
+    R_earlier: float | None = None
 
 
 def limit_points(run: Run) -> LimitPoints | None:
@@ -192,12 +193,19 @@ def limit_points(run: Run) -> LimitPoints | None:
     loose = None
     if run.loose is not None and run.loose.success:
         loose = direction(run.loose.params)
-    earlier = None
+    earlier, R_earlier = None, None
     index_earlier = record_at_or_below(result, R_ref / run.settings.reference_ratio)
     if index_earlier is not None and index_earlier < index:
-        earlier = direction(result.trajectory.parameters(index_earlier))
+        state = result.trajectory.parameters(index_earlier)
+        earlier, R_earlier = direction(state), state.norm2()
     return LimitPoints(
-        direction(result.params), direction(reference), loose, R, R_ref, earlier
+        direction(result.params),
+        direction(reference),
+        loose,
+        R,
+        R_ref,
+        earlier,
+        R_earlier,
     )
 
 
@@ -232,6 +240,7 @@ def limit_quantities(
                 points.R_ref,
                 rate,
                 None if earlier is None else earlier[name],
+                points.R_earlier,
             ),
             tol.roundoff(roundoff[0], roundoff[1], name),
         ]
@@ -245,6 +254,54 @@ def limit_quantities(
             )
         )
     return out
+
+
+def add_resolution_terms(
+    quantities: list[Quantity],
+    example: Example,
+    limit,
+    points: LimitPoints,
+    per_class: dict[str, tuple[int, float]],
+    any_class: tuple[str, ...] = (),
+) -> None:
+    """Add the parts of a tolerance that come from how well ``u_k`` is resolved.
+
+    ``per_class`` maps a quantity's name to ``(k, scale)``, where ``scale`` is the
+    quantity's change per unit change of ``u_k``. Such a quantity gets class
+    ``k``'s float64 conditioning part times ``scale``. When a near-active pair of
+    class ``k`` is not yet resolved at ``R_ref``, it also gets an infinite part
+    named ``"unresolved"``. That makes the verdict INCONCLUSIVE unless another
+    quantity fails, and :func:`refine_norm` then repeats the run at a larger
+    ``R``. Quantities named in ``any_class`` depend on every ``u_k`` and get the
+    infinite part of the first unresolved class. The criterion is
+    ``theory_checks.limits.direction_resolution``.
+    """
+    from theory_checks.limits import direction_resolution
+
+    # NOTE: the infinite part also hides a deviation far larger than the
+    # unresolved pair's angle, which the plateau cannot explain when the pair is
+    # the whole support. A finite bound for that case would keep such a FAIL
+    # visible.
+    resolutions = direction_resolution(
+        example.dataset.X, example.dataset.labels, limit, points.R_ref
+    )
+    pending = [
+        term
+        for term in (tol.unresolved_pair(r, points.R_ref) for r in resolutions)
+        if term is not None
+    ]
+    for quantity in quantities:
+        extra: list[ToleranceTerm] = []
+        if quantity.name in per_class:
+            k, scale = per_class[quantity.name]
+            extra.append(tol.conditioning(resolutions[k], scale, quantity.name))
+            unresolved = tol.unresolved_pair(resolutions[k], points.R_ref)
+            if unresolved is not None:
+                extra.append(unresolved)
+        elif quantity.name in any_class and pending:
+            extra.append(pending[0])
+        if extra:
+            quantity.tolerance = tol.tolerance(*quantity.tolerance.terms, *extra)
 
 
 def refine_eps(
@@ -294,15 +351,19 @@ def refine_norm(
     FAIL, and an INCONCLUSIVE repeat (a run that cannot reach the larger norm)
     leaves it standing. A run converging to a wrong limit
     keeps its deviation while the tolerance shrinks, so it still fails.
+
+    An INCONCLUSIVE verdict because a pair of samples is not yet resolved
+    (:func:`add_resolution_terms`) is repeated the same way, since a larger
+    ``R`` resolves the pair; the last repeat's verdict is kept.
     """
     norm2_max = settings.norm2_max if norm2_max is None else norm2_max
     verdict = check_once(example, settings)
+    first = verdict.outcome.value
     targets = [settings.norm2_target]
     current = settings
     while (
-        verdict.outcome is Outcome.FAIL
-        and current.norm2_target * current.reference_ratio <= norm2_max
-    ):
+        verdict.outcome is Outcome.FAIL or _unresolved(verdict)
+    ) and current.norm2_target * current.reference_ratio <= norm2_max:
         current = replace(
             current, norm2_target=current.norm2_target * current.reference_ratio
         )
@@ -310,11 +371,14 @@ def refine_norm(
         retry = check_once(example, current)
         if retry.outcome is Outcome.PASS:
             retry.reason += (
-                f" (after a FAIL at ||theta||^2 = {settings.norm2_target:.3g}, "
+                f" (after {first} at ||theta||^2 = {settings.norm2_target:.3g}, "
                 f"repeated at {current.norm2_target:.3g})"
             )
             verdict = retry
             break
+        if retry.outcome is Outcome.INCONCLUSIVE and _unresolved(verdict):
+            verdict = retry
+            continue
         if retry.outcome is Outcome.INCONCLUSIVE:
             # The repeat neither confirms nor lifts the FAIL, so the FAIL is kept.
             verdict.reason += (
@@ -326,6 +390,17 @@ def refine_norm(
     if len(targets) > 1:
         verdict.details["norm2_targets"] = targets
     return verdict
+
+
+def _unresolved(verdict: Verdict) -> bool:
+    """True for an INCONCLUSIVE verdict caused by a pair not yet resolved."""
+    if verdict.outcome is not Outcome.INCONCLUSIVE:
+        return False
+    return any(
+        part["name"] == "unresolved"
+        for quantity in verdict.details.get("quantities", [])
+        for part in quantity.get("tolerance_parts", [])
+    )
 
 
 def run_or_reason(example: Example, settings: RunSettings) -> tuple[Run, str]:
@@ -416,6 +491,7 @@ def first_unverified(reports: list[HypothesisReport]) -> HypothesisReport | None
 __all__ = [
     "LimitPoints",
     "Quantity",
+    "add_resolution_terms",
     "alive_neurons",
     "combine",
     "early_run",

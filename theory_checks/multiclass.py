@@ -58,6 +58,7 @@ from theory_checks import binary
 from theory_checks import tolerances as tol
 from theory_checks.common import (
     Quantity,
+    add_resolution_terms,
     alive_neurons,
     combine,
     early_run,
@@ -990,6 +991,7 @@ def check_c10(example: Example, settings: RunSettings, reports: list) -> Verdict
         kinds=kinds,
         roundoff=(example.dataset.D * example.shapes.width, 1.0),
     )
+    add_resolution_terms(quantities, example, limit, points, binary._u_dependent(limit))
 
     dead_name = "||theta_bar restricted to dead neurons||_F"
 
@@ -1084,6 +1086,19 @@ def check_c12(example: Example, settings: RunSettings, reports: list) -> Verdict
             run, points, measure, predictions, roundoff=(X.shape[0] * h, 1.0)
         )
         quantities.append(_nc2_after_separation(example, run))
+        # NOTE: as in the binary check, the float64 conditioning of u_k in the
+        # empirical-mean closed forms is not sized, only the unresolved pairs.
+        add_resolution_terms(
+            quantities,
+            example,
+            limit,
+            points,
+            {},
+            any_class=(
+                "NC1 (paper, empirical means)",
+                "NC3 (paper, empirical means)",
+            ),
+        )
     except MetricUndefined as error:
         return inconclusive(
             "C12", f"an NC metric is undefined on this run: {error}", hypotheses=reports
