@@ -822,15 +822,21 @@ class AdaptiveFlow:
         if s_cross is None:
             return self._land_on_event(step, clock, err, _Landing(step, clock, err))
         landing = self._land_on_crossing(step, s_cross, cluster)
-        if landing is None or landing is RETRY or landing.step is None:
+        if landing is None:
+            # An event before the crossing still ends the step there, so a
+            # terminal one ends the run before the landing that failed.
+            return self._land_on_event(step, clock, err, None, limit=s_cross)
+        if landing is RETRY or landing.step is None:
             return landing
         err = max(err, landing.err)
         return self._land_on_event(landing.step, landing.clock, err, landing)
 
-    def _land_on_event(self, step: Step, clock: StepTime, err: float, otherwise):
-        """Return the landing on the first event or end of the span in ``step``,
-        or ``otherwise`` where ``step`` contains none."""
-        found = self._first_event(step, clock, 1.0)
+    def _land_on_event(
+        self, step: Step, clock: StepTime, err: float, otherwise, limit: float = 1.0
+    ):
+        """Return the landing on the first event or end of the span in ``step`` up
+        to the fraction ``limit``, or ``otherwise`` where it contains none."""
+        found = self._first_event(step, clock, limit)
         if found is None:
             return otherwise
         s, index = found

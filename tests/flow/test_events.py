@@ -414,3 +414,21 @@ def test_repeated_idle_crossing_ends_the_run(monkeypatch):
     assert "found again at the start of every step" in result.message
     assert "(0, 3)" in result.message
     assert result.n_accepted + result.n_rejected < 100
+
+
+def test_t_max_before_failed_crossing_still_ends_run(monkeypatch):
+    # The landing on an activation change is made to fail. A t_max just before
+    # the first change, inside the step that finds it, must still end the run
+    # there (end of span), not as a failed landing.
+    problem, params0 = _problem()
+    rtol = 1e-8
+    first = _run(rtol).activation_events[0].log_t
+    monkeypatch.setattr(
+        adaptive.AdaptiveFlow, "_land_on_crossing", lambda self, *args: None
+    )
+    t_max = math.exp(first) * (1 - 1e-6)
+    result = solve_flow(problem, params0, rtol=rtol, atol=ATOL, t_max=t_max)
+    assert result.status == STATUS_END_OF_SPAN, result.message
+    # As in the t_max test above: twice the quadrature's error bound.
+    tol = 2 * (rtol + ATOL) * max(1.0, abs(math.log(t_max)))
+    assert abs(result.log_t - math.log(t_max)) <= tol
