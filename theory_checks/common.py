@@ -107,17 +107,23 @@ def combine(
     worst = max(quantities, key=lambda q: q.ratio)
     failed = [q for q in quantities if q.ratio > 1.0]
     unbounded = [q for q in quantities if not math.isfinite(q.tolerance.total)]
-    if unbounded and not failed:
+    # A deviation within an "unresolved" part may be the plateau itself, so a
+    # quantity with one can fail but not pass.
+    undecided = [
+        q for q in quantities if any(t.name == "unresolved" for t in q.tolerance.terms)
+    ]
+    if (unbounded or undecided) and not failed:
         # An infinite tolerance passes any deviation, so it verifies nothing.
-        quantity = unbounded[0]
+        quantity = (unbounded or undecided)[0]
         parts = "; ".join(
             f"{t.name}: {t.derivation}"
             for t in quantity.tolerance.terms
-            if not math.isfinite(t.value)
+            if not math.isfinite(t.value) or t.name == "unresolved"
         )
+        kind = "is not finite" if unbounded else "contains an unresolved part"
         return inconclusive(
             claim,
-            f"{what}: the tolerance of '{quantity.name}' is not finite ({parts})",
+            f"{what}: the tolerance of '{quantity.name}' {kind} ({parts})",
             hypotheses=hypotheses,
             integrator=run.integrator_summary() if run is not None else {},
             details={
@@ -269,19 +275,20 @@ def add_resolution_terms(
     ``per_class`` maps a quantity's name to ``(k, scale)``, where ``scale`` is the
     quantity's change per unit change of ``u_k``. Such a quantity gets class
     ``k``'s float64 conditioning part times ``scale``. When a near-active pair of
-    class ``k`` is not yet resolved at ``R_ref``, it also gets an infinite part
-    named ``"unresolved"``. That makes the verdict INCONCLUSIVE unless another
-    quantity fails, and :func:`refine_norm` then repeats the run at a larger
-    ``R``. Quantities named in ``any_class`` depend on every ``u_k`` and get the
-    infinite part of the first unresolved class. The criterion is
+    class ``k`` is not yet resolved at ``R_ref``, it also gets a part named
+    ``"unresolved"``: ``scale`` times the largest angle of such a pair. A
+    deviation beyond the tolerance then fails, and one within it makes the
+    verdict INCONCLUSIVE (:func:`combine`); :func:`refine_norm` then repeats the
+    run at a larger ``R``. Quantities named in ``any_class`` depend on every
+    ``u_k`` and get the infinite part of the first unresolved class. The criterion is
     ``theory_checks.limits.direction_resolution``.
     """
     from theory_checks.limits import direction_resolution
 
-    # NOTE: the infinite part also hides a deviation far larger than the
-    # unresolved pair's angle, which the plateau cannot explain when the pair is
-    # the whole support. A finite bound for that case would keep such a FAIL
-    # visible.
+    # NOTE: the quantities in ``any_class`` (the C12 empirical-mean metrics) get
+    # an infinite part, because their change per unit change of u_k is not
+    # sized. One class's unresolved pair then leaves them undecided even where
+    # another class is wrong; C10 still fails on such a class.
     resolutions = direction_resolution(
         example.dataset.X, example.dataset.labels, limit, points.R_ref
     )
@@ -295,7 +302,7 @@ def add_resolution_terms(
         if quantity.name in per_class:
             k, scale = per_class[quantity.name]
             extra.append(tol.conditioning(resolutions[k], scale, quantity.name))
-            unresolved = tol.unresolved_pair(resolutions[k], points.R_ref)
+            unresolved = tol.unresolved_pair(resolutions[k], points.R_ref, scale)
             if unresolved is not None:
                 extra.append(unresolved)
         elif quantity.name in any_class and pending:

@@ -156,6 +156,11 @@ class DirectionResolution:
         direction: the largest ``min(alpha, c eps / alpha)`` over near-active
         pairs, with ``c = 3 D + n_k`` (two margins of ``D`` terms in the flow,
         the ``(n_k + D) eps`` roundoff scale of the max-margin solver).
+    plateau : float
+        The largest angle ``alpha`` over the unresolved pairs (0 if none). The
+        group rests at a weighted mean of such a pair's directions, and
+        ``u_k`` lies on the same arc, so the group's direction is within
+        ``plateau`` of ``u_k`` while the pair is unresolved.
     """
 
     k: int
@@ -163,6 +168,7 @@ class DirectionResolution:
     near_active: np.ndarray
     unresolved: tuple | None
     conditioning: float
+    plateau: float = 0.0
 
 
 def direction_resolution(
@@ -206,6 +212,7 @@ def direction_resolution(
         r = rho * limit.gammas[k] * alphas**2
         open_pairs = np.flatnonzero((alphas > floor) & (r < RESOLVED_R))
         unresolved = None
+        plateau = 0.0
         if open_pairs.size:
             worst = open_pairs[np.argmin(r[open_pairs])]
             unresolved = (
@@ -214,5 +221,6 @@ def direction_resolution(
                 float(alphas[worst]),
                 float(r[worst]),
             )
-        out.append(DirectionResolution(k, rho, near, unresolved, conditioning))
+            plateau = float(np.max(alphas[open_pairs]))
+        out.append(DirectionResolution(k, rho, near, unresolved, conditioning, plateau))
     return out

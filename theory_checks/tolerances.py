@@ -210,26 +210,35 @@ def two_rate_tail(values: tuple, norms: tuple) -> float:
     return tail if math.isfinite(tail) else math.inf
 
 
-def unresolved_pair(resolution, R_ref: float) -> ToleranceTerm | None:
-    """Infinite part ``"unresolved"`` for a class with a near-active pair not yet
-    resolved at ``R_ref``.
+def unresolved_pair(
+    resolution, R_ref: float, scale: float = math.inf
+) -> ToleranceTerm | None:
+    """Part ``"unresolved"`` for a class with a near-active pair not yet resolved
+    at ``R_ref``, or None when every pair is resolved.
 
     Until ``r = rho_k gamma_k alpha^2`` passes ``RESOLVED_R`` the group's
     direction rests near the weighted mean of the pair, and no rate fitted from
     ``R_ref`` on gives how far it still has to turn (``theory_checks.limits``).
-    Returns None when every pair is resolved.
+    That mean and ``u_k`` lie on the pair's arc, so the direction is within
+    ``resolution.plateau`` of ``u_k``, and the part is ``scale`` times that, with
+    ``scale`` the quantity's change per unit change of ``u_k``. A quantity whose
+    sensitivity is not sized passes ``scale = inf``. ``common.combine`` reports
+    FAIL when a deviation exceeds a tolerance with this part, and INCONCLUSIVE
+    when it stays within: the plateau leaves the claim undecided.
     """
     if resolution.unresolved is None:
         return None
     i, j, alpha, r = resolution.unresolved
+    value = scale * resolution.plateau if math.isfinite(scale) else math.inf
     return ToleranceTerm(
         "unresolved",
-        math.inf,
+        value,
         f"class {resolution.k}: samples {i} and {j} at angle {alpha:.3g} are not "
         f"yet resolved at R_ref = {R_ref:.3g}: rho gamma alpha^2 = {r:.3g} < "
         f"{RESOLVED_R:g} "
         f"(rho = s_k^2 R_ref = {resolution.rho:.3g}), so the group has not begun "
-        "its turn from their weighted mean to u_k",
+        f"its turn from their weighted mean to u_k; its direction is within "
+        f"{resolution.plateau:.3g} of u_k, times {scale:.3g}",
     )
 
 

@@ -7,6 +7,7 @@ power laws has a known distance to its limit.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -251,3 +252,26 @@ def test_c10_plateau_is_not_integration_error():
     )
 
     assert integrator < 1e-3 * quantity["measured"]
+
+
+def _rotated(vector: np.ndarray, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([c * vector[0] - s * vector[1], s * vector[0] + c * vector[1]])
+
+
+def test_c10_fails_on_wrong_u_despite_unresolved_pair(monkeypatch):
+    # A predicted u_0 rotated by beta = 1e-3, a thousand times the pair's angle:
+    # the plateau keeps the group within alpha of the true u_0, so a residual of
+    # about s_0 beta cannot be the plateau and must FAIL, not hide as INCONCLUSIVE.
+    original = binary._limit
+
+    def wrong_limit(example):
+        limit = original(example)
+        u = limit.u.copy()
+        u[0] = _rotated(u[0], 1e-3)
+        return dataclasses.replace(limit, u=u)
+
+    monkeypatch.setattr(binary, "_limit", wrong_limit)
+    verdict = binary.check("C10", _pair_example(), PAIR_SETTINGS)
+
+    assert verdict.outcome is Outcome.FAIL, verdict.reason
