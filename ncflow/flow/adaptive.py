@@ -895,7 +895,15 @@ class AdaptiveFlow:
         self._refresh()
         if landing.cluster is not None:
             self._check_discrete()
+        previous = self.values0
         self.values0 = self._event_values(self.z, self.log_t)
+        if step is None:
+            # No time passed: a switch at the start of a step only projects the
+            # state onto a boundary, so an event located here keeps its value 0
+            # rather than its roundoff, which could count it a second time.
+            for index, value in enumerate(previous):
+                if value == 0.0:
+                    self.values0[index] = 0.0
         if landing.event_index is not None and landing.event_index >= 0:
             # The landing point is the located root, so the event's value there is
             # 0 up to roundoff, which may sit on the side it came from. It is taken
@@ -1058,4 +1066,7 @@ def _bracketed_roots(c: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarra
         if not keep.any():
             break
         active, lo, hi, s = active[keep], lo[keep], hi[keep], s[keep]
+    else:
+        # Out of iterations: the narrowed upper ends are the best far-side points.
+        result[active] = hi
     return result

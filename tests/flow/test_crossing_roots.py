@@ -83,3 +83,17 @@ def test_first_roots_root_at_step_end():
     c = stack(cubic_with_roots([1.0, 2.0, -2.0]))
     found = _first_roots(c)
     assert abs(found[0] - 1.0) <= root_tolerance(c, np.array([1.0]))[0]
+
+
+def test_first_roots_out_of_iterations_keeps_narrowed_bracket():
+    # 1e-30 - s^3 has its root at 1e-10, and Newton from the bracket midpoint
+    # contracts it by only 2/3 per iteration, so the iterations run out. The
+    # result must still be a point past the root from the narrowed bracket, not
+    # the bracket's original end 1.
+    c = stack(np.array([1e-30, 0.0, 0.0, -1.0]))
+    found = _first_roots(c)[0]
+    assert _cubic(c, np.array([found]))[0] <= 0
+    # 56 contractions by 2/3 from 0.5 end at 0.5 (2/3)^56 = 7.4e-11, below the
+    # root, so the iterate has reached the root's neighbourhood: within a factor
+    # of 2 of it once the last quadratic steps have begun.
+    assert found < 2e-10

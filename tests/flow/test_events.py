@@ -432,3 +432,45 @@ def test_t_max_before_failed_crossing_still_ends_run(monkeypatch):
     # As in the t_max test above: twice the quadrature's error bound.
     tol = 2 * (rtol + ATOL) * max(1.0, abs(math.log(t_max)))
     assert abs(result.log_t - math.log(t_max)) <= tol
+
+
+def _six_sample_problem() -> tuple[Problem, Parameters]:
+    """Three samples in the positive orthant of R^3 and three in the negative one,
+    six balanced Gaussian neurons at eps = 1e-3."""
+    rng = np.random.default_rng(0)
+    X = np.vstack(
+        [
+            np.abs(rng.normal(size=(3, 3))) + 0.2,
+            -(np.abs(rng.normal(size=(3, 3))) + 0.2),
+        ]
+    )
+    problem = Problem(X, np.array([1, 1, 1, 0, 0, 0]), 2, "exponential")
+    W = rng.normal(size=(3, 6))
+    V = np.sign(rng.normal(size=(1, 6))) * np.linalg.norm(W, axis=0)
+    return problem, Parameters(1e-3 * W, 1e-3 * V)
+
+
+def test_loss_level_at_crossing_fires_at_most_once():
+    # L decreases along the flow, so a non-terminal LossBelow crosses its level
+    # once. A level equal to L at an activation change lands the event on the
+    # crossing, and the switch there must not make it fire a second time.
+    problem, params0 = _six_sample_problem()
+    base = solve_flow(problem, params0, rtol=1e-9, atol=1e-14, events=[Norm2Above(1e3)])
+    trajectory = base.trajectory
+    levels = [
+        math.exp(trajectory.log_loss[k])
+        for k in range(len(trajectory.log_t))
+        if trajectory.kind[k] == "event"
+    ]
+    assert len(levels) >= 2, "the base run must have activation changes"
+    # The first two changes keep the test short. At the first of them the event
+    # fired twice while a switch at the start of a step reset its value.
+    for level in levels[:2]:
+        result = solve_flow(
+            problem,
+            params0,
+            rtol=1e-9,
+            atol=1e-14,
+            events=[LossBelow(level, terminal=False), Norm2Above(1e3)],
+        )
+        assert len(result.t_events[0]) <= 1, (level, result.t_events[0])
