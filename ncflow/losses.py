@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 
@@ -189,7 +189,7 @@ def loss_terms(outputs: np.ndarray, targets: np.ndarray, loss: str) -> LossTerms
         log_losses=terms.log_losses + log_factor,
         log_scales=terms.log_scales + log_factor,
         unit_gradients=terms.unit_gradients,
-        hessian_rule=lambda: terms.unit_hessians,
+        hessian_rule=partial(_hessians_of, terms),
     )
 
 
@@ -214,7 +214,7 @@ def _binary_terms(outputs: np.ndarray, signs: np.ndarray, loss: str) -> LossTerm
         log_losses=log_losses,
         log_scales=log_scales,
         unit_gradients=signs[:, None].copy(),
-        hessian_rule=lambda: unit_hessian[:, None, None],
+        hessian_rule=partial(_as_blocks, unit_hessian),
     )
 
 
@@ -244,22 +244,41 @@ def _cross_entropy_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
     # H_i / q_i = -(diag(p) - p p^T) / q. Off the diagonal, entry (a, b) is
     # p_a p_b / q, formed as p_a r_b (or p_b r_a when b is the true class) so
     # that no factor 1/q multiplies a probability close to 1.
-    def hessians() -> np.ndarray:
-        probs_true = np.exp(-softplus(z))  # p_k = 1 - q = sigmoid(-z)
-        unit_hessians = probs[:, :, None] * ratio[:, None, :]
-        unit_hessians[rows, :, labels] = probs_true[:, None] * ratio
-        diagonal = -ratio * (1.0 - probs)
-        diagonal[rows, labels] = -probs_true
-        index = np.arange(num_classes)
-        unit_hessians[:, index, index] = diagonal
-        return unit_hessians
-
     return LossTerms(
         log_losses=log_losses,
         log_scales=log_q,
         unit_gradients=unit_gradients,
-        hessian_rule=hessians,
+        hessian_rule=partial(_cross_entropy_hessians, probs, ratio, z, labels),
     )
+
+
+def _cross_entropy_hessians(
+    probs: np.ndarray, ratio: np.ndarray, z: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    """Unit Hessians ``H_i / q_i`` of the cross-entropy, shape (n, K, K)."""
+    n, num_classes = probs.shape
+    rows = np.arange(n)
+    probs_true = np.exp(-softplus(z))  # p_k = 1 - q = sigmoid(-z)
+    unit_hessians = probs[:, :, None] * ratio[:, None, :]
+    unit_hessians[rows, :, labels] = probs_true[:, None] * ratio
+    diagonal = -ratio * (1.0 - probs)
+    diagonal[rows, labels] = -probs_true
+    index = np.arange(num_classes)
+    unit_hessians[:, index, index] = diagonal
+    return unit_hessians
+
+
+def _as_blocks(unit_hessian: np.ndarray) -> np.ndarray:
+    """Scalar-output unit Hessians as (n, 1, 1) blocks."""
+    return unit_hessian[:, None, None]
+
+
+def _hessians_of(terms: LossTerms) -> np.ndarray:
+    return terms.unit_hessians
+
+
+def _given(unit_hessians: np.ndarray) -> np.ndarray:
+    return unit_hessians
 
 
 def _wrong_axis_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
@@ -341,5 +360,5 @@ def _wrong_axis_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
         log_losses=log_losses,
         log_scales=log_scales,
         unit_gradients=unit_gradients,
-        hessian_rule=lambda: unit_hessians,
+        hessian_rule=partial(_given, unit_hessians),
     )

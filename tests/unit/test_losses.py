@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -295,6 +296,16 @@ def test_unit_hessians_bounded_by_one(loss):
     outputs, targets = _extreme_case(loss)
     terms = loss_terms(outputs, targets, loss)
     assert np.all(np.abs(terms.unit_hessians) <= UNIT_BOUND)
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_loss_terms_pickle_with_their_hessians(loss):
+    # The Hessians are formed on first access. A copy pickled before that must
+    # form the same ones, as a copy sent to a worker process would.
+    outputs, targets = _extreme_case(loss)
+    terms = loss_terms(outputs, targets, loss)
+    copy = pickle.loads(pickle.dumps(terms))
+    assert np.array_equal(copy.unit_hessians, terms.unit_hessians)
 
 
 # Arguments where log(log1p(exp(z))) is representable in float64 (exp neither
