@@ -915,11 +915,19 @@ class AdaptiveFlow:
         if self.detail:
             message += f": {self.detail}"
         if self.noise_limited:
+            count = self.noise_limited
             message += (
-                f"; {self.noise_limited} steps were taken at the float64 noise floor "
-                "of the error estimate or of the Newton iteration (up to "
-                f"{self.noise_floor:.3g} times the tolerance)"
+                f"; {count} step{'s' if count != 1 else ''} reached the float64 "
+                "noise floor of the error estimate or of the Newton iteration, at up "
+                f"to {self.noise_floor:.3g} times the tolerance"
             )
+            # A step is accepted on the error-estimate floor only when its
+            # estimate is above 1 and within NOISE_MARGIN times the floor, so a
+            # floor below 1 / NOISE_MARGIN comes from Newton iterations alone.
+            if self.noise_floor < 1.0 / NOISE_MARGIN:
+                message += ", below it, so rtol was still met"
+            else:
+                message += ": on those steps roundoff, not rtol, bounds the error"
         self._record("end", self.z, self.log_t)
         state = self._state(self.z, self.log_t)
         return res.FlowResult(
