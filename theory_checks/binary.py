@@ -35,6 +35,7 @@ from theory_checks.common import (
     features,
     first_unverified,
     frame_quantity,
+    length_sensitivities,
     limit_quantities,
     refine_eps,
     refine_norm,
@@ -730,17 +731,23 @@ def check_c12(example: Example, settings: RunSettings, reports: list) -> Verdict
     quantities = limit_quantities(
         points, measure, predictions, roundoff=(X.shape[0] * example.shapes.width, 1.0)
     )
-    # NOTE: the closed forms of the empirical-mean metrics use a_i = <s_k u_k,
-    # x_i>, so they carry the float64 conditioning of u_k too; that part is not
-    # sized here, only the unresolved pairs are.
-    add_resolution_terms(
-        quantities,
-        example,
-        limit,
-        points,
-        {},
-        any_class=("NC1 (paper, empirical means)", "NC3 (paper, empirical means)"),
-    )
+
+    # The closed forms of the empirical-mean metrics use a_i = <s_k u_k, x_i>,
+    # so they depend on every u_k through the lengths.
+    def nc3_of(a: np.ndarray) -> float:
+        class_means = np.array([a[labels == k].mean() for k in range(K)])
+        M = (limit.class_signs * limit.s / class_means)[None, :]
+        return float(np.linalg.norm(M / np.linalg.norm(M) - target))
+
+    sensitivities = {
+        "NC1 (paper, empirical means)": length_sensitivities(
+            lambda a: metrics.nc1_paper_limit(a, labels, K), lengths, labels, limit, X
+        ),
+        "NC3 (paper, empirical means)": length_sensitivities(
+            nc3_of, lengths, labels, limit, X
+        ),
+    }
+    add_resolution_terms(quantities, example, limit, points, sensitivities)
     return combine("C12", "NC metrics at theta_bar", quantities, run, reports)
 
 

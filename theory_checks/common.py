@@ -267,48 +267,91 @@ def add_resolution_terms(
     example: Example,
     limit,
     points: LimitPoints,
-    per_class: dict[str, tuple[int, float]],
-    any_class: tuple[str, ...] = (),
+    per_class: dict[str, tuple[int, float] | list[tuple[int, float]]],
 ) -> None:
     """Add the parts of a tolerance that come from how well ``u_k`` is resolved.
 
-    ``per_class`` maps a quantity's name to ``(k, scale)``, where ``scale`` is the
-    quantity's change per unit change of ``u_k``. Such a quantity gets class
-    ``k``'s float64 conditioning part times ``scale``. When a near-active pair of
+    ``per_class`` maps a quantity's name to ``(k, scale)``, or to a list of such
+    pairs for a quantity that depends on several ``u_k``, where ``scale`` is the
+    quantity's change per unit change of ``u_k``. Such a quantity gets each
+    class's float64 conditioning part times ``scale``. When a near-active pair of
     class ``k`` is not yet resolved at ``R_ref``, it also gets a part named
-    ``"unresolved"``: ``scale`` times the largest angle of such a pair. A
-    deviation beyond the tolerance then fails, and one within it makes the
-    verdict INCONCLUSIVE (:func:`combine`); :func:`refine_norm` then repeats the
-    run at a larger ``R``. Quantities named in ``any_class`` depend on every
-    ``u_k`` and get the infinite part of the first unresolved class. The criterion is
+    ``"unresolved"``: ``scale`` times the largest angle of such a pair, summed
+    over those classes. A deviation beyond the tolerance then fails, and one
+    within it makes the verdict INCONCLUSIVE (:func:`combine`);
+    :func:`refine_norm` then repeats the run at a larger ``R``. The criterion is
     ``theory_checks.limits.direction_resolution``.
     """
     from theory_checks.limits import direction_resolution
 
-    # NOTE: the quantities in ``any_class`` (the C12 empirical-mean metrics) get
-    # an infinite part, because their change per unit change of u_k is not
-    # sized. One class's unresolved pair then leaves them undecided even where
-    # another class is wrong; C10 still fails on such a class.
     resolutions = direction_resolution(
         example.dataset.X, example.dataset.labels, limit, points.R_ref
     )
-    pending = [
-        term
-        for term in (tol.unresolved_pair(r, points.R_ref) for r in resolutions)
-        if term is not None
-    ]
     for quantity in quantities:
-        extra: list[ToleranceTerm] = []
-        if quantity.name in per_class:
-            k, scale = per_class[quantity.name]
-            extra.append(tol.conditioning(resolutions[k], scale, quantity.name))
-            unresolved = tol.unresolved_pair(resolutions[k], points.R_ref, scale)
-            if unresolved is not None:
-                extra.append(unresolved)
-        elif quantity.name in any_class and pending:
-            extra.append(pending[0])
-        if extra:
-            quantity.tolerance = tol.tolerance(*quantity.tolerance.terms, *extra)
+        if quantity.name not in per_class:
+            continue
+        pairs = per_class[quantity.name]
+        pairs = [pairs] if isinstance(pairs, tuple) else pairs
+        extra = [
+            tol.conditioning(resolutions[k], scale, quantity.name) for k, scale in pairs
+        ]
+        unresolved = [
+            term
+            for term in (
+                tol.unresolved_pair(resolutions[k], points.R_ref, scale)
+                for k, scale in pairs
+            )
+            if term is not None
+        ]
+        if unresolved:
+            extra.append(
+                ToleranceTerm(
+                    "unresolved",
+                    sum(term.value for term in unresolved),
+                    "; ".join(term.derivation for term in unresolved),
+                )
+            )
+        quantity.tolerance = tol.tolerance(*quantity.tolerance.terms, *extra)
+
+
+def length_sensitivities(
+    closed_form: Callable[[np.ndarray], float],
+    lengths: np.ndarray,
+    labels: np.ndarray,
+    limit,
+    X: np.ndarray,
+) -> list[tuple[int, float]]:
+    """Return ``(k, scale_k)``: the change of ``closed_form(lengths)`` per unit
+    change of ``u_k``, to first order.
+
+    A direction within ``delta`` of ``u_k`` changes the length
+    ``a_i = <s_k u_k, x_i>`` of each sample of class ``k`` by at most
+    ``s_k ||x_i|| delta``, so ``scale_k = sum_{i in I_k} |dq/da_i| s_k ||x_i||``.
+    The derivatives are central differences with steps ``1e-6 |a_i|``: their
+    truncation error is of relative order ``1e-12`` and their roundoff about
+    ``eps / 1e-6 = 2e-10`` relative.
+
+    NOTE: this is first order in ``delta``. An unresolved pair has
+    ``rho_k gamma_k alpha^2 < 40`` with ``rho_k >= 1e5`` at the usual ``R_ref``,
+    so ``delta <= 0.02`` and the neglected term is an estimate of a few percent.
+    """
+    gradient = np.empty(lengths.size)
+    for i in range(lengths.size):
+        step = 1e-6 * max(abs(float(lengths[i])), 1e-300)
+        up, down = lengths.copy(), lengths.copy()
+        up[i] += step
+        down[i] -= step
+        gradient[i] = (closed_form(up) - closed_form(down)) / (2 * step)
+    norms = np.linalg.norm(X, axis=1)
+    return [
+        (
+            k,
+            float(
+                limit.s[k] * np.sum(np.abs(gradient[labels == k]) * norms[labels == k])
+            ),
+        )
+        for k in range(limit.K)
+    ]
 
 
 def refine_eps(
@@ -499,6 +542,7 @@ __all__ = [
     "LimitPoints",
     "Quantity",
     "add_resolution_terms",
+    "length_sensitivities",
     "alive_neurons",
     "combine",
     "early_run",

@@ -65,6 +65,7 @@ from theory_checks.common import (
     features,
     first_unverified,
     frame_quantity,
+    length_sensitivities,
     limit_quantities,
     refine_eps,
     refine_norm,
@@ -1086,19 +1087,26 @@ def check_c12(example: Example, settings: RunSettings, reports: list) -> Verdict
             run, points, measure, predictions, roundoff=(X.shape[0] * h, 1.0)
         )
         quantities.append(_nc2_after_separation(example, run))
-        # NOTE: as in the binary check, the float64 conditioning of u_k in the
-        # empirical-mean closed forms is not sized, only the unresolved pairs.
-        add_resolution_terms(
-            quantities,
-            example,
-            limit,
-            points,
-            {},
-            any_class=(
-                "NC1 (paper, empirical means)",
-                "NC3 (paper, empirical means)",
+
+        # As in the binary check, the empirical-mean closed forms depend on
+        # every u_k through the lengths a_i = <s_k u_k, x_i>.
+        def nc3_of(a: np.ndarray) -> float:
+            class_means = np.array([a[labels == k].mean() for k in range(K)])
+            return metrics.nc3_paper_limit_empirical(limit.s, class_means)
+
+        sensitivities = {
+            "NC1 (paper, empirical means)": length_sensitivities(
+                lambda a: metrics.nc1_paper_limit(a, labels, K),
+                lengths,
+                labels,
+                limit,
+                X,
             ),
-        )
+            "NC3 (paper, empirical means)": length_sensitivities(
+                nc3_of, lengths, labels, limit, X
+            ),
+        }
+        add_resolution_terms(quantities, example, limit, points, sensitivities)
     except MetricUndefined as error:
         return inconclusive(
             "C12", f"an NC metric is undefined on this run: {error}", hypotheses=reports

@@ -15,6 +15,7 @@ import pytest
 
 from ncflow.data import Dataset
 from ncflow.network import Parameters
+from tests.theory.support import SETTINGS
 from theory_checks import binary
 from theory_checks import tolerances as tol
 from theory_checks.common import refine_norm
@@ -259,19 +260,67 @@ def _rotated(vector: np.ndarray, angle: float) -> np.ndarray:
     return np.array([c * vector[0] - s * vector[1], s * vector[0] + c * vector[1]])
 
 
-def test_c10_fails_on_wrong_u_despite_unresolved_pair(monkeypatch):
-    # A predicted u_0 rotated by beta = 1e-3, a thousand times the pair's angle:
-    # the plateau keeps the group within alpha of the true u_0, so a residual of
-    # about s_0 beta cannot be the plateau and must FAIL, not hide as INCONCLUSIVE.
+def _wrong_u0(monkeypatch, angle: float) -> None:
+    """Rotate the predicted u_0 of the binary checks by ``angle``."""
     original = binary._limit
 
     def wrong_limit(example):
         limit = original(example)
         u = limit.u.copy()
-        u[0] = _rotated(u[0], 1e-3)
+        u[0] = _rotated(u[0], angle)
         return dataclasses.replace(limit, u=u)
 
     monkeypatch.setattr(binary, "_limit", wrong_limit)
+
+
+def test_c12_fails_on_wrong_u_despite_unresolved_pair(monkeypatch):
+    # Two classes of unequal margins in R^3 (as in the power tests), and a copy
+    # of sample 1 turned by 1e-5 rad, an unresolved pair of class 1. A predicted
+    # u_1 rotated by 1e-3 moves the empirical-mean closed forms through the
+    # lengths a_i by far more than the plateau part allows, so C12 must FAIL.
+    X = np.array(
+        [[3.0, 0.4, 0.0], [2.5, -0.3, 0.0], [-1.0, 0.1, 0.0], [-0.8, -0.6, 0.0]]
+    )
+    turn = 1e-5
+    copy = np.array(
+        [
+            math.cos(turn) * X[1, 0] - math.sin(turn) * X[1, 1],
+            math.sin(turn) * X[1, 0] + math.cos(turn) * X[1, 1],
+            0.0,
+        ]
+    )
+    dataset = Dataset.from_arrays(np.vstack([X, copy]), np.array([1, 1, -1, -1, 1]))
+    W = np.array([[0.6, -0.6], [0.0, 0.0], [0.0, 0.0]])
+    V = np.array([[0.6, -0.6]])
+    example = Example(dataset, Parameters(W, V), 1e-4, "exponential")
+    original = binary._limit
+
+    def wrong_limit(example):
+        limit = original(example)
+        u = limit.u.copy()
+        u[1] = np.concatenate([_rotated(u[1][:2], 1e-3), u[1][2:]])
+        return dataclasses.replace(limit, u=u)
+
+    monkeypatch.setattr(binary, "_limit", wrong_limit)
+    settings = dataclasses.replace(SETTINGS, eps_floor=1.0)
+    verdict = binary.check("C12", example, settings)
+
+    assert verdict.outcome is Outcome.FAIL, verdict.reason
+
+
+def test_c12_is_inconclusive_on_unresolved_pair():
+    # With the right u_0 the NC1 deviation is within the plateau part, which
+    # leaves the claim undecided.
+    verdict = binary.check("C12", _pair_example(), PAIR_SETTINGS)
+
+    assert verdict.outcome is Outcome.INCONCLUSIVE, verdict.reason
+
+
+def test_c10_fails_on_wrong_u_despite_unresolved_pair(monkeypatch):
+    # A predicted u_0 rotated by beta = 1e-3, a thousand times the pair's angle:
+    # the plateau keeps the group within alpha of the true u_0, so a residual of
+    # about s_0 beta cannot be the plateau and must FAIL, not hide as INCONCLUSIVE.
+    _wrong_u0(monkeypatch, 1e-3)
     verdict = binary.check("C10", _pair_example(), PAIR_SETTINGS)
 
     assert verdict.outcome is Outcome.FAIL, verdict.reason
