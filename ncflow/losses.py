@@ -255,7 +255,7 @@ def _cross_entropy_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
 def _cross_entropy_hessians(
     probs: np.ndarray, ratio: np.ndarray, z: np.ndarray, labels: np.ndarray
 ) -> np.ndarray:
-    """Unit Hessians ``H_i / q_i`` of the cross-entropy, shape (n, K, K)."""
+    """Form the unit Hessians ``H_i / q_i`` of the cross-entropy, shape (n, K, K)."""
     n, num_classes = probs.shape
     rows = np.arange(n)
     probs_true = np.exp(-softplus(z))  # p_k = 1 - q = sigmoid(-z)
@@ -269,7 +269,7 @@ def _cross_entropy_hessians(
 
 
 def _as_blocks(unit_hessian: np.ndarray) -> np.ndarray:
-    """Scalar-output unit Hessians as (n, 1, 1) blocks."""
+    """Return scalar-output unit Hessians as (n, 1, 1) blocks."""
     return unit_hessian[:, None, None]
 
 

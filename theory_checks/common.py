@@ -20,6 +20,7 @@ import numpy as np
 from ncflow.flow import solve_flow
 from ncflow.network import Parameters, activation_mask
 from theory_checks import tolerances as tol
+from theory_checks.limits import direction_resolution
 from theory_checks.runs import (
     Example,
     Run,
@@ -282,8 +283,6 @@ def add_resolution_terms(
     :func:`refine_norm` then repeats the run at a larger ``R``. The criterion is
     ``theory_checks.limits.direction_resolution``.
     """
-    from theory_checks.limits import direction_resolution
-
     resolutions = direction_resolution(
         example.dataset.X, example.dataset.labels, limit, points.R_ref
     )
@@ -443,7 +442,7 @@ def refine_norm(
 
 
 def _unresolved(verdict: Verdict) -> bool:
-    """True for an INCONCLUSIVE verdict caused by a pair not yet resolved."""
+    """Return True for an INCONCLUSIVE verdict caused by a pair not yet resolved."""
     if verdict.outcome is not Outcome.INCONCLUSIVE:
         return False
     return any(

@@ -213,8 +213,8 @@ def two_rate_tail(values: tuple, norms: tuple) -> float:
 def unresolved_pair(
     resolution, R_ref: float, scale: float = math.inf
 ) -> ToleranceTerm | None:
-    """Part ``"unresolved"`` for a class with a near-active pair not yet resolved
-    at ``R_ref``, or None when every pair is resolved.
+    """Return the part ``"unresolved"`` for a class with a near-active pair not
+    yet resolved at ``R_ref``, or None when every pair is resolved.
 
     Until ``r = rho_k gamma_k alpha^2`` passes ``RESOLVED_R`` the group's
     direction rests near the weighted mean of the pair, and no rate fitted from
@@ -243,7 +243,8 @@ def unresolved_pair(
 
 
 def conditioning(resolution, scale: float, what: str) -> ToleranceTerm:
-    """``scale * conditioning_k``: float64 limit on ``u_k`` and on the run's direction.
+    """Return the part ``scale * conditioning_k``, the float64 limit on ``u_k`` and
+    on the run's direction.
 
     ``scale`` converts a direction error into the quantity (``s_k`` for a
     block residual, since ``min_g ||W - s u g^T||_F`` is ``s``-Lipschitz in ``u``).

@@ -763,9 +763,10 @@ class AdaptiveFlow:
         return self._finish()
 
     def _min_step(self) -> float:
-        """Smallest step before a rejection ends the run: ``MIN_STEP`` in tau,
-        ``MIN_STEP R`` in the norm clock, whose variable ``R`` may start far below
-        1 after a small initialisation."""
+        """Return the smallest step before a rejection ends the run.
+
+        It is ``MIN_STEP`` in tau and ``MIN_STEP R`` in the norm clock, whose
+        variable ``R`` may start far below 1 after a small initialisation."""
         if self.coords.clock == "norm2":
             return MIN_STEP * abs(self.z[-1])
         return MIN_STEP
@@ -1030,12 +1031,12 @@ def _first_roots(c: np.ndarray) -> np.ndarray:
 
 
 def _cubic(c: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """``sum_k c[k] s^k`` by Horner's rule, elementwise."""
+    """Evaluate ``sum_k c[k] s^k`` by Horner's rule, elementwise."""
     return ((c[3] * s + c[2]) * s + c[1]) * s + c[0]
 
 
 def _bracketed_roots(c: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Root of each cubic ``c[:, r]`` on a bracket ``[lo, hi]`` where it falls
+    """Find the root of each cubic ``c[:, r]`` on a bracket ``[lo, hi]`` where it falls
     monotonically from a positive value to a non-positive one.
 
     Safeguarded Newton: a Newton step that leaves the bracket is replaced by

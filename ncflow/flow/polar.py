@@ -290,7 +290,7 @@ class PolarSystem:
 
 
 def _log_row_norms(rows: np.ndarray) -> np.ndarray:
-    """``log ||r_i||`` of each row of an (n, m) array."""
+    """Return ``log ||r_i||`` of each row of an (n, m) array."""
     return 0.5 * np.log(np.einsum("ik,ik->i", rows, rows))
 
 

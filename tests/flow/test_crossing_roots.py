@@ -85,7 +85,7 @@ def test_first_roots_root_at_step_end():
     assert abs(found[0] - 1.0) <= root_tolerance(c, np.array([1.0]))[0]
 
 
-def test_first_roots_out_of_iterations_keeps_narrowed_bracket():
+def test_first_roots_exhausted_keeps_narrowed_bracket():
     # 1e-30 - s^3 has its root at 1e-10, and Newton from the bracket midpoint
     # contracts it by only 2/3 per iteration, so the iterations run out. The
     # result must still be a point past the root from the narrowed bracket, not

@@ -416,7 +416,7 @@ def test_repeated_idle_crossing_ends_the_run(monkeypatch):
     assert result.n_accepted + result.n_rejected < 100
 
 
-def test_t_max_before_failed_crossing_still_ends_run(monkeypatch):
+def test_t_max_before_failed_landing_ends_run(monkeypatch):
     # The landing on an activation change is made to fail. A t_max just before
     # the first change, inside the step that finds it, must still end the run
     # there (end of span), not as a failed landing.

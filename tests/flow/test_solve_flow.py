@@ -330,7 +330,7 @@ def test_unmet_rtol_fails_with_time_step_and_reason(monkeypatch):
     assert result.trajectory.log_t[-1] == result.log_t
 
 
-def test_norm_clock_below_one_keeps_relative_minimum_step():
+def test_norm_clock_minimum_step_relative_to_R():
     # From eps = 1e-10 the norm clock takes over at ||theta||^2 of about 1e-14,
     # where steps in R are of order R itself. A minimum step of 1e-13 in absolute
     # terms ended this run there at rtol=1e-7; relative to R it does not.
@@ -365,10 +365,10 @@ def test_event_ahead_at_start_does_not_warn():
         solve_flow(problem, params0, events=[Norm2Above(1e8)], max_steps=2)
 
 
-def test_noise_floor_below_tolerance_says_rtol_met():
+def test_noise_floor_message_states_rtol_met():
     # From eps = 1e-12 one Radau step of this run stops its Newton iteration at
-    # the roundoff floor, about 1e-3 of the tolerance: the message must say the
-    # floor stayed below the tolerance rather than read as a lost accuracy.
+    # the roundoff floor, about 1e-3 of the tolerance. The message must state that
+    # the floor stayed below the tolerance, not read as a loss of accuracy.
     angles = np.array([0.0, 1e-3, 1e-3, math.pi + 0.3])
     X = np.column_stack([np.cos(angles), np.sin(angles)])
     problem = Problem(X, np.array([0, 0, 0, 1]), 2, "exponential")

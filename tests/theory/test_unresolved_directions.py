@@ -273,7 +273,7 @@ def _wrong_u0(monkeypatch, angle: float) -> None:
     monkeypatch.setattr(binary, "_limit", wrong_limit)
 
 
-def test_c12_fails_on_wrong_u_despite_unresolved_pair(monkeypatch):
+def test_c12_wrong_u_fails_despite_pair(monkeypatch):
     # Two classes of unequal margins in R^3 (as in the power tests), and a copy
     # of sample 1 turned by 1e-5 rad, an unresolved pair of class 1. A predicted
     # u_1 rotated by 1e-3 moves the empirical-mean closed forms through the
@@ -316,7 +316,7 @@ def test_c12_is_inconclusive_on_unresolved_pair():
     assert verdict.outcome is Outcome.INCONCLUSIVE, verdict.reason
 
 
-def test_c10_fails_on_wrong_u_despite_unresolved_pair(monkeypatch):
+def test_c10_wrong_u_fails_despite_pair(monkeypatch):
     # A predicted u_0 rotated by beta = 1e-3, a thousand times the pair's angle:
     # the plateau keeps the group within alpha of the true u_0, so a residual of
     # about s_0 beta cannot be the plateau and must FAIL, not hide as INCONCLUSIVE.
