@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ncflow._numeric import find_root
+from ncflow._numeric import find_root, find_root_newton
 from ncflow.flow import result as res
 from ncflow.flow.clock import NODES, NORM_NODES, StepClock, add_log
 from ncflow.flow.coordinates import (
@@ -181,6 +181,11 @@ class StepTime:
         if s >= 1.0:
             return self.full()[0]
         return self.nodes().log_integral(s)
+
+    def log_speed(self, s: float) -> float:
+        """``log dt/ds`` at the fraction ``s`` of the step, from the interpolant."""
+        clock = self.nodes()
+        return clock.log_size + float(clock.phi(s))
 
 
 def _runge_kutta_log_integral(
@@ -608,9 +613,11 @@ class AdaptiveFlow:
             if target > self.log_t:
 
                 def gap(s, target=target):
-                    return self._log_t_at(clock, s) - target
+                    log_t = self._log_t_at(clock, s)
+                    # d log t / ds = (dt/ds) / t
+                    return log_t - target, math.exp(clock.log_speed(s) - log_t)
 
-                s = find_root(gap, 0.0, 1.0)
+                s = find_root_newton(gap, 0.0, 1.0)
                 self._record("grid", step.interpolate(s), target)
             # The grid is geometric in log(1 + t): dense in t early, in log t late.
             ell = math.log1p(math.exp(target)) if target < 700 else target

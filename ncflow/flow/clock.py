@@ -107,6 +107,7 @@ class StepClock:
         # Interpolant through the nodes without the one next to the end: the
         # difference of the two integrals estimates the interpolation error.
         self.coef_low = inverse_low @ data[keep]
+        self._whole: dict[str, float] = {}
 
     def phi(self, s, low: bool = False) -> np.ndarray:
         values = _horner(self.coef_low if low else self.coef, s)
@@ -138,6 +139,16 @@ class StepClock:
         """``log( h int_0^upper exp(Phi(u)) du )`` (``-inf`` for ``upper = 0``)."""
         if upper <= 0.0:
             return -math.inf
+        if upper == 1.0:
+            # The whole-step integrals are requested several times (the step's
+            # time, its error estimate, event searches), so each is computed once.
+            key = "low" if low else "high"
+            if key not in self._whole:
+                self._whole[key] = self._log_integral(1.0, low)
+            return self._whole[key]
+        return self._log_integral(upper, low)
+
+    def _log_integral(self, upper: float, low: bool) -> float:
         coef = self.coef_low if low else self.coef
         values = self.phi(upper * _ENDS, low)
         top = float(values.max())
