@@ -78,6 +78,9 @@ MAX_NORM_STEP = 0.25
 MIN_STEP = 1e-13  # smallest step, relative to the independent variable
 EVENT_REFINEMENTS = 8  # Newton corrections of an event location before giving up
 BISECTIONS = 56  # halvings of a root bracket: 2**-56 is below float64 resolution
+# Up to this many crossing cubics are searched one by one in Python floats,
+# where the vectorised search would spend its time on array-call overhead.
+SCALAR_ROOTS = 4
 # A pair that sits on its activation boundary registers a new crossing only
 # once its pre-activation has moved this far (times rtol, in cosine units) to
 # the other side, so that the roundoff left by the projection to 0 is never
@@ -425,16 +428,17 @@ class AdaptiveFlow:
         candidates = np.argwhere(g[0] <= reach)
         if candidates.size == 0:
             return None, None
-        roots = _first_roots(g[:, candidates[:, 0], candidates[:, 1]])
-        found = np.isfinite(roots)
-        if not found.any():
-            return None, None
-        first = float(roots[found].min())
         # Crossings closer than this (as a step fraction) change the state by
         # less than 1% of the tolerance in between, so they are taken together.
         scale = self.coords.scale(step.y0, self.rtol, self.atol)
         rate = float(np.max(np.abs(step.y1 - step.y0) / scale))
-        together = first + 0.01 / max(rate, 1e-300)
+        window = 0.01 / max(rate, 1e-300)
+        roots = _first_roots(g[:, candidates[:, 0], candidates[:, 1]], window)
+        found = np.isfinite(roots)
+        if not found.any():
+            return None, None
+        first = float(roots[found].min())
+        together = first + window
         near = np.flatnonzero(roots <= together)
         cluster = [(int(candidates[k, 0]), int(candidates[k, 1])) for k in near]
         return first, cluster
@@ -987,15 +991,20 @@ def frozen_output_part(problem: Problem, params0: Parameters) -> np.ndarray | No
     return np.full((K, K), 1.0 / K) @ params0.V
 
 
-def _first_roots(c: np.ndarray) -> np.ndarray:
+def _first_roots(c: np.ndarray, within: float = math.inf) -> np.ndarray:
     """First root in (0, 1] of each cubic ``sum_k c[k] s^k`` with ``c[0] > 0``.
 
     The cubic is monotone between its critical points, so the first sign change
     at the sorted points ``{0, critical points, 1}`` brackets the first root,
     which a safeguarded Newton search (``_bracketed_roots``) then pins to
-    float64 resolution. Returns ``inf`` where the
-    cubic stays positive on (0, 1], and 0 where ``c[0] <= 0`` already (a
-    crossing that roundoff hid from the previous step).
+    float64 resolution. Returns ``inf`` where the cubic stays positive on
+    (0, 1], and 0 where ``c[0] <= 0`` already (a crossing that roundoff hid
+    from the previous step).
+
+    Only roots up to the earliest one plus ``within`` are searched: a cubic
+    whose root is certainly later gets ``inf`` too. The caller needs the
+    earliest crossing and those just after it, and this skips the Newton
+    search on the many cubics of a step that cross far later.
     """
     c0, c1, c2, c3 = c
     m = c0.shape[0]
@@ -1028,12 +1037,29 @@ def _first_roots(c: np.ndarray) -> np.ndarray:
     k = np.argmax(below[rows], axis=1)
     lo = knots[rows, k - 1]
     hi = knots[rows, k]
-    # Only brackets that start before the earliest bracket ends can hold the
-    # first root, and only the first root matters to the caller.
-    keep = lo <= hi.min()
+    # The earliest root is 0 where a cubic starts at or below 0. Otherwise the
+    # bracket that ends first holds a root no later than its end, and that root
+    # bounds the earliest one from above.
+    bound = within
+    if math.isfinite(within) and not already.any():
+        first = int(np.argmin(hi))
+        root = _bracketed_root(*c[:, rows[first]], lo[first], hi[first])
+        roots[rows[first]] = root
+        bound = root + within
+        rest = np.arange(rows.size) != first
+        rows, lo, hi = rows[rest], lo[rest], hi[rest]
+    # A bracket that starts past the bound, or whose cubic is still positive at
+    # the bound, has its root past the bound.
+    keep = lo <= bound
+    inside = keep & (hi > bound)
+    if inside.any():
+        keep[inside] = _cubic(c[:, rows[inside]], np.full(inside.sum(), bound)) <= 0
     rows, lo, hi = rows[keep], lo[keep], hi[keep]
-    cc = c[:, rows]
-    roots[rows] = _bracketed_roots(cc, lo, hi)
+    if rows.size <= SCALAR_ROOTS:
+        for row, low, high in zip(rows, lo, hi):
+            roots[row] = _bracketed_root(*c[:, row], low, high)
+    else:
+        roots[rows] = _bracketed_roots(c[:, rows], lo, hi)
     return roots
 
 
@@ -1086,3 +1112,40 @@ def _bracketed_roots(c: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarra
         # Out of iterations: the narrowed upper ends are the best far-side points.
         result[active] = hi
     return result
+
+
+def _bracketed_root(
+    c0: float, c1: float, c2: float, c3: float, lo: float, hi: float
+) -> float:
+    """``_bracketed_roots`` for one cubic, in Python floats.
+
+    The same iteration, with the same operations in the same order, so that it
+    returns the same point; a few scalar operations cost far less than the
+    array calls of the vectorised search when only a few cubics are left.
+    """
+    tiny = np.finfo(float).tiny
+    unit = 4 * np.finfo(float).eps
+    c0, c1, c2, c3, lo, hi = map(float, (c0, c1, c2, c3, lo, hi))
+    s = 0.5 * (lo + hi)
+    for _ in range(BISECTIONS):
+        value = ((c3 * s + c2) * s + c1) * s + c0
+        if value > 0:
+            lo = s
+        else:
+            hi = s
+        slope = (3 * c3 * s + 2 * c2) * s + c1
+        try:
+            newton = s - value / slope
+        except (ZeroDivisionError, OverflowError):
+            newton = math.nan
+        finite = math.isfinite(newton)
+        correction = abs(newton - s) if finite else math.nan
+        settled = finite and correction <= unit * max(s, tiny)
+        if settled:
+            past = min(newton + 2 * correction + unit * abs(newton), hi)
+            if ((c3 * past + c2) * past + c1) * past + c0 <= 0:
+                return past
+        if hi - lo <= unit * max(hi, tiny):
+            return hi
+        s = newton if finite and lo < newton < hi and not settled else 0.5 * (lo + hi)
+    return hi

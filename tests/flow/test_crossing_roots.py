@@ -7,7 +7,12 @@ closed form and the search can be compared with it.
 import numpy as np
 import pytest
 
-from ncflow.flow.adaptive import _cubic, _first_roots
+from ncflow.flow.adaptive import (
+    _bracketed_root,
+    _bracketed_roots,
+    _cubic,
+    _first_roots,
+)
 
 EPS = np.finfo(float).eps
 
@@ -97,3 +102,57 @@ def test_first_roots_exhausted_keeps_narrowed_bracket():
     # root, so the iterate has reached the root's neighbourhood: within a factor
     # of 2 of it once the last quadratic steps have begun.
     assert found < 2e-10
+
+
+def test_first_roots_within_skips_later_roots():
+    c = stack(
+        cubic_with_roots([0.2, 1.5, -1.0]),
+        cubic_with_roots([0.5, 1.5, -1.0]),
+        cubic_with_roots([0.9, 1.5, -1.0]),
+    )
+    found = _first_roots(c, within=0.1)
+    assert abs(found[0] - 0.2) <= root_tolerance(c[:, :1], np.array([0.2]))[0]
+    assert np.isinf(found[1])
+    assert np.isinf(found[2])
+
+
+def test_first_roots_within_keeps_roots_in_window():
+    c = stack(
+        cubic_with_roots([0.5, 1.5, -1.0]),
+        cubic_with_roots([0.2, 1.5, -1.0]),
+        cubic_with_roots([0.9, 1.5, -1.0]),
+    )
+    found = _first_roots(c, within=0.35)
+    expected = np.array([0.5, 0.2])
+    assert np.all(np.abs(found[:2] - expected) <= root_tolerance(c[:, :2], expected))
+    assert np.isinf(found[2])
+
+
+def test_first_roots_within_matches_row_by_row_search():
+    # Where a root lies within the window of the first, the pruned search returns
+    # the same point as a search of that cubic alone. Past the window it returns
+    # inf or, again, the same point.
+    rng = np.random.default_rng(5)
+    c = stack(*[cubic_with_roots(rng.uniform(-1.0, 1.5, size=3)) for _ in range(60)])
+    c = c[:, c[0] > 0]
+    alone = np.array([_first_roots(c[:, [k]])[0] for k in range(c.shape[1])])
+    within = 0.05
+    pruned = _first_roots(c, within=within)
+    inside = alone <= alone.min() + within
+    assert inside.sum() >= 1
+    assert np.array_equal(pruned[inside], alone[inside])
+    outside = ~inside
+    assert np.all(np.isinf(pruned[outside]) | (pruned[outside] == alone[outside]))
+
+
+def test_scalar_root_search_matches_vectorised():
+    # The scalar search repeats the vectorised iteration operation by operation,
+    # so both must return the same float.
+    rng = np.random.default_rng(6)
+    first = rng.uniform(0.01, 0.99, size=50)
+    c = stack(*[cubic_with_roots([r, 1.2 + r, -0.7]) for r in first])
+    lo = np.zeros(first.size)
+    hi = np.minimum(1.0, first + rng.uniform(0.0, 0.5, size=first.size))
+    vectorised = _bracketed_roots(c, lo, hi)
+    scalar = [_bracketed_root(*c[:, k], lo[k], hi[k]) for k in range(first.size)]
+    assert np.array_equal(vectorised, np.array(scalar))
