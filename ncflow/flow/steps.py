@@ -42,6 +42,18 @@ class Step:
         y0, y1, d1, d2 = self.y0, self.y1, self.dense_1, self.dense_2
         return np.stack([y0, y1 - y0 + d1, d2 - d1, -d2])
 
+    def restricted(self, fraction: float, y1: np.ndarray, error: np.ndarray) -> Step:
+        """Return the part of the step up to ``fraction`` as a step of its own.
+
+        Its dense output is the same cubic, reparametrised to [0, 1]; ``y1`` is
+        the cubic's value at ``fraction``, passed in so that the new end point
+        is bitwise the point that was evaluated there.
+        """
+        c = self.polynomial() * (fraction ** np.arange(4))[:, None]
+        dense_2 = -c[3]
+        dense_1 = dense_2 - c[2]
+        return Step(self.y0, y1, error, fraction * self.size, dense_1, dense_2)
+
 
 def error_noise(rhs, step: Step, perturbation: np.ndarray) -> np.ndarray:
     """Part of an implicit step's error estimate that roundoff alone can produce.
@@ -88,6 +100,37 @@ _DP_B_ROW = np.array(DP_B)
 _DP_E_ROW = np.array(DP_E)
 # Real stability boundary of the method: h * rho beyond about 3.3 is unstable.
 DP_STABILITY_LIMIT = 3.3
+# Continuous extension of order 4 (Shampine, Math. Comp. 46, 1986; the dense
+# output of Hairer, Norsett and Wanner, "Solving ODEs I", sec. II.6): the state
+# at the fraction s of a step is y_0 + h sum_i b_i(s) k_i over the seven stages,
+# with b_i(s) = sum_k DP_DENSE[i, k] s^(k+1). At s = 1 it is the 5th-order step.
+DP_DENSE = np.array(
+    [
+        [1.0, -8048581381 / 2820520608, 8663915743 / 2820520608,
+         -12715105075 / 11282082432],
+        [0.0, 0.0, 0.0, 0.0],
+        [0.0, 131558114200 / 32700410799, -68118460800 / 10900136933,
+         87487479700 / 32700410799],
+        [0.0, -1754552775 / 470086768, 14199869525 / 1410260304,
+         -10690763975 / 1880347072],
+        [0.0, 127303824393 / 49829197408, -318862633887 / 49829197408,
+         701980252875 / 199316789632],
+        [0.0, -282668133 / 205662961, 2019193451 / 616988883,
+         -1453857185 / 822651844],
+        [0.0, 40617522 / 29380423, -110615467 / 29380423, 69997945 / 29380423],
+    ]
+)  # fmt: skip
+
+
+def dense_weights(fraction: float) -> np.ndarray:
+    """Weights ``b_i(s)`` of the seven stages at ``s = fraction``, shape (7,)."""
+    powers = fraction ** np.arange(1, 5)
+    return DP_DENSE @ powers
+
+
+def dense_state(step: Step, fraction: float) -> np.ndarray:
+    """State at ``fraction`` of an explicit step by the continuous extension."""
+    return step.y0 + step.size * (dense_weights(fraction) @ step.stages)
 
 
 def dopri5_step(rhs, y0: np.ndarray, f0: np.ndarray, size: float):
@@ -116,4 +159,6 @@ def dopri5_step(rhs, y0: np.ndarray, f0: np.ndarray, size: float):
     delta = y1 - y0
     dense_1 = size * f0 - delta
     dense_2 = delta - size * f1 - dense_1
-    return Step(y0, y1, error, size, dense_1, dense_2), f1, rho
+    step = Step(y0, y1, error, size, dense_1, dense_2)
+    step.stages = k
+    return step, f1, rho
