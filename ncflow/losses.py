@@ -98,13 +98,19 @@ class LossTerms:
     unit_hessians : ndarray, shape (n, d_y, d_y)
         ``H_i * exp(-lambda_i)``, entries bounded by 1 in absolute value. It is
         formed on first access by ``hessian_rule``: the integrator's explicit
-        steps need only the gradients.
+        steps need only the gradients. ``log_losses`` is formed on first access
+        by ``loss_rule`` too, because the right-hand side of the flow needs only
+        the gradients.
     """
 
-    log_losses: np.ndarray
     log_scales: np.ndarray
     unit_gradients: np.ndarray
+    loss_rule: Callable[[], np.ndarray] = field(repr=False, compare=False)
     hessian_rule: Callable[[], np.ndarray] = field(repr=False, compare=False)
+
+    @cached_property
+    def log_losses(self) -> np.ndarray:
+        return self.loss_rule()
 
     @cached_property
     def unit_hessians(self) -> np.ndarray:
@@ -186,9 +192,9 @@ def loss_terms(outputs: np.ndarray, targets: np.ndarray, loss: str) -> LossTerms
     if np.isnan(log_factor):
         log_factor = -float(np.log(outputs.shape[0]))
     return LossTerms(
-        log_losses=terms.log_losses + log_factor,
         log_scales=terms.log_scales + log_factor,
         unit_gradients=terms.unit_gradients,
+        loss_rule=partial(_shifted_losses, terms, log_factor),
         hessian_rule=partial(_hessians_of, terms),
     )
 
@@ -202,36 +208,45 @@ def _binary_terms(outputs: np.ndarray, signs: np.ndarray, loss: str) -> LossTerm
     margins = signs * outputs
     n = margins.shape[0]
     if loss == "exponential":
-        log_losses = -margins
         log_scales = -margins
-        unit_hessian = -np.ones(n)
+        loss_rule = partial(_given, log_scales)
+        hessian_rule = partial(_exponential_hessians, n)
     else:
-        log_losses = LOG2 + log_softplus(-margins)
         # g = 2 y sigmoid(-m) and dg/df = -2 sigmoid(-m) sigmoid(m).
         log_scales = LOG2 + log_sigmoid(-margins)
-        unit_hessian = -np.exp(log_sigmoid(margins))
+        loss_rule = partial(_logistic_losses, margins)
+        hessian_rule = partial(_logistic_hessians, margins)
     return LossTerms(
-        log_losses=log_losses,
         log_scales=log_scales,
         unit_gradients=signs[:, None].copy(),
-        hessian_rule=partial(_as_blocks, unit_hessian),
+        loss_rule=loss_rule,
+        hessian_rule=hessian_rule,
     )
+
+
+def _logistic_losses(margins: np.ndarray) -> np.ndarray:
+    return LOG2 + log_softplus(-margins)
+
+
+def _exponential_hessians(n: int) -> np.ndarray:
+    return _as_blocks(-np.ones(n))
+
+
+def _logistic_hessians(margins: np.ndarray) -> np.ndarray:
+    return _as_blocks(-np.exp(log_sigmoid(margins)))
 
 
 def _cross_entropy_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
     n, num_classes = outputs.shape
     rows = np.arange(n)
-    log_probs = outputs - logsumexp(outputs, axis=1)[:, None]
-    probs = np.exp(log_probs)
 
     # z_i = logsumexp_{l != k} f_l - f_k: the log-odds of the wrong classes.
     wrong = outputs.copy()
     wrong[rows, labels] = -np.inf
-    log_wrong = logsumexp(wrong, axis=1)
+    log_wrong = _row_logsumexp(wrong)
     z = log_wrong - outputs[rows, labels]
     # l_i = log(1 + exp(z_i)); q_i = 1 - p_{i,k_i} = sigmoid(z_i), formed from z
     # because 1 - p cancels catastrophically once the sample is fitted.
-    log_losses = log_softplus(z)
     log_q = z - softplus(z)
 
     # Scaled by q_i: g_i / q_i = e_{k_i} - p_i / q_i, with its k_i entry exactly 1.
@@ -245,19 +260,33 @@ def _cross_entropy_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
     # p_a p_b / q, formed as p_a r_b (or p_b r_a when b is the true class) so
     # that no factor 1/q multiplies a probability close to 1.
     return LossTerms(
-        log_losses=log_losses,
         log_scales=log_q,
         unit_gradients=unit_gradients,
-        hessian_rule=partial(_cross_entropy_hessians, probs, ratio, z, labels),
+        loss_rule=partial(log_softplus, z),
+        hessian_rule=partial(_cross_entropy_hessians, outputs, ratio, z, labels),
     )
 
 
+def _row_logsumexp(values: np.ndarray) -> np.ndarray:
+    """Return the ``logsumexp`` of each row of an (n, K) array.
+
+    The fast path needs a finite maximum in every row; other arrays go to the
+    general ``logsumexp``, which gives the same bits on the fast path's input.
+    """
+    top = np.max(values, axis=1, keepdims=True)
+    if not np.isfinite(top).all():
+        return logsumexp(values, axis=1)
+    total = np.exp(values - top).sum(axis=1, keepdims=True)
+    return (np.log(total) + top)[:, 0]
+
+
 def _cross_entropy_hessians(
-    probs: np.ndarray, ratio: np.ndarray, z: np.ndarray, labels: np.ndarray
+    outputs: np.ndarray, ratio: np.ndarray, z: np.ndarray, labels: np.ndarray
 ) -> np.ndarray:
     """Form the unit Hessians ``H_i / q_i`` of the cross-entropy, shape (n, K, K)."""
-    n, num_classes = probs.shape
+    n, num_classes = outputs.shape
     rows = np.arange(n)
+    probs = np.exp(outputs - logsumexp(outputs, axis=1)[:, None])
     probs_true = np.exp(-softplus(z))  # p_k = 1 - q = sigmoid(-z)
     unit_hessians = probs[:, :, None] * ratio[:, None, :]
     unit_hessians[rows, :, labels] = probs_true[:, None] * ratio
@@ -275,6 +304,10 @@ def _as_blocks(unit_hessian: np.ndarray) -> np.ndarray:
 
 def _hessians_of(terms: LossTerms) -> np.ndarray:
     return terms.unit_hessians
+
+
+def _shifted_losses(terms: LossTerms, log_factor: float) -> np.ndarray:
+    return terms.log_losses + log_factor
 
 
 def _given(unit_hessians: np.ndarray) -> np.ndarray:
@@ -357,8 +390,8 @@ def _wrong_axis_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
     )
     unit_hessians = -np.einsum("ab,ib,bc->iac", centring, curvature, centring)
     return LossTerms(
-        log_losses=log_losses,
         log_scales=log_scales,
         unit_gradients=unit_gradients,
+        loss_rule=partial(_given, log_losses),
         hessian_rule=partial(_given, unit_hessians),
     )

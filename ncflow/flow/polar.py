@@ -95,6 +95,10 @@ class PolarSystem:
         # cross-entropy, whose loss does not see the 1 direction (see frozen_V).
         self.Q = _output_basis(self.num_outputs, problem.binary)
         self.d_y = self.Q.shape[1]
+        # With a scalar output Q = [[1]], and every unit gradient y_i = +-1 has
+        # norm exactly 1. So the products with Q and the log-norms of the unit
+        # gradients change nothing, and they are skipped.
+        self.scalar_output = self.Q.shape == (1, 1) and problem.binary
         self.block = 1 + self.D + self.d_y
         self.size = self.h * self.block
         self.log_x_norms = np.log(np.linalg.norm(self.X, axis=1))
@@ -162,15 +166,11 @@ class PolarSystem:
         sigma, a, b = self.split(state)
         Z = self.X @ a.T
         active = Z * pattern
-        scale2 = np.exp(2 * sigma)
-        outputs = ((active * scale2) @ b) @ self.Q.T
-        terms = loss_terms(outputs, self.problem.targets, self.problem.loss)
-
-        log_weights = (
-            terms.log_scales + _log_row_norms(terms.unit_gradients) + self.log_x_norms
-        )
-        log_N = float(logsumexp(log_weights))
-        G = (np.exp(terms.log_scales - log_N)[:, None] * terms.unit_gradients) @ self.Q
+        outputs, terms = self._loss_terms(sigma, b, active)
+        log_N = self._log_N(terms)
+        G = np.exp(terms.log_scales - log_N)[:, None] * terms.unit_gradients
+        if not self.scalar_output:
+            G = G @ self.Q
 
         GB = G @ b.T  # (n, h)
         omega = state.reshape(self.h, self.block)[:, 1:]
@@ -190,19 +190,29 @@ class PolarSystem:
         """Outputs and loss terms at ``state`` (no derivatives)."""
         sigma, a, b = self.split(state)
         active = (self.X @ a.T) * pattern
-        outputs = ((active * np.exp(2 * sigma)) @ b) @ self.Q.T
+        return self._loss_terms(sigma, b, active)
+
+    def _loss_terms(self, sigma: np.ndarray, b: np.ndarray, active: np.ndarray):
+        outputs = (active * np.exp(2 * sigma)) @ b
+        if not self.scalar_output:
+            outputs = outputs @ self.Q.T
         return outputs, loss_terms(outputs, self.problem.targets, self.problem.loss)
 
     def log_N(self, state: np.ndarray, pattern: np.ndarray) -> float:
         """``log N = log sum_i ||g_i|| ||x_i||``, the clock rate ``dtau/dt``."""
         _, terms = self.forward(state, pattern)
-        return float(
-            logsumexp(
+        return self._log_N(terms)
+
+    def _log_N(self, terms) -> float:
+        if self.scalar_output:
+            log_weights = terms.log_scales + self.log_x_norms
+        else:
+            log_weights = (
                 terms.log_scales
                 + _log_row_norms(terms.unit_gradients)
                 + self.log_x_norms
             )
-        )
+        return float(logsumexp(log_weights))
 
     # -- Jacobian ----------------------------------------------------------
 
