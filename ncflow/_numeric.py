@@ -80,7 +80,12 @@ def find_root(function, low: float, high: float, *, xtol: float = 1e-15) -> floa
 
 
 def find_root_newton(
-    function_and_slope, low: float, high: float, *, xtol: float = 1e-15
+    function_and_slope,
+    low: float,
+    high: float,
+    *,
+    start: float | None = None,
+    xtol: float = 1e-15,
 ) -> float:
     """Find the root of ``function`` in ``[low, high]`` by Newton's method kept
     inside the bracket. ``function`` must rise from a value ``<= 0`` at ``low``
@@ -91,9 +96,11 @@ def find_root_newton(
     (``log t`` is ``-inf`` at ``t = 0``), falls back to bisection. Returns once
     a step or the bracket is below ``xtol * max(1, |s|)``. Where the slope is
     cheap, this takes a few evaluations where ``find_root`` takes about ten.
+    The search starts at ``start`` if it is inside the bracket, else at the
+    midpoint.
     """
     tiny = xtol * max(1.0, abs(low), abs(high))
-    s = 0.5 * (low + high)
+    s = start if start is not None and low < start < high else 0.5 * (low + high)
     for _ in range(200):
         value, slope = function_and_slope(s)
         if value == 0:

@@ -85,6 +85,9 @@ BISECTIONS = 56  # halvings of a root bracket: 2**-56 is below float64 resolutio
 # Up to this many crossing cubics are searched one by one in Python floats,
 # where the vectorised search would spend its time on array-call overhead.
 SCALAR_ROOTS = 4
+# Points at which all crossing cubics of a step are evaluated to pick the one
+# whose root is searched first (the earliest to turn non-positive).
+_SEARCH_GRID = np.linspace(0.0, 1.0, 17)
 # A pair that sits on its activation boundary registers a new crossing only
 # once its pre-activation has moved this far (times rtol, in cosine units) to
 # the other side, so that the roundoff left by the projection to 0 is never
@@ -695,7 +698,12 @@ class AdaptiveFlow:
                     # d log t / ds = (dt/ds) / t
                     return log_t - target, math.exp(clock.log_speed(s) - log_t)
 
-                s = find_root_newton(gap, 0.0, 1.0)
+                # Late in the flow log t is nearly linear along a step, so the
+                # search starts where the chord between the step's ends hits it.
+                start = None
+                if math.isfinite(self.log_t):
+                    start = (target - self.log_t) / (log_t_end - self.log_t)
+                s = find_root_newton(gap, 0.0, 1.0, start=start)
                 self._record("grid", step.interpolate(s), target)
             # The grid is geometric in log(1 + t): dense in t early, in log t late.
             ell = math.log1p(math.exp(target)) if target < 700 else target
@@ -1113,11 +1121,18 @@ def _first_roots(c: np.ndarray, within: float = math.inf) -> np.ndarray:
     lo = knots[rows, k - 1]
     hi = knots[rows, k]
     # The earliest root is 0 where a cubic starts at or below 0. Otherwise the
-    # bracket that ends first holds a root no later than its end, and that root
-    # bounds the earliest one from above.
+    # root of the cubic that is first non-positive on a grid bounds the earliest
+    # one from above: each cubic falls monotonically over its bracket, so its
+    # root is at most the first grid point in the bracket where it is <= 0.
     bound = within
     if math.isfinite(within) and not already.any():
-        first = int(np.argmin(hi))
+        grid = np.where(
+            (_SEARCH_GRID >= lo[:, None])
+            & (_cubic(c[:, rows, None], _SEARCH_GRID) <= 0),
+            _SEARCH_GRID,
+            np.inf,
+        )
+        first = int(np.argmin(np.minimum(grid.min(axis=1), hi)))
         root = _bracketed_root(*c[:, rows[first]], lo[first], hi[first])
         roots[rows[first]] = root
         bound = root + within
