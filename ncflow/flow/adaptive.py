@@ -421,8 +421,7 @@ class AdaptiveFlow:
             if tau:
                 psi[k] = -self.system.log_N(z, self.pattern)
             else:
-                _, ev = self.coords.evaluate(z, self.pattern)
-                psi[k] = -ev.log_N + self.coords.log_rate(z, ev)
+                psi[k] = self.coords.log_speed(z, self.pattern)
         return StepClock(psi, step.size)
 
     def _clock_error(self, clock: StepTime) -> float:

@@ -177,7 +177,13 @@ class NormCoordinates:
 
     def log_rate(self, z: np.ndarray, ev: Evaluation) -> float:
         """``log(dtau/dR) = -log(dR/dtau)``."""
-        return -float(np.log(ev.norm_rate)) if ev.norm_rate > 0 else np.inf
+        return _log_inverse(ev.norm_rate)
+
+    def log_speed(self, z: np.ndarray, pattern: np.ndarray) -> float:
+        """``log(dt/dR) = -log N - log(dR/dtau)`` at ``z``, without the
+        right-hand side (see ``PolarSystem.norm_clock_terms``)."""
+        log_N, rate = self.system.norm_clock_terms(self.to_polar(z), pattern)
+        return -log_N + _log_inverse(rate)
 
     def normalize(self, z: np.ndarray) -> np.ndarray:
         """Unit ``omega_j`` and ``R`` equal to the norm the state stands for.
@@ -195,6 +201,11 @@ class NormCoordinates:
         scale = np.full(z.shape, atol + rtol)
         scale[-1] = atol + rtol * abs(z[-1])
         return scale
+
+
+def _log_inverse(rate: float) -> float:
+    """``-log(rate)``, and ``inf`` where the rate is not positive."""
+    return -float(np.log(rate)) if rate > 0 else np.inf
 
 
 def margins(system: PolarSystem, y: np.ndarray, pattern: np.ndarray) -> np.ndarray:

@@ -203,6 +203,18 @@ class PolarSystem:
         _, terms = self.forward(state, pattern)
         return self._log_N(terms)
 
+    def norm_clock_terms(self, state: np.ndarray, pattern: np.ndarray):
+        """``log N`` and ``dR/dtau`` at ``state``, from the outputs alone.
+
+        ``R = ||theta||^2`` of a 2-homogeneous network grows at
+        ``dR/dt = -2 <theta, grad L> = 4 sum_i <g_i, f_i>``, so in the clock tau
+        ``dR/dtau = 4 sum_i <G_i, f_i>``: no backward pass is needed.
+        """
+        outputs, terms = self.forward(state, pattern)
+        log_N = self._log_N(terms)
+        G = np.exp(terms.log_scales - log_N)[:, None] * terms.unit_gradients
+        return log_N, 4 * float(np.sum(G * outputs))
+
     def _log_N(self, terms) -> float:
         if self.scalar_output:
             log_weights = terms.log_scales + self.log_x_norms

@@ -1,0 +1,70 @@
+"""The polar system's growth rate of ``||theta||^2`` without the backward pass."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ncflow.flow.adaptive import frozen_output_part
+from ncflow.flow.coordinates import NormCoordinates
+from ncflow.flow.polar import PolarSystem
+from ncflow.init import balanced_init, balanced_shapes
+from ncflow.network import Parameters, Problem
+
+EPS = float(np.finfo(np.float64).eps)
+
+
+def _system(loss: str, scale: float) -> tuple[PolarSystem, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(11)
+    n, D, h = 12, 5, 7
+    X = rng.standard_normal((n, D))
+    if loss == "cross_entropy":
+        labels, outputs = np.arange(n) % 3, 3
+    else:
+        labels, outputs = np.arange(n) % 2, 1
+    problem = Problem(X, labels, 3 if outputs == 3 else 2, loss)
+    params = balanced_init(balanced_shapes(rng, D, h, outputs), scale)
+    system = PolarSystem(problem, h, frozen_output_part(problem, params))
+    state = system.from_parameters(params)
+    return system, state, system.initial_pattern(state)
+
+
+@pytest.mark.parametrize("loss", ["exponential", "logistic", "cross_entropy"])
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 30.0])
+def test_norm_rate_from_outputs_matches_rhs(loss, scale):
+    system, state, pattern = _system(loss, scale)
+    ev = system.evaluate(state, pattern)
+    sigma, _, b = system.split(state)
+    # From the right-hand side: dR/dtau = 2 sum_j exp(2 sigma_j) ||omega_j||^2 q_j.
+    from_rhs = float(2 * np.sum(np.exp(2 * sigma) * ev.omega_norm2 * ev.q))
+    log_N, from_outputs = system.norm_clock_terms(state, pattern)
+    assert log_N == ev.log_N
+    # Both are sums of the same n h d_y products 4 P_ij exp(2 sigma_j) <G_i, b_j>,
+    # grouped differently; any grouping rounds by at most (terms + a few) eps
+    # times the sum of their magnitudes.
+    products = np.abs(ev.active * np.exp(2 * sigma)) * (np.abs(ev.G) @ np.abs(b).T)
+    magnitude = 4 * float(np.sum(products))
+    terms = ev.active.size * system.d_y
+    assert abs(from_outputs - from_rhs) <= 2 * (terms + 8) * EPS * magnitude
+
+
+def test_norm_clock_log_speed_matches_rhs():
+    # One neuron along each of two samples of opposite classes, so both samples
+    # are classified and dR/dtau > 0, as the norm clock requires.
+    X = np.array([[1.0, 0.0], [-0.6, 0.8]])
+    problem = Problem(X, np.array([0, 1]), 2, "exponential")
+    a = 3.0
+    params = Parameters(a * X.T, np.array([[a, -a]]))
+    system = PolarSystem(problem, 2)
+    state = system.from_parameters(params)
+    pattern = system.initial_pattern(state)
+    coords = NormCoordinates(system, pattern.any(axis=0))
+    z = coords.from_polar(state)
+    _, ev = coords.evaluate(z, pattern)
+    expected = -ev.log_N + coords.log_rate(z, ev)
+    assert math.isfinite(expected)
+    # The rates agree to a few eps relative (the bound of the test above, with
+    # four products), so their logarithms agree to a few eps absolute.
+    assert abs(coords.log_speed(z, pattern) - expected) <= 64 * EPS
