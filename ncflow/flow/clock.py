@@ -172,12 +172,14 @@ def _panels(clock: StepClock, a: float, b: float, low: bool) -> float:
     of ``Phi`` needs for every panel to stay within ``PANEL_SPREAD``. Two
     polynomial evaluations in all.
     """
+    if _spread_bound(clock, a, b, low) <= PANEL_SPREAD / 2:
+        # The grid below would find the same small spread: skip it.
+        return _one_panel(clock, a, b, low)
     grid = np.linspace(a, b, _GRID + 1)
     values = clock.phi(grid, low)
     top = float(values.max())
     if top - float(values.min()) <= PANEL_SPREAD / 2:
-        x = a + (b - a) * _GL_X
-        return logsumexp(clock.phi(x, low), weights=(b - a) * _GL_W)
+        return _one_panel(clock, a, b, low)
     cell_max = np.maximum(values[:-1], values[1:])
     cell_min = np.minimum(values[:-1], values[1:])
     live = np.flatnonzero(cell_max >= top - DROP)
@@ -194,6 +196,30 @@ def _panels(clock: StepClock, a: float, b: float, low: bool) -> float:
     x = lo[:, None] + widths[:, None] * _GL_X[None, :]
     weights = widths[:, None] * _GL_W[None, :]
     return logsumexp(clock.phi(x, low), weights=weights)
+
+
+def _one_panel(clock: StepClock, a: float, b: float, low: bool) -> float:
+    """``log int_a^b exp(Phi)`` by one Gauss-Legendre panel."""
+    x = a + (b - a) * _GL_X
+    return logsumexp(clock.phi(x, low), weights=(b - a) * _GL_W)
+
+
+def _spread_bound(clock: StepClock, a: float, b: float, low: bool) -> float:
+    """Upper bound on ``max Phi - min Phi`` over ``[a, b]``, from the coefficients.
+
+    ``|p'(s)| <= sum_k k |c_k| M^(k-1)`` with ``M = max(|a|, |b|)``, times the
+    length of the interval. Where ``Phi = exp(p)`` the bound is ``inf``.
+    """
+    if clock.logarithmic:
+        return math.inf
+    coef = clock.coef_low if low else clock.coef
+    degree = coef.size - 1
+    largest = max(abs(a), abs(b))
+    slope = 0.0
+    for k, c in enumerate(coef[:-1]):
+        power = degree - k
+        slope += power * abs(c) * largest ** (power - 1)
+    return slope * (b - a)
 
 
 # Points at which log_integral decides whether the endpoint expansion applies:

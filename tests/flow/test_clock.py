@@ -1,0 +1,67 @@
+"""Gradient-flow time along one step: ``ncflow.flow.clock`` on closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ncflow.flow import clock
+
+EPS = float(np.finfo(np.float64).eps)
+
+
+def _linear_clock(intercept: float, slope: float, size: float) -> clock.StepClock:
+    """A clock whose ``Phi(s) = intercept + slope * s`` over a step of ``size``."""
+    return clock.StepClock(intercept + slope * clock.NODES, size)
+
+
+def _roundoff(step_clock: clock.StepClock, values: np.ndarray) -> float:
+    """Return a bound on the roundoff error of the fitted ``Phi``: the inverse
+    Vandermonde matrix's row-sum norm times eps times the largest sample."""
+    inverse, _, _ = clock._fitters(values.size)
+    return float(np.max(np.sum(np.abs(inverse), axis=1))) * EPS * np.max(np.abs(values))
+
+
+@pytest.mark.parametrize("slope", [1e-3, 0.5, 3.0, 30.0])
+@pytest.mark.parametrize("upper", [0.3, 1.0])
+def test_log_integral_of_linear_phi(slope, upper):
+    # int_0^u exp(a + b s) ds = exp(a) (exp(b u) - 1) / b, times the step size.
+    intercept, size = -2.0, 0.7
+    step_clock = _linear_clock(intercept, slope, size)
+    exact = math.log(size) + intercept + math.log(math.expm1(slope * upper) / slope)
+    # A degree-5 interpolant reproduces a linear Phi up to the roundoff of its
+    # fit, which shifts the log-integral by at most that much; the Gauss panels
+    # and the summation add a few eps relative.
+    values = intercept + slope * clock.NODES
+    bound = _roundoff(step_clock, values) + 16 * EPS * max(1.0, abs(exact))
+    assert abs(step_clock.log_integral(upper) - exact) <= bound
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_spread_bound_is_above_sampled_spread(seed):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(scale=10.0 ** rng.uniform(-9, 1), size=clock.NODES.size)
+    step_clock = clock.StepClock(values, 1.0)
+    assert not step_clock.logarithmic
+    a, b = np.sort(rng.uniform(0.0, 1.0, size=2))
+    grid = np.linspace(a, b, 2001)
+    for low in (False, True):
+        sampled = step_clock.phi(grid, low)
+        spread = float(sampled.max() - sampled.min())
+        assert clock._spread_bound(step_clock, a, b, low) >= spread
+
+
+def test_panels_skip_grid_only_below_spread():
+    # A Phi that varies by 1e-6 over the step takes the single panel; the result
+    # is the one the grid path would have chosen, the same single panel.
+    step_clock = _linear_clock(0.0, 1e-6, 1.0)
+    assert clock._spread_bound(step_clock, 0.0, 1.0, False) <= clock.PANEL_SPREAD / 2
+    assert clock._panels(step_clock, 0.0, 1.0, False) == clock._one_panel(
+        step_clock, 0.0, 1.0, False
+    )
+    # A logarithmic clock never takes the shortcut.
+    steep = clock.StepClock(np.full(clock.NODES.size, 20.0), 1.0)
+    assert steep.logarithmic
+    assert clock._spread_bound(steep, 0.0, 1.0, False) == math.inf
