@@ -86,6 +86,7 @@ def find_root_newton(
     *,
     start: float | None = None,
     xtol: float = 1e-15,
+    ftol: float = 0.0,
 ) -> float:
     """Find the root of ``function`` in ``[low, high]`` by Newton's method kept
     inside the bracket. ``function`` must rise from a value ``<= 0`` at ``low``
@@ -97,13 +98,13 @@ def find_root_newton(
     a step or the bracket is below ``xtol * max(1, |s|)``. Where the slope is
     cheap, this takes a few evaluations where ``find_root`` takes about ten.
     The search starts at ``start`` if it is inside the bracket, else at the
-    midpoint.
+    midpoint, and also returns once ``|function| <= ftol``.
     """
     tiny = xtol * max(1.0, abs(low), abs(high))
     s = start if start is not None and low < start < high else 0.5 * (low + high)
     for _ in range(200):
         value, slope = function_and_slope(s)
-        if value == 0:
+        if abs(value) <= ftol:
             return s
         if value > 0:
             high = s

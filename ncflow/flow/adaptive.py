@@ -136,6 +136,12 @@ PROJECTION_RANK = 1e-8
 ZERO_SLOPE = 256 * np.finfo(np.float64).eps
 
 
+# A trajectory record is placed where log t is within this fraction of one
+# step's tolerance on log t of its grid time: far below the error that the
+# integration itself allows there.
+RECORD_TIME_FRACTION = 1e-3
+
+
 # Returned in place of a landing when the step must be rejected and retried.
 RETRY = object()
 
@@ -424,13 +430,17 @@ class AdaptiveFlow:
                 psi[k] = self.coords.log_speed(z, self.pattern)
         return StepClock(psi, step.size)
 
+    def _clock_tolerance(self, log_t: float) -> float:
+        """Absolute tolerance of one step on ``log t`` ending at ``log_t``."""
+        return (self.atol + self.rtol) * max(1.0, abs(log_t))
+
     def _clock_error(self, clock: StepTime) -> float:
         """Quadrature error estimate in units of the tolerance on ``log t``."""
         log_dt, error = clock.full()
         log_t1 = add_log(self.log_t, log_dt)
         if not math.isfinite(log_t1):
             return math.inf
-        allowed = (self.atol + self.rtol) * max(1.0, abs(log_t1))
+        allowed = self._clock_tolerance(log_t1)
         # The error of log(t0 + dt) is the error of log dt times dt / (t0 + dt).
         weight = math.exp(log_dt - log_t1)
         return error * weight / allowed
@@ -702,7 +712,10 @@ class AdaptiveFlow:
                 start = None
                 if math.isfinite(self.log_t):
                     start = (target - self.log_t) / (log_t_end - self.log_t)
-                s = find_root_newton(gap, 0.0, 1.0, start=start)
+                # A record may sit off its grid time by a small fraction of the
+                # tolerance that each step keeps log t to.
+                ftol = RECORD_TIME_FRACTION * self._clock_tolerance(target)
+                s = find_root_newton(gap, 0.0, 1.0, start=start, ftol=ftol)
                 self._record("grid", step.interpolate(s), target)
             # The grid is geometric in log(1 + t): dense in t early, in log t late.
             ell = math.log1p(math.exp(target)) if target < 700 else target

@@ -62,3 +62,13 @@ def test_newton_root_with_wrong_slope_still_converges():
     # search must fall back to bisection and still narrow to the root.
     root = find_root_newton(lambda s: (s - 0.3, -1.0), 0.0, 1.0)
     assert abs(root - 0.3) <= 1e-15
+
+
+def test_newton_root_stops_at_ftol():
+    # With ftol the search returns the first point whose value is that small: a
+    # start 0.01 from the root of s - 0.5 has value 0.01, which ftol = 0.02
+    # accepts at once, and ftol = 0 does not.
+    loose = find_root_newton(lambda s: (s - 0.5, 1.0), 0.0, 1.0, start=0.51, ftol=0.02)
+    exact = find_root_newton(lambda s: (s - 0.5, 1.0), 0.0, 1.0, start=0.51)
+    assert loose == 0.51
+    assert abs(exact - 0.5) <= 4 * EPS
