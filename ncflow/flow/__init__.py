@@ -21,6 +21,7 @@ from ncflow.flow.events import (
     LossBelow,
     Norm2Above,
     Separated,
+    as_event,
     default_groups,
     separation_report,
 )
@@ -132,6 +133,8 @@ def solve_flow(
         event.bind(problem, params0) if isinstance(event, Separated) else event
         for event in events
     ]
+    # A plain function gets SciPy's defaults: not terminal, either direction.
+    events = [as_event(event) for event in events]
     if groups is None:
         groups = default_groups(problem, params0.V)
     groups = _checked_groups(groups, params0.width, problem.num_classes)

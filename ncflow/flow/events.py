@@ -145,6 +145,32 @@ class _Event:
     discrete = False
 
 
+class CallableEvent(_Event):
+    """A plain event function, with SciPy's defaults for what it leaves unset.
+
+    ``solve_ivp`` reads ``terminal`` and ``direction`` from a function's
+    attributes and takes False and 0 where they are missing; ``discrete`` is
+    False too, so the function is evaluated along every step.
+    """
+
+    def __init__(self, function) -> None:
+        self.function = function
+        self.terminal = bool(getattr(function, "terminal", False))
+        self.direction = float(getattr(function, "direction", 0.0))
+        self.discrete = bool(getattr(function, "discrete", False))
+
+    def __call__(self, state: FlowState) -> float:
+        return self.function(state)
+
+    def __repr__(self) -> str:
+        return repr(self.function)
+
+
+def as_event(event) -> _Event:
+    """Return ``event`` itself if it is one of this module's events, else wrapped."""
+    return event if isinstance(event, _Event) else CallableEvent(event)
+
+
 class LossBelow(_Event):
     """Fires when ``L`` falls below ``level`` (compared as ``log L - log level``)."""
 

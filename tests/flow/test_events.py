@@ -474,3 +474,29 @@ def test_loss_level_at_crossing_fires_at_most_once():
             events=[LossBelow(level, terminal=False), Norm2Above(1e3)],
         )
         assert len(result.t_events[0]) <= 1, (level, result.t_events[0])
+
+
+@pytest.mark.parametrize("method", ["adaptive", "euler"])
+def test_plain_function_event_gets_scipy_defaults(method):
+    # As in scipy.integrate.solve_ivp, a plain function is an event that is not
+    # terminal and fires in either direction unless its attributes say so.
+    problem, params0 = _problem()
+    target = 4 * params0.norm2()
+
+    def above(state):
+        return state.log_norm2 - math.log(target)
+
+    result = solve_flow(
+        problem, params0, method=method, step=0.01, t_max=20.0, rtol=1e-8, atol=ATOL,
+        events=[above],
+    )  # fmt: skip
+    assert result.status == STATUS_END_OF_SPAN, result.message
+    assert result.t_events[0].size == 1
+
+    above.terminal = True
+    result = solve_flow(
+        problem, params0, method=method, step=0.01, t_max=20.0, rtol=1e-8, atol=ATOL,
+        events=[above],
+    )  # fmt: skip
+    assert result.status == STATUS_TERMINAL_EVENT, result.message
+    assert result.fired == [0]
