@@ -644,6 +644,9 @@ class AdaptiveFlow:
     # -- continuous events -------------------------------------------------
 
     def _event_values(self, z: np.ndarray, log_t: float) -> list:
+        """Value of each continuous event at ``z`` (None for a discrete one)."""
+        if all(event.discrete for event in self.events):
+            return [None] * len(self.events)
         state = self._state(z, log_t)
         return [
             None if event.discrete else float(event(state)) for event in self.events
