@@ -199,6 +199,17 @@ def loss_terms(outputs: np.ndarray, targets: np.ndarray, loss: str) -> LossTerms
     )
 
 
+def is_per_sample(loss: str) -> bool:
+    """True when the terms of sample ``i`` depend on ``f_i`` alone, so that the
+    outputs of several states may be stacked into one call of ``loss_terms``.
+
+    The mean losses divide by the number of rows, and the wrong-axis fault
+    normalises across samples, so neither may be stacked.
+    """
+    base, log_factor = base_loss(loss)
+    return loss not in _OWN_TERMS and not np.isnan(log_factor)
+
+
 def is_binary(loss: str) -> bool:
     """True for a loss of a scalar-output network (a binary loss or its variant)."""
     return base_loss(loss)[0] in BINARY_LOSSES
@@ -270,8 +281,8 @@ def _cross_entropy_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
 def _row_logsumexp(values: np.ndarray) -> np.ndarray:
     """Return the ``logsumexp`` of each row of an (n, K) array.
 
-    The fast path needs a finite maximum in every row; other arrays go to the
-    general ``logsumexp``, which gives the same bits on the fast path's input.
+    The fast path needs a finite maximum in every row. Other arrays go to the
+    general ``logsumexp``, which gives the same bits where both apply.
     """
     top = np.max(values, axis=1, keepdims=True)
     if not np.isfinite(top).all():

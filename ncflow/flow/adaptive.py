@@ -311,6 +311,10 @@ class AdaptiveFlow:
             self._stages.append(-ev.log_N + self.coords.log_rate(z, ev))
         return rhs
 
+    def _rhs_many(self, zs: np.ndarray) -> np.ndarray:
+        self.nfev += zs.shape[0]
+        return self.coords.rhs_many(zs, self.pattern)
+
     def _refresh(self) -> None:
         self.nfev += 1
         self.f, self.ev = self.coords.evaluate(self.z, self.pattern)
@@ -353,7 +357,14 @@ class AdaptiveFlow:
             if self.stiff:
                 scale = self.coords.scale(self.z, self.rtol, self.atol)
                 step, _ = radau_step(
-                    self._rhs, self.z, self.f, self.J, size, scale, self._guess(size)
+                    self._rhs,
+                    self.z,
+                    self.f,
+                    self.J,
+                    size,
+                    scale,
+                    self._guess(size),
+                    rhs_many=self._rhs_many,
                 )
                 self.nlu += 2  # one real and one complex factorisation
                 self.noise = 0.0
@@ -421,13 +432,12 @@ class AdaptiveFlow:
         nodes = NODES if tau else NORM_NODES
         psi = np.empty(len(nodes))
         psi[0] = -self.ev.log_N + self.coords.log_rate(self.z, self.ev)
-        for k in range(1, len(nodes)):
-            z = step.interpolate(nodes[k])
-            self.nfev += 1
-            if tau:
-                psi[k] = -self.system.log_N(z, self.pattern)
-            else:
-                psi[k] = self.coords.log_speed(z, self.pattern)
+        zs = step.interpolate(nodes[1:])
+        self.nfev += zs.shape[0]
+        if tau:
+            psi[1:] = -self.system.log_N_many(zs, self.pattern)
+        else:
+            psi[1:] = self.coords.log_speed_many(zs, self.pattern)
         return StepClock(psi, step.size)
 
     def _clock_tolerance(self, log_t: float) -> float:

@@ -79,6 +79,10 @@ class TauCoordinates:
     ) -> np.ndarray:
         return self.system.jacobian(z, pattern, ev)
 
+    def rhs_many(self, zs: np.ndarray, pattern: np.ndarray) -> np.ndarray:
+        """Right-hand side at each row of ``zs``, shape (m, size)."""
+        return self.system.evaluate_many(zs, pattern)[0]
+
     def log_rate(self, z: np.ndarray, ev: Evaluation) -> float:
         """``log(dtau / d(independent variable))``: 0 for ``tau`` itself."""
         return 0.0
@@ -124,6 +128,14 @@ class NormCoordinates:
             y.reshape(self.h, self.B)[:, 0] += self.kappa * np.log(z[-1])
         return y
 
+    def _to_polar_many(self, zs: np.ndarray) -> np.ndarray:
+        """Apply :meth:`to_polar` to each row of ``zs``, shape (m, size - 1)."""
+        ys = zs[:, :-1].copy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            log_R = np.log(zs[:, -1])
+            ys.reshape(-1, self.h, self.B)[:, :, 0] += self.kappa * log_R[:, None]
+        return ys
+
     def blocks(self, z: np.ndarray) -> np.ndarray:
         return z[..., :-1].reshape(z.shape[:-1] + (self.h, self.B))
 
@@ -145,6 +157,21 @@ class NormCoordinates:
             rhs[:-1].reshape(self.h, self.B)[:, 0] -= self.kappa / z[-1]
         rhs[-1] = 1.0
         return rhs, ev
+
+    def rhs_many(self, zs: np.ndarray, pattern: np.ndarray) -> np.ndarray:
+        """Right-hand side at each row of ``zs``, shape (m, size), as
+        :meth:`evaluate` computes it for one."""
+        R = zs[:, -1]
+        ys = self._to_polar_many(zs)
+        rhs, q, omega_norm2 = self.system.evaluate_many(ys, pattern)
+        sigma = ys.reshape(-1, self.h, self.B)[:, :, 0]
+        rate = 2 * np.sum(np.exp(2 * sigma) * omega_norm2 * q, axis=1)
+        out = np.empty(zs.shape)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, :-1] = rhs / rate[:, None]
+            out[:, :-1].reshape(-1, self.h, self.B)[:, :, 0] -= self.kappa / R[:, None]
+        out[:, -1] = 1.0
+        return out
 
     def jacobian(
         self, z: np.ndarray, pattern: np.ndarray, ev: Evaluation
@@ -180,10 +207,16 @@ class NormCoordinates:
         return _log_inverse(ev.norm_rate)
 
     def log_speed(self, z: np.ndarray, pattern: np.ndarray) -> float:
-        """``log(dt/dR) = -log N - log(dR/dtau)`` at ``z``, without the
+        """Return ``log(dt/dR) = -log N - log(dR/dtau)`` at ``z``, without the
         right-hand side (see ``PolarSystem.norm_clock_terms``)."""
         log_N, rate = self.system.norm_clock_terms(self.to_polar(z), pattern)
         return -log_N + _log_inverse(rate)
+
+    def log_speed_many(self, zs: np.ndarray, pattern: np.ndarray) -> np.ndarray:
+        """Return :meth:`log_speed` at each row of ``zs``, shape (m,)."""
+        ys = self._to_polar_many(zs)
+        log_N, rates = self.system.norm_clock_terms_many(ys, pattern)
+        return np.array([-ln + _log_inverse(r) for ln, r in zip(log_N, rates)])
 
     def normalize(self, z: np.ndarray) -> np.ndarray:
         """Unit ``omega_j`` and ``R`` equal to the norm the state stands for.

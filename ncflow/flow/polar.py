@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ncflow._numeric import logsumexp
-from ncflow.losses import loss_terms
+from ncflow.losses import is_per_sample, loss_terms
 from ncflow.network import Parameters, Problem, activation_mask
 
 
@@ -107,6 +107,7 @@ class PolarSystem:
             frozen_V = np.zeros((self.num_outputs, width))
         self.frozen_V = np.asarray(frozen_V, dtype=np.float64)
         self.frozen_norm2 = float(np.sum(self.frozen_V**2))
+        self._targets_by_count: dict[int, np.ndarray] = {}
 
     # -- conversions -------------------------------------------------------
 
@@ -186,6 +187,101 @@ class PolarSystem:
     def rhs(self, state: np.ndarray, pattern: np.ndarray) -> np.ndarray:
         return self.evaluate(state, pattern).rhs
 
+    def evaluate_many(self, states: np.ndarray, pattern: np.ndarray):
+        """Evaluate the right-hand side at several states under one pattern.
+
+        Parameters
+        ----------
+        states : ndarray, shape (m, size)
+
+        Returns
+        -------
+        rhs : ndarray, shape (m, size)
+        q : ndarray, shape (m, h)
+            ``d sigma_j / dtau`` of each state.
+        omega_norm2 : ndarray, shape (m, h)
+
+        The same arithmetic as :meth:`evaluate`, with a leading axis: the
+        implicit method evaluates its three stages together, which costs little
+        more than one evaluation on these small arrays. Losses that are not a
+        sum of per-sample terms (``is_per_sample``) are evaluated state by state.
+        """
+        m = states.shape[0]
+        if not is_per_sample(self.problem.loss):
+            evaluations = [self.evaluate(state, pattern) for state in states]
+            return (
+                np.stack([ev.rhs for ev in evaluations]),
+                np.stack([ev.q for ev in evaluations]),
+                np.stack([ev.omega_norm2 for ev in evaluations]),
+            )
+        blocks = states.reshape(m, self.h, self.block)
+        a = blocks[:, :, 1 : 1 + self.D]
+        b = blocks[:, :, 1 + self.D :]
+        active, _, G, _ = self._forward_many(states, pattern)
+        if not self.scalar_output:
+            G = G @ self.Q
+        GB = G @ b.transpose(0, 2, 1)  # (m, n, h)
+        omega = blocks[:, :, 1:]
+        omega_norm2 = np.einsum("mjk,mjk->mj", omega, omega)
+        q = 2 * np.einsum("mij,mij->mj", active, GB) / omega_norm2
+        rhs = np.empty((m, self.h, self.block))
+        rhs[:, :, 0] = q
+        rhs[:, :, 1 : 1 + self.D] = (GB * pattern).transpose(0, 2, 1) @ self.X - (
+            q[:, :, None] * a
+        )
+        rhs[:, :, 1 + self.D :] = active.transpose(0, 2, 1) @ G - q[:, :, None] * b
+        return rhs.reshape(m, self.size), q, omega_norm2
+
+    def _forward_many(self, states: np.ndarray, pattern: np.ndarray):
+        """Compute ``P * Z``, the outputs, ``g / N`` and ``log N`` of ``m`` states.
+
+        The shapes are (m, n, h), (m, n, K), (m, n, K) and (m,) for ``K``
+        outputs. The loss must be a sum of per-sample terms.
+        """
+        m = states.shape[0]
+        blocks = states.reshape(m, self.h, self.block)
+        sigma = blocks[:, :, 0]
+        a = blocks[:, :, 1 : 1 + self.D]
+        b = blocks[:, :, 1 + self.D :]
+        Z = self.X @ a.transpose(0, 2, 1)  # (m, n, h)
+        active = Z * pattern
+        outputs = (active * np.exp(2 * sigma)[:, None, :]) @ b
+        if not self.scalar_output:
+            outputs = outputs @ self.Q.T
+        terms = loss_terms(
+            outputs.reshape(m * self.n, -1), self._stacked_targets(m), self.problem.loss
+        )
+        log_scales = terms.log_scales.reshape(m, self.n)
+        unit_gradients = terms.unit_gradients.reshape(m, self.n, -1)
+        if self.scalar_output:
+            log_weights = log_scales + self.log_x_norms
+        else:
+            log_weights = (
+                log_scales + _log_row_norms_many(unit_gradients) + self.log_x_norms
+            )
+        log_N = logsumexp(log_weights, axis=1)  # (m,)
+        G = np.exp(log_scales - log_N[:, None])[:, :, None] * unit_gradients
+        return active, outputs, G, log_N
+
+    def norm_clock_terms_many(self, states: np.ndarray, pattern: np.ndarray):
+        """Return ``log N`` and ``dR/dtau`` of each row of ``states``, both of
+        shape (m,); see :meth:`norm_clock_terms`."""
+        if not is_per_sample(self.problem.loss):
+            pairs = [self.norm_clock_terms(state, pattern) for state in states]
+            return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+        _, outputs, G, log_N = self._forward_many(states, pattern)
+        return log_N, 4 * np.sum(G * outputs, axis=(1, 2))
+
+    def log_N_many(self, states: np.ndarray, pattern: np.ndarray) -> np.ndarray:
+        """Return ``log N`` of each row of ``states``, shape (m,)."""
+        return self.norm_clock_terms_many(states, pattern)[0]
+
+    def _stacked_targets(self, m: int) -> np.ndarray:
+        """Return the targets repeated for ``m`` stacked states, cached by ``m``."""
+        if m not in self._targets_by_count:
+            self._targets_by_count[m] = np.tile(self.problem.targets, m)
+        return self._targets_by_count[m]
+
     def forward(self, state: np.ndarray, pattern: np.ndarray):
         """Outputs and loss terms at ``state`` (no derivatives)."""
         sigma, a, b = self.split(state)
@@ -204,7 +300,7 @@ class PolarSystem:
         return self._log_N(terms)
 
     def norm_clock_terms(self, state: np.ndarray, pattern: np.ndarray):
-        """``log N`` and ``dR/dtau`` at ``state``, from the outputs alone.
+        """Return ``log N`` and ``dR/dtau`` at ``state``, from the outputs alone.
 
         ``R = ||theta||^2`` of a 2-homogeneous network grows at
         ``dR/dt = -2 <theta, grad L> = 4 sum_i <g_i, f_i>``, so in the clock tau
@@ -314,6 +410,11 @@ class PolarSystem:
 def _log_row_norms(rows: np.ndarray) -> np.ndarray:
     """Return ``log ||r_i||`` of each row of an (n, m) array."""
     return 0.5 * np.log(np.einsum("ik,ik->i", rows, rows))
+
+
+def _log_row_norms_many(rows: np.ndarray) -> np.ndarray:
+    """Return ``log ||r_i||`` of each row of an (m, n, k) array, shape (m, n)."""
+    return 0.5 * np.log(np.einsum("mik,mik->mi", rows, rows))
 
 
 def _output_basis(num_outputs: int, binary: bool) -> np.ndarray:

@@ -112,6 +112,7 @@ def radau_step(
     size: float,
     scale: np.ndarray,
     guess: np.ndarray | None = None,
+    rhs_many=None,
 ):
     """Take one Radau IIA step of ``size`` from ``y0``.
 
@@ -131,6 +132,9 @@ def radau_step(
     guess : ndarray, shape (3, m), optional
         Start of the iteration for the stage increments ``Z_i = Y_i - y_0``;
         zero by default.
+    rhs_many : callable, optional
+        ``rhs_many(Y) -> ndarray``, the right-hand side at each row of ``Y``;
+        used for the three stages when given, in place of three calls of ``rhs``.
 
     Returns
     -------
@@ -157,7 +161,10 @@ def radau_step(
     converged = False
     noise = 0.0
     for _ in range(MAX_NEWTON):
-        F = np.stack([rhs(y0 + Z[i]) for i in range(3)])
+        if rhs_many is None:
+            F = np.stack([rhs(y0 + Z[i]) for i in range(3)])
+        else:
+            F = rhs_many(y0 + Z)
         nfev += 3
         if not np.all(np.isfinite(F)):
             break

@@ -20,7 +20,7 @@ def _system(loss: str, scale: float) -> tuple[PolarSystem, np.ndarray, np.ndarra
     rng = np.random.default_rng(11)
     n, D, h = 12, 5, 7
     X = rng.standard_normal((n, D))
-    if loss == "cross_entropy":
+    if loss.startswith("cross_entropy"):
         labels, outputs = np.arange(n) % 3, 3
     else:
         labels, outputs = np.arange(n) % 2, 1
@@ -68,3 +68,59 @@ def test_norm_clock_log_speed_matches_rhs():
     # The rates agree to a few eps relative (the bound of the test above, with
     # four products), so their logarithms agree to a few eps absolute.
     assert abs(coords.log_speed(z, pattern) - expected) <= 64 * EPS
+
+
+def _states(system: PolarSystem, state: np.ndarray, count: int) -> np.ndarray:
+    """``count`` states near ``state``, as the stages of an implicit step are."""
+    rng = np.random.default_rng(12)
+    return state + 0.01 * rng.standard_normal((count, state.size))
+
+
+LOSSES = [
+    "exponential",
+    "logistic",
+    "cross_entropy",
+    "exponential_mean",
+    "cross_entropy_wrong_axis",
+]
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_evaluate_many_matches_one_by_one(loss):
+    system, state, pattern = _system(loss, 1.0)
+    states = _states(system, state, 3)
+    rhs, q, omega_norm2 = system.evaluate_many(states, pattern)
+    for k in range(3):
+        ev = system.evaluate(states[k], pattern)
+        # The stacked arithmetic repeats the single one with a leading axis, so
+        # the results agree to a few roundoffs of the largest entry.
+        scale = np.max(np.abs(ev.rhs))
+        assert np.max(np.abs(rhs[k] - ev.rhs)) <= 16 * EPS * scale
+        assert np.max(np.abs(q[k] - ev.q)) <= 16 * EPS * np.max(np.abs(ev.q))
+        assert np.array_equal(omega_norm2[k], ev.omega_norm2)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_norm_clock_terms_many_match_one_by_one(loss):
+    system, state, pattern = _system(loss, 1.0)
+    states = _states(system, state, 5)
+    log_N, rates = system.norm_clock_terms_many(states, pattern)
+    for k in range(5):
+        one_log_N, one_rate = system.norm_clock_terms(states[k], pattern)
+        assert abs(log_N[k] - one_log_N) <= 16 * EPS * max(1.0, abs(one_log_N))
+        # Both are the same sum of n d_y products; see the bound above.
+        _, outputs, G, _ = system._forward_many(states[k : k + 1], pattern)
+        magnitude = 4 * float(np.sum(np.abs(G * outputs)))
+        assert abs(rates[k] - one_rate) <= 2 * (outputs.size + 8) * EPS * magnitude
+
+
+def test_norm_clock_rhs_many_matches_evaluate():
+    system, state, pattern = _system("cross_entropy", 3.0)
+    coords = NormCoordinates(system, pattern.any(axis=0))
+    z = coords.from_polar(state)
+    zs = _states(system, z, 3)
+    zs[:, -1] = z[-1] * np.array([1.0, 1.1, 1.3])
+    many = coords.rhs_many(zs, pattern)
+    for k in range(3):
+        one, _ = coords.evaluate(zs[k], pattern)
+        assert np.max(np.abs(many[k] - one)) <= 64 * EPS * np.max(np.abs(one))
