@@ -67,6 +67,7 @@ from ncflow.flow.steps import (
     DP_STABILITY_LIMIT,
     Step,
     dense_state,
+    dense_velocity,
     dense_weights,
     dopri5_step,
     error_noise,
@@ -540,12 +541,14 @@ class AdaptiveFlow:
         """Land on a crossing at the fraction ``s`` of an explicit step without
         taking the step again, or return None where that is not accurate enough.
 
-        The landing point is the cubic dense output at ``s``, on which the
-        crossing was located. Its error is estimated by the distance to the
-        4th-order continuous extension of the same step. The time gained comes
-        from that extension applied to ``dt/dtau`` at the stages, with the error
-        estimate of ``_dense_log_integral``. Both estimates must be within the
-        tolerance, as for a step; otherwise the step is taken again up to ``s``.
+        The crossing was located on the step's cubic dense output. The landing
+        point is on the 4th-order continuous extension of the same step, at the
+        crossing moved onto it by Newton's method. Its error is estimated by the
+        distance between the cubic and the extension there, which is that of
+        the cubic, the lower-order one. The time gained comes from the extension
+        applied to ``dt/dtau`` at the stages, with the error estimate of
+        ``_dense_log_integral``. Both estimates must be within the tolerance, as
+        for a step; otherwise the step is taken again up to ``s``.
         """
         stages = getattr(step, "stages", None)
         rates = getattr(step, "stage_log_rates", None)
@@ -553,8 +556,11 @@ class AdaptiveFlow:
             return None
         if np.ptp(rates) > STAGE_RULE_SPREAD:
             return None
-        y1 = step.interpolate(s)
-        difference = dense_state(step, s) - y1
+        s = self._crossing_on_extension(step, s, cluster)
+        if s is None:
+            return None
+        y1 = dense_state(step, s)
+        difference = y1 - step.interpolate(s)
         scale = self.coords.scale(step.y0, self.rtol, self.atol)
         err = float(np.max(np.abs(difference) / scale))
         if not err <= 1.0:
@@ -572,6 +578,28 @@ class AdaptiveFlow:
         if self._clock_error(clock) > 1.0:
             return None
         return _Landing(sub, clock, err, cluster=cluster, residual=residual)
+
+    def _crossing_on_extension(self, step: Step, s: float, cluster: list):
+        """Move the crossing at ``s`` (found on the cubic) onto the continuous
+        extension: Newton's method on ``<x_i, a_j(s)>`` of the pair of ``cluster``
+        farthest from its boundary there. Returns None if it leaves (0, 1]."""
+        D = self.system.D
+        blocks = self.coords.blocks
+        cos = self._cosines(dense_state(step, s))
+        i, j = max(cluster, key=lambda pair: abs(cos[pair]))
+        x = self.problem.X[i]
+        for _ in range(EVENT_REFINEMENTS):
+            value = x @ blocks(dense_state(step, s))[j, 1 : 1 + D]
+            slope = x @ blocks(dense_velocity(step, s))[j, 1 : 1 + D]
+            if slope == 0 or not math.isfinite(value / slope):
+                return None
+            correction = value / slope
+            s -= correction
+            if not 0.0 < s <= 1.0:
+                return None
+            if abs(correction) <= 4 * np.finfo(float).eps * s:
+                break
+        return s
 
     def _switch(self, cluster: list) -> list | None:
         """Project the pairs of ``cluster`` onto their boundaries and choose the

@@ -133,6 +133,12 @@ def dense_state(step: Step, fraction: float) -> np.ndarray:
     return step.y0 + step.size * (dense_weights(fraction) @ step.stages)
 
 
+def dense_velocity(step: Step, fraction: float) -> np.ndarray:
+    """Derivative in ``fraction`` of :func:`dense_state`, ``h sum_i b_i'(s) k_i``."""
+    slopes = np.arange(1, 5) * fraction ** np.arange(4)
+    return step.size * ((DP_DENSE @ slopes) @ step.stages)
+
+
 def dopri5_step(rhs, y0: np.ndarray, f0: np.ndarray, size: float):
     """Take one explicit Dormand-Prince 5(4) step of ``size`` from ``y0``.
 

@@ -2,9 +2,10 @@
 
 An explicit step that crosses an activation boundary ends on the crossing without
 a second step when the cubic dense output there is within the tolerance of the
-4th-order continuous extension, and the time gained is taken from the extension
-applied to ``dt/dtau`` at the stages. These tests compare that landing with the
-second step it replaces, and the time rule with a closed-form integral.
+4th-order continuous extension. The landing point is the crossing on the
+extension, and the time gained is taken from the extension applied to
+``dt/dtau`` at the stages. These tests compare that landing with the second step
+it replaces, and the time rule with a closed-form integral.
 """
 
 from __future__ import annotations

@@ -122,3 +122,29 @@ def test_restricted_step_keeps_the_cubic(fraction):
     for u in (0.0, 0.2, 0.5, 0.9, 1.0):
         whole = step.interpolate(u * fraction)
         assert np.max(np.abs(part.interpolate(u) - whole)) <= 32 * EPS
+
+
+def test_dense_velocity_matches_end_slopes():
+    # The extension matches the slope h f at both ends of the step: b'(0) picks
+    # the first stage, f(y0), and b'(1) the seventh, f(y1). The weights' sums
+    # at s = 1 cancel to within a few roundoffs of the entries (up to 10.1).
+    step = _rotation_step(0.3)
+    start = steps.dense_velocity(step, 0.0)
+    end = steps.dense_velocity(step, 1.0)
+    assert np.array_equal(start, 0.3 * step.stages[0])
+    bound = 0.3 * 64 * 10.1 * EPS * np.max(np.abs(step.stages))
+    assert np.max(np.abs(end - 0.3 * step.stages[6])) <= bound
+
+
+def test_dense_velocity_is_derivative_of_state():
+    # Central differences of the quartic with spacing e have error e^2/6 times
+    # its third derivative, h sum_i b_i'''(s) k_i, whose size is at most
+    # h max|k| sum_i (6 |P_i2| + 24 |P_i3|); roundoff adds about eps |y| / e.
+    step = _rotation_step(0.3)
+    e = 1e-4
+    third = np.sum(6 * np.abs(steps.DP_DENSE[:, 2]) + 24 * np.abs(steps.DP_DENSE[:, 3]))
+    for s in (0.2, 0.6):
+        difference = steps.dense_state(step, s + e) - steps.dense_state(step, s - e)
+        slope = difference / (2 * e)
+        bound = e**2 / 6 * third * 0.3 * np.max(np.abs(step.stages)) + 4 * EPS / e
+        assert np.max(np.abs(steps.dense_velocity(step, s) - slope)) <= bound
