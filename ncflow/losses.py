@@ -274,7 +274,9 @@ def _cross_entropy_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
         log_scales=log_q,
         unit_gradients=unit_gradients,
         loss_rule=partial(log_softplus, z),
-        hessian_rule=partial(_cross_entropy_hessians, outputs, ratio, z, labels),
+        # A copy: the caller may reuse its outputs array before the Hessians are
+        # formed.
+        hessian_rule=partial(_cross_entropy_hessians, outputs.copy(), ratio, z, labels),
     )
 
 

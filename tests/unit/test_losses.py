@@ -387,3 +387,15 @@ def test_check_loss_accepts_matching_output_count(loss, num_outputs):
 def test_check_loss_rejects_unknown_name():
     with pytest.raises(InvalidArgument, match="loss='hinge' is invalid"):
         check_loss("hinge", 1)
+
+
+def test_cross_entropy_hessians_ignore_later_changes_to_outputs():
+    # The Hessians are formed on first access; overwriting the caller's outputs
+    # array in between must not change them.
+    rng = np.random.default_rng(8)
+    outputs = rng.standard_normal((5, 3))
+    labels = np.array([0, 1, 2, 0, 1])
+    expected = loss_terms(outputs.copy(), labels, "cross_entropy").unit_hessians
+    terms = loss_terms(outputs, labels, "cross_entropy")
+    outputs[:] = 0.0
+    assert np.array_equal(terms.unit_hessians, expected)
