@@ -56,7 +56,7 @@ from ncflow.flow.coordinates import (
     all_classified,
     margins,
 )
-from ncflow.flow.events import FlowState, Separated, crosses
+from ncflow.flow.events import FlowState, Separated, crosses, terminal_after
 from ncflow.flow.polar import PolarSystem
 from ncflow.flow.radau import C_NODES as RADAU_NODES
 from ncflow.flow.radau import ERROR_ORDER, radau_step
@@ -733,7 +733,8 @@ class AdaptiveFlow:
     def _fire(self, index: int) -> None:
         self.t_events[index].append(self.log_t)
         self.fired.append(index)
-        if self.events[index].terminal and self.status is None:
+        occurrences = len(self.t_events[index])
+        if terminal_after(self.events[index], occurrences) and self.status is None:
             self.status = res.STATUS_TERMINAL_EVENT
 
     # -- records -----------------------------------------------------------

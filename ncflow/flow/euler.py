@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from ncflow.flow import result as res
-from ncflow.flow.events import FlowState, Separated, crosses
+from ncflow.flow.events import FlowState, Separated, crosses, terminal_after
 from ncflow.network import Parameters, Problem, activation_mask, gradient_arrays
 
 
@@ -117,7 +117,7 @@ def solve_euler(
                 if crosses(values[index], value, event.direction):
                     t_events[index].append(log_t)
                     fired.append(index)
-                    if event.terminal:
+                    if terminal_after(event, len(t_events[index])):
                         status = res.STATUS_TERMINAL_EVENT
                 values[index] = value
         if status is None and log_t >= log_t_max:

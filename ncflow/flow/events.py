@@ -150,12 +150,13 @@ class CallableEvent(_Event):
 
     ``solve_ivp`` reads ``terminal`` and ``direction`` from a function's
     attributes and takes False and 0 where they are missing; ``discrete`` is
-    False too, so the function is evaluated along every step.
+    False too, so the function is evaluated along every step. As in SciPy 1.17,
+    ``terminal`` may also be a number of occurrences after which the run stops.
     """
 
     def __init__(self, function) -> None:
         self.function = function
-        self.terminal = bool(getattr(function, "terminal", False))
+        self.terminal = _occurrences(function, getattr(function, "terminal", False))
         self.direction = float(getattr(function, "direction", 0.0))
         self.discrete = bool(getattr(function, "discrete", False))
 
@@ -164,6 +165,24 @@ class CallableEvent(_Event):
 
     def __repr__(self) -> str:
         return repr(self.function)
+
+
+def _occurrences(function, terminal) -> int:
+    """Occurrences of an event after which the run stops (0: never)."""
+    if isinstance(terminal, (bool, np.bool_)):
+        return int(terminal)
+    if isinstance(terminal, (int, np.integer)) and terminal >= 0:
+        return int(terminal)
+    raise InvalidArgument(
+        f"event {function!r} has terminal={terminal!r}; give True, False or a "
+        "number of occurrences >= 0 after which the run stops"
+    )
+
+
+def terminal_after(event, occurrences: int) -> bool:
+    """True when ``event`` ends the run at its ``occurrences``-th firing."""
+    terminal = getattr(event, "terminal", False)
+    return bool(terminal) and occurrences >= int(terminal)
 
 
 def as_event(event) -> _Event:

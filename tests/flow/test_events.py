@@ -19,6 +19,7 @@ import math
 import numpy as np
 import pytest
 
+from ncflow._validation import InvalidArgument
 from ncflow.flow import (
     FlowResult,
     LossBelow,
@@ -500,3 +501,37 @@ def test_plain_function_event_gets_scipy_defaults(method):
     )  # fmt: skip
     assert result.status == STATUS_TERMINAL_EVENT, result.message
     assert result.fired == [0]
+
+
+@pytest.mark.parametrize("method", ["adaptive", "euler"])
+def test_plain_function_event_stops_after_count(method):
+    # SciPy 1.17 reads an integer terminal as the number of occurrences after
+    # which the run stops. log L - level falls through 0 once, so terminal = 2
+    # lets the run go on to its end, and terminal = 1 stops it there.
+    problem, params0 = _problem()
+    base = solve_flow(problem, params0, method=method, step=0.01, t_max=20.0)
+    level = 0.5 * (base.trajectory.log_loss[0] + base.log_loss)
+
+    def below(state):
+        return state.log_loss - level
+
+    below.direction = -1.0
+    for count, status in ((2, STATUS_END_OF_SPAN), (1, STATUS_TERMINAL_EVENT)):
+        below.terminal = count
+        result = solve_flow(
+            problem, params0, method=method, step=0.01, t_max=20.0, events=[below]
+        )
+        assert result.status == status, result.message
+        assert result.t_events[0].size == 1
+
+
+@pytest.mark.parametrize("terminal", [0.5, -1, "yes"])
+def test_plain_function_event_rejects_bad_terminal(terminal):
+    problem, params0 = _problem()
+
+    def event(state):
+        return state.log_loss
+
+    event.terminal = terminal
+    with pytest.raises(InvalidArgument, match="terminal="):
+        solve_flow(problem, params0, t_max=1.0, events=[event])
