@@ -1012,7 +1012,11 @@ class AdaptiveFlow:
             self.touching &= np.abs(self._cosines(self.z)) <= 10 * self.offsets
 
         idle_landings, self.idle_landings = self.idle_landings, 0
+        unswitched = None
         if landing.cluster is not None:
+            # The projection onto the boundary moves the state by up to the
+            # tolerance, and may move an event's value onto or across 0 there.
+            unswitched = self._event_values(self.z, self.log_t)
             changed = self._switch(landing.cluster)
             if changed is None:
                 self.status = res.STATUS_SLIDING
@@ -1052,11 +1056,26 @@ class AdaptiveFlow:
             for index, value in enumerate(previous):
                 if value == 0.0:
                     self.values0[index] = 0.0
+                    if unswitched is not None:
+                        unswitched[index] = 0.0
+        if unswitched is not None:
+            self._fire_across_switch(unswitched)
         if landing.event_index is not None and landing.event_index >= 0:
             # The landing point is the located root, so the event's value there is
             # 0 up to roundoff, which may sit on the side it came from. It is taken
             # as exactly 0, so that the next step cannot count a second crossing.
             self.values0[landing.event_index] = 0.0
+
+    def _fire_across_switch(self, unswitched: list) -> None:
+        """Fire each continuous event whose value the projection at a crossing
+        moved onto or across 0; the next step starts on its far side and would
+        not see the crossing."""
+        for index, event in enumerate(self.events):
+            before, after = unswitched[index], self.values0[index]
+            if event.discrete or before is None:
+                continue
+            if crosses(before, after, event.direction):
+                self._fire(index)
 
     def _finish(self) -> res.FlowResult:
         message = res.STATUS_MESSAGES[self.status]

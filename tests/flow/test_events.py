@@ -535,3 +535,24 @@ def test_plain_function_event_rejects_bad_terminal(terminal):
     event.terminal = terminal
     with pytest.raises(InvalidArgument, match="terminal="):
         solve_flow(problem, params0, t_max=1.0, events=[event])
+
+
+def test_event_on_projected_crossing_fires():
+    # The projection onto the boundary at an activation change moves the state
+    # by up to the tolerance. A level equal to the loss just after the change
+    # is met by the projection itself, and the event must fire there.
+    problem, params0 = _problem()
+    base = solve_flow(problem, params0, rtol=1e-6, atol=ATOL, t_max=20.0)
+    events = base.trajectory.select("event")
+    level = math.exp(events.log_loss[2])
+    result = solve_flow(
+        problem,
+        params0,
+        rtol=1e-6,
+        atol=ATOL,
+        t_max=20.0,
+        events=[LossBelow(level)],
+    )
+    assert result.status == STATUS_TERMINAL_EVENT, result.message
+    assert result.t_events[0].size == 1
+    assert result.t_events[0][0] == events.log_t[2]
