@@ -38,9 +38,8 @@ values.
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
-from ncflow.flow.steps import Step
+from ncflow.flow.steps import Step, lu_factor, lu_solve
 
 # Newton iterations per step before the step is given up.
 MAX_NEWTON = 7
@@ -147,13 +146,9 @@ def radau_step(
     """
     m = y0.shape[0]
     identity = np.eye(m)
-    real_lu = scipy.linalg.lu_factor(
-        GAMMA / size * identity - jacobian, check_finite=False
-    )
-    complex_lu = scipy.linalg.lu_factor(
-        EIGENVALUES[1] / size * identity - jacobian, check_finite=False
-    )
-    solve = scipy.linalg.lu_solve
+    real_lu = lu_factor(GAMMA / size * identity - jacobian)
+    complex_lu = lu_factor(EIGENVALUES[1] / size * identity - jacobian)
+    solve = lu_solve
     Z = np.zeros((3, m)) if guess is None else guess.copy()
     W = (T_INVERSE @ Z).astype(complex)
     nfev = 0
@@ -171,8 +166,8 @@ def radau_step(
         G = T_INVERSE @ F
         residual = G - (EIGENVALUES / size)[:, None] * W
         delta = np.empty_like(W)
-        delta[0] = solve(real_lu, residual[0].real, check_finite=False)
-        delta[1] = solve(complex_lu, residual[1], check_finite=False)
+        delta[0] = solve(real_lu, residual[0].real)
+        delta[1] = solve(complex_lu, residual[1])
         delta[2] = np.conj(delta[1])
         W = W + delta
         Z = (T_MATRIX @ W).real
@@ -198,7 +193,7 @@ def radau_step(
 
     y1 = y0 + Z[-1]
     raw = f0 + (GAMMA / size) * (E_WEIGHTS @ Z)
-    error = solve(real_lu, raw, check_finite=False)
+    error = solve(real_lu, raw)
     q = TO_CUBIC @ Z  # (3, m): coefficients of s, s^2, s^3
     dense_2 = -q[2]
     dense_1 = -q[2] - q[1]
