@@ -200,8 +200,8 @@ def loss_terms(outputs: np.ndarray, targets: np.ndarray, loss: str) -> LossTerms
 
 
 def is_per_sample(loss: str) -> bool:
-    """True when the terms of sample ``i`` depend on ``f_i`` alone, so that the
-    outputs of several states may be stacked into one call of ``loss_terms``.
+    """Return whether the terms of sample ``i`` depend on ``f_i`` alone, so that
+    the outputs of several states may be stacked into one call of ``loss_terms``.
 
     The mean losses divide by the number of rows, and the wrong-axis fault
     normalises across samples, so neither may be stacked.

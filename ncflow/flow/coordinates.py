@@ -237,7 +237,7 @@ class NormCoordinates:
 
 
 def _log_inverse(rate: float) -> float:
-    """``-log(rate)``, and ``inf`` where the rate is not positive."""
+    """Return ``-log(rate)``, or ``inf`` where the rate is not positive."""
     return -float(np.log(rate)) if rate > 0 else np.inf
 
 

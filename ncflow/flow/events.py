@@ -168,7 +168,7 @@ class CallableEvent(_Event):
 
 
 def _occurrences(function, terminal) -> int:
-    """Occurrences of an event after which the run stops (0: never)."""
+    """Return the number of occurrences after which the run stops (0: never)."""
     if isinstance(terminal, (bool, np.bool_)):
         return int(terminal)
     if isinstance(terminal, (int, np.integer)) and terminal >= 0:
@@ -180,7 +180,7 @@ def _occurrences(function, terminal) -> int:
 
 
 def terminal_after(event, occurrences: int) -> bool:
-    """True when ``event`` ends the run at its ``occurrences``-th firing."""
+    """Return whether ``event`` ends the run at its ``occurrences``-th firing."""
     terminal = getattr(event, "terminal", False)
     return bool(terminal) and occurrences >= int(terminal)
 
