@@ -13,7 +13,7 @@ EPS = float(np.finfo(np.float64).eps)
 
 
 def _linear_clock(intercept: float, slope: float, size: float) -> clock.StepClock:
-    """A clock whose ``Phi(s) = intercept + slope * s`` over a step of ``size``."""
+    """Return a clock with ``Phi(s) = intercept + slope * s`` on a step of ``size``."""
     return clock.StepClock(intercept + slope * clock.NODES, size)
 
 
@@ -32,7 +32,7 @@ def test_log_integral_of_linear_phi(slope, upper):
     step_clock = _linear_clock(intercept, slope, size)
     exact = math.log(size) + intercept + math.log(math.expm1(slope * upper) / slope)
     # A degree-5 interpolant reproduces a linear Phi up to the roundoff of its
-    # fit, which shifts the log-integral by at most that much; the Gauss panels
+    # fit, which shifts the log-integral by at most that much. The Gauss panels
     # and the summation add a few eps relative.
     values = intercept + slope * clock.NODES
     bound = _roundoff(step_clock, values) + 16 * EPS * max(1.0, abs(exact))
@@ -54,8 +54,8 @@ def test_spread_bound_is_above_sampled_spread(seed):
 
 
 def test_panels_skip_grid_only_below_spread():
-    # A Phi that varies by 1e-6 over the step takes the single panel; the result
-    # is the one the grid path would have chosen, the same single panel.
+    # A Phi that varies by 1e-6 over the step takes the single panel. The grid
+    # path would have chosen the same panel, so the results are equal.
     step_clock = _linear_clock(0.0, 1e-6, 1.0)
     assert clock._spread_bound(step_clock, 0.0, 1.0, False) <= clock.PANEL_SPREAD / 2
     assert clock._panels(step_clock, 0.0, 1.0, False) == clock._one_panel(

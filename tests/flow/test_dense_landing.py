@@ -121,6 +121,6 @@ def test_dense_landing_agrees_with_second_step(rtol, monkeypatch):
 
 
 def _directions(W: np.ndarray, V: np.ndarray) -> np.ndarray:
-    """Unit ``omega_j`` of each neuron, as columns of shape (D + d_y, h)."""
+    """Return the unit ``omega_j`` of each neuron, as columns, shape (D + d_y, h)."""
     omega = np.vstack([W, V])
     return omega / np.linalg.norm(omega, axis=0)

@@ -71,7 +71,7 @@ def test_norm_clock_log_speed_matches_rhs():
 
 
 def _states(system: PolarSystem, state: np.ndarray, count: int) -> np.ndarray:
-    """``count`` states near ``state``, as the stages of an implicit step are."""
+    """Return ``count`` states near ``state``, as the stages of an implicit step are."""
     rng = np.random.default_rng(12)
     return state + 0.01 * rng.standard_normal((count, state.size))
 
