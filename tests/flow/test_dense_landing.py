@@ -124,3 +124,30 @@ def _directions(W: np.ndarray, V: np.ndarray) -> np.ndarray:
     """Return the unit ``omega_j`` of each neuron, as columns, shape (D + d_y, h)."""
     omega = np.vstack([W, V])
     return omega / np.linalg.norm(omega, axis=0)
+
+
+def test_dense_landing_is_on_the_extension(monkeypatch):
+    # The landing point is the 4th-order continuous extension at the crossing,
+    # not the cubic dense output there: against the same step taken again to the
+    # same end (whose error is far smaller, being shorter), the extension is the
+    # closer of the two, by about a factor of the step size.
+    distances = []
+    original = adaptive.AdaptiveFlow._land_on_dense_output
+
+    def compare(self, step, s, cluster):
+        landing = original(self, step, s, cluster)
+        if landing is not None:
+            fraction = landing.step.size / step.size
+            again, _ = self._attempt(landing.step.size)
+            scale = self.coords.scale(step.y0, self.rtol, self.atol)
+            extension = np.max(np.abs(landing.step.y1 - again.y1) / scale)
+            cubic = np.max(np.abs(step.interpolate(fraction) - again.y1) / scale)
+            distances.append((extension, cubic))
+        return landing
+
+    monkeypatch.setattr(adaptive.AdaptiveFlow, "_land_on_dense_output", compare)
+    result = _separation_run(1e-6)
+    assert result.success, result.message
+    assert len(distances) >= 3
+    for extension, cubic in distances:
+        assert extension < cubic
