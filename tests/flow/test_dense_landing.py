@@ -128,9 +128,9 @@ def _directions(W: np.ndarray, V: np.ndarray) -> np.ndarray:
 
 def test_dense_landing_is_on_the_extension(monkeypatch):
     # The landing point is the 4th-order continuous extension at the crossing,
-    # not the cubic dense output there: against the same step taken again to the
-    # same end (whose error is far smaller, being shorter), the extension is the
-    # closer of the two, by about a factor of the step size.
+    # not the cubic dense output there. The same step taken again to the same end
+    # is shorter, so its error is far smaller, and the extension is the closer of
+    # the two points to it.
     distances = []
     original = adaptive.AdaptiveFlow._land_on_dense_output
 
