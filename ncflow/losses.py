@@ -220,7 +220,8 @@ def _binary_terms(outputs: np.ndarray, signs: np.ndarray, loss: str) -> LossTerm
     n = margins.shape[0]
     if loss == "exponential":
         log_scales = -margins
-        loss_rule = partial(_given, log_scales)
+        # Formed anew on access, so that log_losses is not the log_scales array.
+        loss_rule = partial(np.negative, margins)
         hessian_rule = partial(_exponential_hessians, n)
     else:
         # g = 2 y sigmoid(-m) and dg/df = -2 sigmoid(-m) sigmoid(m).

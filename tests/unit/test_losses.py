@@ -399,3 +399,12 @@ def test_cross_entropy_hessians_ignore_later_changes_to_outputs():
     terms = loss_terms(outputs, labels, "cross_entropy")
     outputs[:] = 0.0
     assert np.array_equal(terms.unit_hessians, expected)
+
+
+@pytest.mark.parametrize("loss", ["exponential", "logistic"])
+def test_binary_log_losses_are_their_own_array(loss):
+    # Writing into the log-losses must not change the gradients' log-scales.
+    terms = loss_terms(np.array([[0.5], [-1.0]]), np.array([1.0, -1.0]), loss)
+    scales = terms.log_scales.copy()
+    terms.log_losses[:] = 0.0
+    assert np.array_equal(terms.log_scales, scales)
