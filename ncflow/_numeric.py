@@ -25,13 +25,15 @@ def logsumexp(values: np.ndarray, axis: int | None = None, weights=None) -> np.n
         return float(top + np.log(np.exp(values - top).sum()))
     top = np.max(values, axis=axis, keepdims=True)
     finite = np.isfinite(top)
-    if not finite.all():
+    all_finite = bool(finite.all())
+    if not all_finite:
         top = np.where(finite, top, 0.0)
     shifted = np.exp(values - top)
     if weights is not None:
         shifted = shifted * weights
     total = shifted.sum(axis=axis, keepdims=True)
-    if (total > 0).all():
+    if (all_finite and weights is None) or (total > 0).all():
+        # Unweighted, every finite maximum adds exp(0) = 1, so no total is 0.
         out = np.log(total) + top
     else:
         with np.errstate(divide="ignore"):

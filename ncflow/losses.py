@@ -255,7 +255,7 @@ def _cross_entropy_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
     # z_i = logsumexp_{l != k} f_l - f_k: the log-odds of the wrong classes.
     wrong = outputs.copy()
     wrong[rows, labels] = -np.inf
-    log_wrong = _row_logsumexp(wrong)
+    log_wrong = logsumexp(wrong, axis=1)
     z = log_wrong - outputs[rows, labels]
     # l_i = log(1 + exp(z_i)); q_i = 1 - p_{i,k_i} = sigmoid(z_i), formed from z
     # because 1 - p cancels catastrophically once the sample is fitted.
@@ -279,19 +279,6 @@ def _cross_entropy_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
         # formed.
         hessian_rule=partial(_cross_entropy_hessians, outputs.copy(), ratio, z, labels),
     )
-
-
-def _row_logsumexp(values: np.ndarray) -> np.ndarray:
-    """Return the ``logsumexp`` of each row of an (n, K) array.
-
-    The fast path needs a finite maximum in every row. Other arrays go to the
-    general ``logsumexp``, which gives the same bits where both apply.
-    """
-    top = np.max(values, axis=1, keepdims=True)
-    if not np.isfinite(top).all():
-        return logsumexp(values, axis=1)
-    total = np.exp(values - top).sum(axis=1, keepdims=True)
-    return (np.log(total) + top)[:, 0]
 
 
 def _cross_entropy_hessians(

@@ -227,10 +227,11 @@ def _dense_log_integral(
     extension is not positive there.
 
     ``t`` is integrated as one more component of the flow, with stage slopes
-    ``exp(psi_i)``. The error estimate, relative to ``t(s)``, is the distance to
-    the cubic Hermite interpolant of ``t`` through both ends of the step (an
-    order lower, so it bounds the extension's interpolation error) plus the
-    embedded estimate of the whole step, which the two ends carry.
+    ``exp(psi_i)``. The error estimate is relative to ``t(s)``. Its first part
+    is the distance to the cubic Hermite interpolant of ``t`` through both ends
+    of the step, which is an order lower and so bounds the extension's
+    interpolation error. Its second part is the embedded estimate of the whole
+    step, whose error both ends carry.
     """
     top = float(np.max(log_rates))
     slopes = np.exp(log_rates - top)  # dt/dtau at the stages, in units of exp(top)
@@ -556,10 +557,10 @@ class AdaptiveFlow:
             return None
         if np.ptp(rates) > STAGE_RULE_SPREAD:
             return None
-        s = self._crossing_on_extension(step, s, cluster)
-        if s is None:
+        moved = self._crossing_on_extension(step, s, cluster)
+        if moved is None:
             return None
-        y1 = dense_state(step, s)
+        s, y1 = moved
         difference = y1 - step.interpolate(s)
         scale = self.coords.scale(step.y0, self.rtol, self.atol)
         err = float(np.max(np.abs(difference) / scale))
@@ -581,15 +582,20 @@ class AdaptiveFlow:
 
     def _crossing_on_extension(self, step: Step, s: float, cluster: list):
         """Move the crossing at ``s`` (found on the cubic) onto the continuous
-        extension: Newton's method on ``<x_i, a_j(s)>`` of the pair of ``cluster``
-        farthest from its boundary there. Returns None if it leaves (0, 1]."""
+        extension by Newton's method on ``<x_i, a_j(s)>``, for the pair of
+        ``cluster`` farthest from its boundary there.
+
+        Returns the new ``s`` and the extension's state there, or None if the
+        iteration leaves (0, 1].
+        """
         D = self.system.D
         blocks = self.coords.blocks
-        cos = self._cosines(dense_state(step, s))
+        y = dense_state(step, s)
+        cos = self._cosines(y)
         i, j = max(cluster, key=lambda pair: abs(cos[pair]))
         x = self.problem.X[i]
         for _ in range(EVENT_REFINEMENTS):
-            value = x @ blocks(dense_state(step, s))[j, 1 : 1 + D]
+            value = x @ blocks(y)[j, 1 : 1 + D]
             slope = x @ blocks(dense_velocity(step, s))[j, 1 : 1 + D]
             if slope == 0 or not math.isfinite(value / slope):
                 return None
@@ -597,9 +603,10 @@ class AdaptiveFlow:
             s -= correction
             if not 0.0 < s <= 1.0:
                 return None
+            y = dense_state(step, s)
             if abs(correction) <= 4 * np.finfo(float).eps * s:
                 break
-        return s
+        return s, y
 
     def _switch(self, cluster: list) -> list | None:
         """Project the pairs of ``cluster`` onto their boundaries and choose the
@@ -1282,9 +1289,9 @@ def _bracketed_root(
 ) -> float:
     """``_bracketed_roots`` for one cubic, in Python floats.
 
-    The same iteration, with the same operations in the same order, so that it
-    returns the same point; a few scalar operations cost far less than the
-    array calls of the vectorised search when only a few cubics are left.
+    It repeats the vectorised iteration operation by operation, so it returns
+    the same point. When only a few cubics are left, a few scalar operations
+    cost far less than the array calls of the vectorised search.
     """
     tiny = np.finfo(float).tiny
     unit = 4 * np.finfo(float).eps

@@ -139,17 +139,18 @@ class NormCoordinates:
     def blocks(self, z: np.ndarray) -> np.ndarray:
         return z[..., :-1].reshape(z.shape[:-1] + (self.h, self.B))
 
-    def _norm_rate(self, y: np.ndarray, ev: Evaluation) -> float:
-        """``dR/dtau = 2 sum_j exp(2 sigma_j) ||omega_j||^2 q_j``."""
-        sigma = y.reshape(self.h, self.B)[:, 0]
-        return float(2 * np.sum(np.exp(2 * sigma) * ev.omega_norm2 * ev.q))
+    def _norm_rate(self, ys: np.ndarray, omega_norm2, q):
+        """Return ``dR/dtau = 2 sum_j exp(2 sigma_j) ||omega_j||^2 q_j`` of a polar
+        state, or of each row of a stack of them."""
+        sigma = ys.reshape(ys.shape[:-1] + (self.h, self.B))[..., 0]
+        return 2 * np.sum(np.exp(2 * sigma) * omega_norm2 * q, axis=-1)
 
     def evaluate(
         self, z: np.ndarray, pattern: np.ndarray
     ) -> tuple[np.ndarray, Evaluation]:
         y = self.to_polar(z)
         ev = self.system.evaluate(y, pattern)
-        rate = self._norm_rate(y, ev)
+        rate = float(self._norm_rate(y, ev.omega_norm2, ev.q))
         ev.norm_rate = rate
         rhs = np.empty(self.size)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -164,8 +165,7 @@ class NormCoordinates:
         R = zs[:, -1]
         ys = self._to_polar_many(zs)
         rhs, q, omega_norm2 = self.system.evaluate_many(ys, pattern)
-        sigma = ys.reshape(-1, self.h, self.B)[:, :, 0]
-        rate = 2 * np.sum(np.exp(2 * sigma) * omega_norm2 * q, axis=1)
+        rate = self._norm_rate(ys, omega_norm2, q)
         out = np.empty(zs.shape)
         with np.errstate(invalid="ignore", divide="ignore"):
             out[:, :-1] = rhs / rate[:, None]
@@ -206,14 +206,10 @@ class NormCoordinates:
         """``log(dtau/dR) = -log(dR/dtau)``."""
         return _log_inverse(ev.norm_rate)
 
-    def log_speed(self, z: np.ndarray, pattern: np.ndarray) -> float:
-        """Return ``log(dt/dR) = -log N - log(dR/dtau)`` at ``z``, without the
-        right-hand side (see ``PolarSystem.norm_clock_terms``)."""
-        log_N, rate = self.system.norm_clock_terms(self.to_polar(z), pattern)
-        return -log_N + _log_inverse(rate)
-
     def log_speed_many(self, zs: np.ndarray, pattern: np.ndarray) -> np.ndarray:
-        """Return :meth:`log_speed` at each row of ``zs``, shape (m,)."""
+        """Return ``log(dt/dR) = -log N - log(dR/dtau)`` at each row of ``zs``,
+        shape (m,), without the right-hand side (see
+        ``PolarSystem.norm_clock_terms``)."""
         ys = self._to_polar_many(zs)
         log_N, rates = self.system.norm_clock_terms_many(ys, pattern)
         return np.array([-ln + _log_inverse(r) for ln, r in zip(log_N, rates)])

@@ -253,13 +253,7 @@ class PolarSystem:
         )
         log_scales = terms.log_scales.reshape(m, self.n)
         unit_gradients = terms.unit_gradients.reshape(m, self.n, -1)
-        if self.scalar_output:
-            log_weights = log_scales + self.log_x_norms
-        else:
-            log_weights = (
-                log_scales + _log_row_norms_many(unit_gradients) + self.log_x_norms
-            )
-        log_N = logsumexp(log_weights, axis=1)  # (m,)
+        log_N = logsumexp(self._log_weights(log_scales, unit_gradients), axis=1)
         G = np.exp(log_scales - log_N[:, None])[:, :, None] * unit_gradients
         return active, outputs, G, log_N
 
@@ -273,7 +267,8 @@ class PolarSystem:
         return log_N, 4 * np.sum(G * outputs, axis=(1, 2))
 
     def log_N_many(self, states: np.ndarray, pattern: np.ndarray) -> np.ndarray:
-        """Return ``log N`` of each row of ``states``, shape (m,)."""
+        """Return ``log N = log sum_i ||g_i|| ||x_i||``, the clock rate
+        ``dtau/dt``, of each row of ``states``, shape (m,)."""
         return self.norm_clock_terms_many(states, pattern)[0]
 
     def _stacked_targets(self, m: int) -> np.ndarray:
@@ -294,11 +289,6 @@ class PolarSystem:
             outputs = outputs @ self.Q.T
         return outputs, loss_terms(outputs, self.problem.targets, self.problem.loss)
 
-    def log_N(self, state: np.ndarray, pattern: np.ndarray) -> float:
-        """``log N = log sum_i ||g_i|| ||x_i||``, the clock rate ``dtau/dt``."""
-        _, terms = self.forward(state, pattern)
-        return self._log_N(terms)
-
     def norm_clock_terms(self, state: np.ndarray, pattern: np.ndarray):
         """Return ``log N`` and ``dR/dtau`` at ``state``, from the outputs alone.
 
@@ -312,15 +302,20 @@ class PolarSystem:
         return log_N, 4 * float(np.sum(G * outputs))
 
     def _log_N(self, terms) -> float:
+        return float(
+            logsumexp(self._log_weights(terms.log_scales, terms.unit_gradients))
+        )
+
+    def _log_weights(
+        self, log_scales: np.ndarray, unit_gradients: np.ndarray
+    ) -> np.ndarray:
+        """Return ``log(||g_i|| ||x_i||)`` of each sample, for one state or a stack.
+
+        ``N`` is their sum. The shapes are (..., n) and (..., n, d_y).
+        """
         if self.scalar_output:
-            log_weights = terms.log_scales + self.log_x_norms
-        else:
-            log_weights = (
-                terms.log_scales
-                + _log_row_norms(terms.unit_gradients)
-                + self.log_x_norms
-            )
-        return float(logsumexp(log_weights))
+            return log_scales + self.log_x_norms
+        return log_scales + _log_row_norms(unit_gradients) + self.log_x_norms
 
     # -- Jacobian ----------------------------------------------------------
 
@@ -408,13 +403,8 @@ class PolarSystem:
 
 
 def _log_row_norms(rows: np.ndarray) -> np.ndarray:
-    """Return ``log ||r_i||`` of each row of an (n, m) array."""
-    return 0.5 * np.log(np.einsum("ik,ik->i", rows, rows))
-
-
-def _log_row_norms_many(rows: np.ndarray) -> np.ndarray:
-    """Return ``log ||r_i||`` of each row of an (m, n, k) array, shape (m, n)."""
-    return 0.5 * np.log(np.einsum("mik,mik->mi", rows, rows))
+    """Return ``log ||r||`` of each row along the last axis of ``rows``."""
+    return 0.5 * np.log(np.einsum("...k,...k->...", rows, rows))
 
 
 def _output_basis(num_outputs: int, binary: bool) -> np.ndarray:
