@@ -149,9 +149,10 @@ class CallableEvent(_Event):
     """A plain event function, with SciPy's defaults for what it leaves unset.
 
     ``solve_ivp`` reads ``terminal`` and ``direction`` from a function's
-    attributes and takes False and 0 where they are missing; ``discrete`` is
-    False too, so the function is evaluated along every step. As in SciPy 1.17,
-    ``terminal`` may also be a number of occurrences after which the run stops.
+    attributes, and takes False and 0 where they are missing. A missing
+    ``discrete`` is False too, so the function is evaluated along every step.
+    As in SciPy 1.17, ``terminal`` may also be a number of occurrences after
+    which the run stops.
     """
 
     def __init__(self, function) -> None:

@@ -104,28 +104,23 @@ def test_first_roots_exhausted_keeps_narrowed_bracket():
     assert found < 2e-10
 
 
-def test_first_roots_within_skips_later_roots():
-    c = stack(
-        cubic_with_roots([0.2, 1.5, -1.0]),
-        cubic_with_roots([0.5, 1.5, -1.0]),
-        cubic_with_roots([0.9, 1.5, -1.0]),
-    )
-    found = _first_roots(c, within=0.1)
-    assert abs(found[0] - 0.2) <= root_tolerance(c[:, :1], np.array([0.2]))[0]
-    assert np.isinf(found[1])
-    assert np.isinf(found[2])
-
-
-def test_first_roots_within_keeps_roots_in_window():
-    c = stack(
-        cubic_with_roots([0.5, 1.5, -1.0]),
-        cubic_with_roots([0.2, 1.5, -1.0]),
-        cubic_with_roots([0.9, 1.5, -1.0]),
-    )
-    found = _first_roots(c, within=0.35)
-    expected = np.array([0.5, 0.2])
-    assert np.all(np.abs(found[:2] - expected) <= root_tolerance(c[:, :2], expected))
-    assert np.isinf(found[2])
+@pytest.mark.parametrize(
+    ("first_roots", "within", "expected"),
+    [
+        # Only the earliest root lies in the window; the later ones give inf.
+        ([0.2, 0.5, 0.9], 0.1, [0.2, np.inf, np.inf]),
+        # The earliest is not the first cubic, and 0.5 is within 0.35 of it.
+        ([0.5, 0.2, 0.9], 0.35, [0.5, 0.2, np.inf]),
+    ],
+)
+def test_first_roots_within_window(first_roots, within, expected):
+    c = stack(*[cubic_with_roots([r, 1.5, -1.0]) for r in first_roots])
+    found = _first_roots(c, within=within)
+    expected = np.array(expected)
+    inside = np.isfinite(expected)
+    tolerance = root_tolerance(c[:, inside], expected[inside])
+    assert np.all(np.abs(found[inside] - expected[inside]) <= tolerance)
+    assert np.all(np.isinf(found[~inside]))
 
 
 def test_first_roots_within_matches_row_by_row_search():

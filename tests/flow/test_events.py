@@ -480,7 +480,7 @@ def test_loss_level_at_crossing_fires_at_most_once():
 @pytest.mark.parametrize("method", ["adaptive", "euler"])
 def test_plain_function_event_gets_scipy_defaults(method):
     # As in scipy.integrate.solve_ivp, a plain function is an event that is not
-    # terminal and fires in either direction unless its attributes say so.
+    # terminal and fires in either direction, unless its attributes set them.
     problem, params0 = _problem()
     target = 4 * params0.norm2()
 
