@@ -84,8 +84,8 @@ MAX_NORM_STEP = 0.25
 # contraction factor stays at or below this. Each factor of 10 in the
 # contraction costs one more iteration (three stacked evaluations), which is
 # cheaper than a new Jacobian on the benchmark problems (less than half of one).
-# At 0.1 the Jacobian is formed 6 to 9 times per run instead of once per
-# implicit step (60 to 1000 times), for 10 to 15% more evaluations.
+# At 0.1 the Jacobian is formed 6 to 9 times per benchmark run instead of once
+# per implicit step (60 to 1000 times), for 12 to 25% more evaluations.
 JACOBIAN_REUSE_RATE = 0.1
 MIN_STEP = 1e-13  # smallest step, relative to the independent variable
 EVENT_REFINEMENTS = 8  # Newton corrections of an event location before giving up
