@@ -521,6 +521,7 @@ def check_c7(example: Example, settings: RunSettings, reports: list) -> Verdict:
         measure,
         names,
         roundoff=(X.shape[1] + example.shapes.width, 1.0),
+        run=run,
     )
     return combine(
         "C7", "directional collapse of the features", quantities, run, reports
@@ -565,6 +566,7 @@ def check_c9(example: Example, settings: RunSettings, reports: list) -> Verdict:
         measure,
         {k: 0.0 for k in measure(points.end)},
         roundoff=(example.dataset.n + example.shapes.width, 1.0),
+        run=run,
     )
     return combine(
         "C9", "projected self-duality of the classifier", quantities, run, reports
@@ -618,6 +620,7 @@ def check_c10(example: Example, settings: RunSettings, reports: list) -> Verdict
         predictions,
         kinds=kinds,
         roundoff=(example.dataset.D * example.shapes.width, 1.0),
+        run=run,
     )
     add_resolution_terms(quantities, example, limit, points, _u_dependent(limit))
 
@@ -629,7 +632,10 @@ def check_c10(example: Example, settings: RunSettings, reports: list) -> Verdict
         return {"||theta_bar restricted to dead neurons||_F": share}
 
     quantities += limit_quantities(
-        points, dead_share, {"||theta_bar restricted to dead neurons||_F": 0.0}
+        points,
+        dead_share,
+        {"||theta_bar restricted to dead neurons||_F": 0.0},
+        run=run,
     )
     return combine(
         "C10", "block structure of W_bar and V_bar", quantities, run, reports
@@ -675,6 +681,7 @@ def check_c11(example: Example, settings: RunSettings, reports: list) -> Verdict
         measure,
         {k: 1.0 for k in measure(points.end)},
         roundoff=(X.shape[1] + example.shapes.width, 1.0),
+        run=run,
     )
     return combine(
         "C11",
@@ -729,7 +736,11 @@ def check_c12(example: Example, settings: RunSettings, reports: list) -> Verdict
         "NC1 of unit-normalised features": 0.0,
     }
     quantities = limit_quantities(
-        points, measure, predictions, roundoff=(X.shape[0] * example.shapes.width, 1.0)
+        points,
+        measure,
+        predictions,
+        roundoff=(X.shape[0] * example.shapes.width, 1.0),
+        run=run,
     )
 
     # The closed forms of the empirical-mean metrics use a_i = <s_k u_k, x_i>,

@@ -65,6 +65,7 @@ from theory_checks.common import (
     features,
     first_unverified,
     frame_quantity,
+    integration_roundoff,
     length_sensitivities,
     limit_quantities,
     refine_eps,
@@ -601,31 +602,6 @@ def check_c5(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 def _limit(example: Example) -> Limit:
     return predict(example.dataset, multiclass=True, faults=example.faults)
-
-
-def integration_roundoff(run: Run) -> tol.ToleranceTerm:
-    """Float64 roundoff accumulated by the integration, in units of ``theta_bar``.
-
-    Each step stores a neuron's log-norm ``sigma_j``, about ``log(R)/2``, so its
-    absolute roundoff ``eps log(R)/2`` is a relative roundoff of the norm, and it
-    forms the right-hand side from sums over the ``n`` samples, ``D`` inputs and
-    ``K`` outputs. Summed over the steps (without amplification, since the
-    direction converges to a stable limit), this bounds the relative error that
-    the rtol-independent noise floor of the run leaves in a normalised quantity.
-    On the exactly symmetric simplex example it is the only error left, and
-    measured at about half of this bound.
-    """
-    result = run.result
-    steps = result.n_accepted + len(result.activation_events)
-    per_step = 0.5 * math.log(max(result.norm2, math.e)) + sum(
-        (run.problem.n, run.problem.D, run.problem.num_outputs)
-    )
-    return tol.ToleranceTerm(
-        "roundoff",
-        steps * per_step * tol.EPS,
-        f"{steps} steps * (log(R)/2 + n + D + K = {per_step:.3g}) * eps "
-        "(accumulated by the integration)",
-    )
 
 
 def _scaled(term: tol.ToleranceTerm, scale: float) -> tol.ToleranceTerm:
