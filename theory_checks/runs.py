@@ -159,7 +159,7 @@ class RunSettings:
         Before a limit claim FAILs, the run is repeated at ``norm2_target``
         times ``reference_ratio``, ``reference_ratio^2``, ... up to this
         ``||theta||_F^2`` (``common.refine_norm``). The binary and three-class
-        flows of the tests reach ``1e12`` in about a second.
+        flows of the tests reach ``1e12`` in well under a second.
     max_steps : int
         Step budget of each run.
     eps_factor, eps_floor : float
