@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ncflow.flow import clock
+from ncflow.flow.adaptive import _hermite_start
 
 EPS = float(np.finfo(np.float64).eps)
 
@@ -65,3 +66,28 @@ def test_panels_skip_grid_only_below_spread():
     steep = clock.StepClock(np.full(clock.NODES.size, 20.0), 1.0)
     assert steep.logarithmic
     assert clock._spread_bound(steep, 0.0, 1.0, False) == math.inf
+
+
+@pytest.mark.parametrize(
+    ("m0", "m1", "goal"), [(0.1, 2.5, 0.3), (1.0, 1.0, 0.7), (0.01, 2.9, 0.05)]
+)
+def test_record_start_inverts_a_cubic_log_t(m0, m1, goal):
+    # When log t is itself the cubic with these end values and slopes, the start
+    # is the exact place of the target: Newton on a monotone cubic converges to
+    # roundoff within HERMITE_NEWTON iterations from the chord's point.
+    log_t0, span = 5.0, 2.0
+
+    def log_t(x):
+        return log_t0 + span * (
+            x * x * (3 - 2 * x) + m0 * x * (1 - x) ** 2 - m1 * x * x * (1 - x)
+        )
+
+    x = _hermite_start(log_t0, log_t0 + span, m0 * span, m1 * span, log_t(goal))
+    assert abs(x - goal) <= 1e-12
+
+
+def test_record_start_falls_back_to_the_chord():
+    # Slopes this large at both ends make the cubic fall in the middle of the
+    # step, so Newton on it has no reliable root: the chord's point is used.
+    assert _hermite_start(0.0, 1.0, 8.0, 8.0, 0.3) == 0.3
+    assert _hermite_start(1.0, 1.0, 1.0, 1.0, 1.0) is None
