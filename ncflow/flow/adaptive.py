@@ -212,7 +212,7 @@ class StepTime:
     def log_speed(self, s: float) -> float:
         """``log dt/ds`` at the fraction ``s`` of the step, from the interpolant."""
         clock = self.nodes()
-        return clock.log_size + float(clock.phi(s))
+        return clock.log_size + clock.phi_at(s)
 
 
 def _runge_kutta_log_integral(

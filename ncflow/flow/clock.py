@@ -108,10 +108,21 @@ class StepClock:
         # difference of the two integrals estimates the interpolation error.
         self.coef_low = inverse_low @ data[keep]
         self._whole: dict[str, float] = {}
+        self._coef_list: list[float] | None = None
 
     def phi(self, s, low: bool = False) -> np.ndarray:
         values = _horner(self.coef_low if low else self.coef, s)
         return np.exp(values) if self.logarithmic else values
+
+    def phi_at(self, s: float) -> float:
+        """Return ``Phi(s)`` at one point, in Python floats: the records on the
+        time grid ask for single points, where array calls cost more than the sum."""
+        if self._coef_list is None:
+            self._coef_list = self.coef.tolist()
+        value = 0.0
+        for c in self._coef_list:
+            value = value * s + c
+        return math.exp(value) if self.logarithmic else value
 
     def _phi_derivatives(
         self, s: float, coef: np.ndarray

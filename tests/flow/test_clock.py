@@ -91,3 +91,15 @@ def test_record_start_falls_back_to_the_chord():
     # step, so Newton on it has no reliable root: the chord's point is used.
     assert _hermite_start(0.0, 1.0, 8.0, 8.0, 0.3) == 0.3
     assert _hermite_start(1.0, 1.0, 1.0, 1.0, 1.0) is None
+
+
+@pytest.mark.parametrize(
+    "values", [np.linspace(-2.0, 3.0, 6), np.linspace(10.0, 80.0, 6)]
+)
+def test_phi_at_one_point_matches_the_array_form(values):
+    # The second set is above LOG_SWITCH, so Phi is fitted in the log domain and
+    # exponentiated: math.exp and numpy's exp may differ in the last bit.
+    step_clock = clock.StepClock(values, 0.5)
+    for s in (0.0, 0.3, 1.0):
+        expected = float(step_clock.phi(s))
+        assert abs(step_clock.phi_at(s) - expected) <= 2 * EPS * abs(expected)
