@@ -80,13 +80,6 @@ MAX_SHRINK = 0.2  # largest step decrease after a rejected step
 # In the norm clock a step may grow R by at most a quarter: larger steps put the stages
 # far from the solution, where the error estimate stops being reliable.
 MAX_NORM_STEP = 0.25
-# The implicit method keeps its Jacobian for the next step while Newton's
-# contraction factor stays at or below this. Each factor of 10 in the
-# contraction costs one more iteration (three stacked evaluations), which is
-# cheaper than a new Jacobian on the benchmark problems (less than half of one).
-# At 0.1 the Jacobian is formed 6 to 9 times per benchmark run instead of once
-# per implicit step (60 to 1000 times), for 12 to 25% more evaluations.
-JACOBIAN_REUSE_RATE = 0.1
 MIN_STEP = 1e-13  # smallest step, relative to the independent variable
 EVENT_REFINEMENTS = 8  # Newton corrections of an event location before giving up
 BISECTIONS = 56  # halvings of a root bracket: 2**-56 is below float64 resolution
@@ -303,8 +296,6 @@ class AdaptiveFlow:
         self.detail = ""
         self.phases: list[tuple[str, float]] = []
         self._stages: list | None = None
-        self.J: np.ndarray | None = None  # Jacobian of the implicit method
-        self.jacobian_fresh = False  # whether J was formed at the current state
         self.last_step = None
         self.landing_failure = ""
         self.short_steps = 0  # consecutive short norm-clock steps (STALL_STEPS)
@@ -329,17 +320,12 @@ class AdaptiveFlow:
         self.nfev += zs.shape[0]
         return self.coords.rhs_many(zs, self.pattern)
 
-    def _refresh(self, keep_jacobian: bool = False) -> None:
+    def _refresh(self) -> None:
         self.nfev += 1
         self.f, self.ev = self.coords.evaluate(self.z, self.pattern)
-        self.jacobian_fresh = False
-        if self.stiff and not (keep_jacobian and self.J is not None):
-            self._fresh_jacobian()
-
-    def _fresh_jacobian(self) -> None:
-        self.J = self.coords.jacobian(self.z, self.pattern, self.ev)
-        self.njev += 1
-        self.jacobian_fresh = True
+        if self.stiff:
+            self.J = self.coords.jacobian(self.z, self.pattern, self.ev)
+            self.njev += 1
 
     def _state(self, z: np.ndarray, log_t: float) -> FlowState:
         y = self.coords.to_polar(z)
@@ -375,26 +361,17 @@ class AdaptiveFlow:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             if self.stiff:
                 scale = self.coords.scale(self.z, self.rtol, self.atol)
-                guess = self._guess(size)
-                while True:
-                    step, _ = radau_step(
-                        self._rhs,
-                        self.z,
-                        self.f,
-                        self.J,
-                        size,
-                        scale,
-                        guess,
-                        rhs_many=self._rhs_many,
-                    )
-                    self.nlu += 2  # one real and one complex factorisation
-                    converged = np.all(np.isfinite(step.y1))
-                    if self.jacobian_fresh or (converged and step.newton_noise == 0):
-                        break
-                    # A kept Jacobian may be why Newton failed or stalled, so the
-                    # iteration is taken again with a fresh one. Only then is a
-                    # failure put down to the step size, or a stall to roundoff.
-                    self._fresh_jacobian()
+                step, _ = radau_step(
+                    self._rhs,
+                    self.z,
+                    self.f,
+                    self.J,
+                    size,
+                    scale,
+                    self._guess(size),
+                    rhs_many=self._rhs_many,
+                )
+                self.nlu += 2  # one real and one complex factorisation
                 self.noise = 0.0
                 if step.newton_noise > 0:
                     self.noise_limited += 1
@@ -1045,13 +1022,6 @@ class AdaptiveFlow:
             self.log_t = log_t_end
             self.z = self.coords.normalize(step.y1)
         self.last_step = step
-        # Newton's contraction factor grows with the error of the Jacobian, so a
-        # fast contraction shows that the one at the step's start still serves.
-        keep_jacobian = (
-            landing.cluster is None
-            and step is not None
-            and step.newton_rate <= JACOBIAN_REUSE_RATE
-        )
         if self.touching.any():
             # A pair leaves its boundary once it has moved well past the offset.
             self.touching &= np.abs(self._cosines(self.z)) <= 10 * self.offsets
@@ -1089,7 +1059,7 @@ class AdaptiveFlow:
             self.status = res.STATUS_END_OF_SPAN
         elif landing.event_index is not None:
             self._fire(landing.event_index)
-        self._refresh(keep_jacobian)
+        self._refresh()
         if landing.cluster is not None:
             self._check_discrete()
         previous = self.values0

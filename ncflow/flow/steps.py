@@ -29,9 +29,6 @@ class Step:
     # Last Newton correction, in tolerances, of an implicit step accepted at its
     # roundoff floor (0 otherwise).
     newton_noise: float = 0.0
-    # Largest contraction factor of an implicit step's Newton iteration (0 for
-    # explicit steps and for iterations that stopped after one correction).
-    newton_rate: float = 0.0
 
     def interpolate(self, fraction: float | np.ndarray) -> np.ndarray:
         """Dense output at ``fraction`` in [0, 1] of the step; shape (..., size)."""
