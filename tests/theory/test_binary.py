@@ -47,9 +47,9 @@ def test_binary_claim(request, claim, case):
 
 @pytest.mark.parametrize("claim", ["C7", "C9", "C10", "C11", "C12"])
 def test_limit_tolerance_has_integration_roundoff(claim):
-    # A quantity that converges fast sits at the roundoff the integration leaves in
-    # theta_bar, which the measurement's own roundoff does not cover: a margin of
-    # C11 measured 7 eps off its limit against a 5 eps measurement part.
+    # A quantity that converges fast sits at the roundoff that the integration
+    # leaves in theta_bar, and the measurement's own roundoff part does not cover
+    # it. The multi-class checks add the same part.
     verdict = binary.check(claim, WIDTH_TWO, SETTINGS)
     expected = integration_roundoff(train(WIDTH_TWO, SETTINGS))
     for quantity in verdict.details["quantities"]:
