@@ -749,6 +749,15 @@ class AdaptiveFlow:
 
     # -- records -----------------------------------------------------------
 
+    @staticmethod
+    def _dense(step: Step, s: float) -> np.ndarray:
+        """State at the fraction ``s`` of an accepted step: on the 4th-order
+        continuous extension where the step kept its stages (an explicit step
+        taken whole), else on its cubic dense output."""
+        if getattr(step, "stages", None) is not None:
+            return dense_state(step, s)
+        return step.interpolate(s)
+
     def _record_grid(self, step: Step, clock: StepTime, log_t_end: float) -> None:
         while self.next_record <= log_t_end:
             target = self.next_record
@@ -773,7 +782,7 @@ class AdaptiveFlow:
                 # tolerance that each step keeps log t to.
                 ftol = RECORD_TIME_FRACTION * self._clock_tolerance(target)
                 s = find_root_newton(gap, 0.0, 1.0, start=start, ftol=ftol)
-                self._record("grid", step.interpolate(s), target)
+                self._record("grid", self._dense(step, s), target)
             # The grid is geometric in log(1 + t): dense in t early, in log t late.
             ell = math.log1p(math.exp(target)) if target < 700 else target
             ell *= self.record_ratio

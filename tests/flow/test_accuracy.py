@@ -479,6 +479,45 @@ def test_output_sign_is_constant_at_every_record():
     assert signed[r, j] > 0, f"C2: v_{j} changed sign at record {r}"
 
 
+def _neuron_error(params, reference) -> float:
+    """Return the largest relative distance of a neuron's ``(w_j, v_j)`` from
+    the reference's."""
+    a = np.vstack([params.W, params.V])
+    b = np.vstack([reference.W, reference.V])
+    return float(np.max(np.linalg.norm(a - b, axis=0) / np.linalg.norm(b, axis=0)))
+
+
+@pytest.mark.parametrize("rtol", [1e-6, 1e-10])
+def test_grid_record_matches_run_stopped_there(rtol):
+    # A run stopped by t_max at a record's grid time takes the same steps up to
+    # the step that contains the record, then one shortened step. The two states
+    # differ by that step's local error and by the error of the dense output at
+    # the record, each estimated at one local tolerance per polar component (the
+    # explicit steps' continuous extension is of order 4, like the estimate).
+    # A polar error of delta in sigma_j and in each of the D + d_y entries of
+    # omega_j moves theta_j by at most delta (1 + sqrt(D + d_y)) relative. The
+    # cubic dense output used before was up to 116 rtol off at rtol = 1e-10.
+    problem, params0 = PROBLEMS["binary"]()
+    run = solve_flow(problem, params0, rtol=rtol, atol=1e-12, events=[Separated()])
+    assert run.status == STATUS_TERMINAL_EVENT, run.message
+    grid = run.trajectory.select("grid")
+    size = problem.D + problem.num_outputs
+    bound = 2 * _local_tolerance(rtol, 1e-12) * (1 + math.sqrt(size))
+    for index in range(1, len(grid), 3):
+        log_t = float(grid.log_t[index])
+        stopped = solve_flow(
+            problem,
+            params0,
+            rtol=rtol,
+            atol=1e-12,
+            t_max=math.exp(log_t),
+            events=[Separated()],
+        )
+        assert stopped.status == STATUS_END_OF_SPAN, stopped.message
+        error = _neuron_error(grid.parameters(index), stopped.params)
+        assert error <= bound, f"record {index} at log t = {log_t:.6g}: {error:.3e}"
+
+
 def test_output_sum_is_constant_for_cross_entropy():
     # The cross-entropy gradient in the outputs sums to 0 over the classes, so
     # 1^T v_j is a first integral. A local error of delta per entry of b_j changes
