@@ -217,16 +217,18 @@ def limit_points(run: Run) -> LimitPoints | None:
 
 
 def integration_roundoff(run: Run) -> tol.ToleranceTerm:
-    """Float64 roundoff accumulated by the integration, in units of ``theta_bar``.
+    """Return the float64 roundoff accumulated by the integration, in units of
+    ``theta_bar``.
 
     Each step stores a neuron's log-norm ``sigma_j``, about ``log(R)/2``, so its
-    absolute roundoff ``eps log(R)/2`` is a relative roundoff of the norm, and it
-    forms the right-hand side from sums over the ``n`` samples, ``D`` inputs and
-    ``K`` outputs (one for a binary problem). Summed over the steps (without
-    amplification, since the direction converges to a stable limit), this bounds
-    the relative error that the rtol-independent noise floor of the run leaves in
-    a normalised quantity. On an exactly symmetric three-class simplex example
-    it is the only error left, and measured at about half of this bound.
+    absolute roundoff ``eps log(R)/2`` is a relative roundoff of the norm. Each
+    step also forms the right-hand side from sums over the ``n`` samples, ``D``
+    inputs and ``K`` outputs (one for a binary problem). Summed over the steps
+    (without amplification, since the direction converges to a stable limit),
+    this bounds the relative error that the rtol-independent noise floor of the
+    run leaves in a normalised quantity. On an exactly symmetric three-class
+    simplex example it is the only error left, and measured at about half of
+    this bound.
     """
     result = run.result
     steps = result.n_accepted + len(result.activation_events)
@@ -257,6 +259,10 @@ def limit_quantities(
     ``roundoff = (terms, scale)`` sizes the float64 part of the measurement. With
     ``run``, each also gets :func:`integration_roundoff`, the float64 part that
     the integration leaves in ``theta_bar``.
+
+    NOTE: that part is absolute, in units of ``theta_bar``, as for quantities of
+    order 1. A quantity much larger than 1 would get too small a part, which can
+    only make it fail where it should not.
     """
     end = measure(points.end)
     reference = measure(points.reference)

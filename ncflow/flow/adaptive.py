@@ -141,8 +141,8 @@ ZERO_SLOPE = 256 * np.finfo(np.float64).eps
 # step's tolerance on log t of its grid time: far below the error that the
 # integration itself allows there.
 RECORD_TIME_FRACTION = 1e-3
-# Newton iterations on the cubic that starts the search for a record's place:
-# it needs a start, not a root, so a few are enough.
+# Newton iterations on the cubic that starts the search for a record's place.
+# The result is only a start, not the root, so a few are enough.
 HERMITE_NEWTON = 8
 
 
@@ -750,10 +750,12 @@ class AdaptiveFlow:
     # -- records -----------------------------------------------------------
 
     @staticmethod
-    def _dense(step: Step, s: float) -> np.ndarray:
-        """State at the fraction ``s`` of an accepted step: on the 4th-order
-        continuous extension where the step kept its stages (an explicit step
-        taken whole), else on its cubic dense output."""
+    def _interpolated_state(step: Step, s: float) -> np.ndarray:
+        """Return the state at the fraction ``s`` of an accepted step.
+
+        An explicit step taken whole keeps its stages, and its 4th-order
+        continuous extension is used. Other steps use their cubic dense output.
+        """
         if getattr(step, "stages", None) is not None:
             return dense_state(step, s)
         return step.interpolate(s)
@@ -782,7 +784,7 @@ class AdaptiveFlow:
                 # tolerance that each step keeps log t to.
                 ftol = RECORD_TIME_FRACTION * self._clock_tolerance(target)
                 s = find_root_newton(gap, 0.0, 1.0, start=start, ftol=ftol)
-                self._record("grid", self._dense(step, s), target)
+                self._record("grid", self._interpolated_state(step, s), target)
             # The grid is geometric in log(1 + t): dense in t early, in log t late.
             ell = math.log1p(math.exp(target)) if target < 700 else target
             ell *= self.record_ratio

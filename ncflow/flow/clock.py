@@ -115,8 +115,11 @@ class StepClock:
         return np.exp(values) if self.logarithmic else values
 
     def phi_at(self, s: float) -> float:
-        """Return ``Phi(s)`` at one point, in Python floats: the records on the
-        time grid ask for single points, where array calls cost more than the sum."""
+        """Return ``Phi(s)`` at one point, in Python floats.
+
+        The records on the time grid ask for single points, where array calls
+        cost more than the arithmetic.
+        """
         if self._coef_list is None:
             self._coef_list = self.coef.tolist()
         value = 0.0

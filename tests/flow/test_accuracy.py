@@ -488,12 +488,13 @@ def _neuron_error(params, reference) -> float:
 
 
 @pytest.mark.parametrize("rtol", [1e-6, 1e-10])
-def test_grid_record_matches_run_stopped_there(rtol):
+def test_grid_record_matches_stopped_run(rtol):
     # A run stopped by t_max at a record's grid time takes the same steps up to
     # the step that contains the record, then one shortened step. The two states
     # differ by that step's local error and by the error of the dense output at
-    # the record, each estimated at one local tolerance per polar component (the
-    # explicit steps' continuous extension is of order 4, like the estimate).
+    # the record. Each is estimated at one local tolerance per polar component,
+    # because the explicit steps' continuous extension is of order 4, like the
+    # step's error estimate.
     # A polar error of delta in sigma_j and in each of the D + d_y entries of
     # omega_j moves theta_j by at most delta (1 + sqrt(D + d_y)) relative. The
     # cubic dense output used before was up to 116 rtol off at rtol = 1e-10.
