@@ -48,7 +48,7 @@ import numpy as np
 
 from ncflow._numeric import find_root, find_root_newton
 from ncflow.flow import result as res
-from ncflow.flow.clock import NODES, NORM_NODES, StepClock, add_log
+from ncflow.flow.clock import NODES, NORM_NODES, StepClock, add_log, sub_log
 from ncflow.flow.coordinates import (
     LATE_RTOL_MAX,
     NormCoordinates,
@@ -177,6 +177,8 @@ class StepTime:
         self.step = step
         self._nodes: StepClock | None = None
         self._full: tuple[float, float] | None = None
+        # The last interior point integrated to, as (s, log(t(s) - t(0))).
+        self._last: tuple[float, float] = (0.0, -math.inf)
 
     def nodes(self) -> StepClock:
         if self._nodes is None:
@@ -200,7 +202,32 @@ class StepTime:
     def partial(self, s: float) -> float:
         if s >= 1.0:
             return self.full()[0]
-        return self.nodes().log_integral(s)
+        clock = self.nodes()
+        value = self._bridge(clock, s)
+        if value is None:
+            value = clock.log_integral(s)
+        self._last = (s, value)
+        return value
+
+    def _bridge(self, clock: StepClock, s: float) -> float | None:
+        """Return ``log(t(s) - t(0))`` from the last point integrated to, by one
+        panel between the two, or None where that panel could be inaccurate.
+
+        A Newton search for a record's place, and the next record of the step,
+        request points close to the last one. Backwards, the panel's part is
+        subtracted only while it is at most half of the total, so the result
+        loses at most one bit to cancellation.
+        """
+        last_s, last_value = self._last
+        if s == last_s:
+            return last_value
+        if s > last_s:
+            between = clock.log_integral_between(last_s, s)
+            return None if between is None else add_log(last_value, between)
+        between = clock.log_integral_between(s, last_s)
+        if between is None or between > last_value - math.log(2.0):
+            return None
+        return sub_log(last_value, between)
 
     def log_speed(self, s: float) -> float:
         """``log dt/ds`` at the fraction ``s`` of the step, from the interpolant."""

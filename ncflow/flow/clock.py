@@ -21,7 +21,7 @@ exponential of the interpolant needs no further network evaluations:
   than ``PANEL_SPREAD`` on each.
 
 The interpolation error is estimated by comparing with the interpolant through
-one node fewer.
+one node fewer, integrated on the same quadrature points.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ NORM_NODES = NODES
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(10)
 _GL_X = 0.5 + 0.5 * _GL_X
 _GL_W = 0.5 * _GL_W
+_GL_X_LIST, _GL_W_LIST = _GL_X.tolist(), _GL_W.tolist()
 # A panel is split until Phi varies by less than this across it; a 10-point
 # Gauss rule integrates exp of a polynomial of that spread to float64 accuracy.
 PANEL_SPREAD = 2.0
@@ -156,44 +157,90 @@ class StepClock:
         if upper == 1.0:
             # The whole-step integrals are requested several times (the step's
             # time, its error estimate, event searches), so each is computed once.
-            key = "low" if low else "high"
-            if key not in self._whole:
-                self._whole[key] = self._log_integral(1.0, low)
-            return self._whole[key]
+            self._whole_pair()
+            return self._whole["low" if low else "high"]
         return self._log_integral(upper, low)
 
-    def _log_integral(self, upper: float, low: bool) -> float:
-        coef = self.coef_low if low else self.coef
+    def _endpoint(self, upper: float, low: bool) -> float | None:
+        """Return the endpoint expansion of ``log int_0^upper exp(Phi)``, or None
+        where the integrand is not concentrated enough at ``upper`` for it."""
         values = self.phi(upper * _ENDS, low)
         top = float(values.max())
         if values[1] == top and values[0] < top - DROP:
+            coef = self.coef_low if low else self.coef
             phi0, d1, d2, d3 = self._phi_derivatives(upper, coef)
             if d1 > LAPLACE_SLOPE:
                 series = 1 + d2 / d1**2 + 3 * d2**2 / d1**4 - d3 / d1**3
-                return self.log_size + phi0 - math.log(d1) + math.log(series)
-        return self.log_size + _panels(self, 0.0, upper, low)
+                return phi0 - math.log(d1) + math.log(series)
+        return None
+
+    def _log_integral(self, upper: float, low: bool) -> float:
+        endpoint = self._endpoint(upper, low)
+        if endpoint is not None:
+            return self.log_size + endpoint
+        x, weights = _panel_points(self, 0.0, upper, low)
+        return self.log_size + logsumexp(self.phi(x, low), weights=weights)
+
+    def _whole_pair(self) -> None:
+        """Integrate both interpolants over the whole step.
+
+        Where the higher one needs panels, the lower one is summed on the same
+        points: the two differ by a polynomial that vanishes at all but one
+        node, which those points resolve as well as they resolve ``exp(Phi)``.
+        One set of points costs half of two.
+        """
+        if "high" in self._whole:
+            return
+        endpoint = self._endpoint(1.0, False)
+        if endpoint is not None:
+            self._whole["high"] = self.log_size + endpoint
+            self._whole["low"] = self._log_integral(1.0, True)
+            return
+        x, weights = _panel_points(self, 0.0, 1.0, False)
+        for key, low in (("high", False), ("low", True)):
+            total = logsumexp(self.phi(x, low), weights=weights)
+            self._whole[key] = self.log_size + total
+
+    def log_integral_between(self, a: float, b: float) -> float | None:
+        """Return ``log( h int_a^b exp(Phi(u)) du )``, for ``a < b``, by one
+        Gauss-Legendre panel.
+
+        Returns None where ``Phi`` may vary by more than ``PANEL_SPREAD`` on
+        [a, b], because one panel may then be inaccurate.
+        """
+        if _spread_bound(self, a, b, False) > PANEL_SPREAD:
+            return None
+        # The same rule as _one_panel, in Python floats: at ten points the
+        # array calls would cost more than the arithmetic.
+        width = b - a
+        values = [self.phi_at(a + width * x) for x in _GL_X_LIST]
+        top = max(values)
+        total = sum(w * math.exp(v - top) for w, v in zip(_GL_W_LIST, values))
+        return self.log_size + top + math.log(width * total)
 
     def error_estimate(self) -> float:
         """Absolute error estimate of ``log_integral(1.0)`` from interpolation."""
         return abs(self.log_integral(1.0) - self.log_integral(1.0, low=True))
 
 
-def _panels(clock: StepClock, a: float, b: float, low: bool) -> float:
-    """``log int_a^b exp(Phi)`` by Gauss-Legendre panels where the integrand lives.
+def _panel_points(
+    clock: StepClock, a: float, b: float, low: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return Gauss-Legendre points and weights on [a, b] where ``exp(Phi)``
+    lives.
 
     ``Phi`` is sampled on a uniform grid; each grid cell whose values come within
     ``DROP`` of the maximum is split into equal panels, as many as its spread
-    of ``Phi`` needs for every panel to stay within ``PANEL_SPREAD``. Two
-    polynomial evaluations in all.
+    of ``Phi`` needs for every panel to stay within ``PANEL_SPREAD``.
     """
     if _spread_bound(clock, a, b, low) <= PANEL_SPREAD / 2:
         # The grid below would find the same small spread: skip it.
-        return _one_panel(clock, a, b, low)
+        return _one_panel_points(a, b)
     grid = np.linspace(a, b, _GRID + 1)
     values = clock.phi(grid, low)
     top = float(values.max())
     if top - float(values.min()) <= PANEL_SPREAD / 2:
-        return _one_panel(clock, a, b, low)
+        return _one_panel_points(a, b)
     cell_max = np.maximum(values[:-1], values[1:])
     cell_min = np.minimum(values[:-1], values[1:])
     live = np.flatnonzero(cell_max >= top - DROP)
@@ -209,23 +256,34 @@ def _panels(clock: StepClock, a: float, b: float, low: bool) -> float:
     lo = starts + offsets * widths
     x = lo[:, None] + widths[:, None] * _GL_X[None, :]
     weights = widths[:, None] * _GL_W[None, :]
+    return x, weights
+
+
+def _panels(clock: StepClock, a: float, b: float, low: bool) -> float:
+    """``log int_a^b exp(Phi)`` on the points of :func:`_panel_points`."""
+    x, weights = _panel_points(clock, a, b, low)
     return logsumexp(clock.phi(x, low), weights=weights)
+
+
+def _one_panel_points(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return the points and weights of one Gauss-Legendre panel on [a, b]."""
+    return a + (b - a) * _GL_X, (b - a) * _GL_W
 
 
 def _one_panel(clock: StepClock, a: float, b: float, low: bool) -> float:
     """``log int_a^b exp(Phi)`` by one Gauss-Legendre panel."""
-    x = a + (b - a) * _GL_X
-    return logsumexp(clock.phi(x, low), weights=(b - a) * _GL_W)
+    x, weights = _one_panel_points(a, b)
+    return logsumexp(clock.phi(x, low), weights=weights)
 
 
 def _spread_bound(clock: StepClock, a: float, b: float, low: bool) -> float:
     """Upper bound on ``max Phi - min Phi`` over ``[a, b]``, from the coefficients.
 
-    ``|p'(s)| <= sum_k k |c_k| M^(k-1)`` with ``M = max(|a|, |b|)``, times the
-    length of the interval. Where ``Phi = exp(p)`` the bound is ``inf``.
+    For the interpolant ``p``, ``|p'(s)| <= sum_k k |c_k| M^(k-1)`` with
+    ``M = max(|a|, |b|)``, times the length of the interval, bounds the spread
+    ``S`` of ``p``. Where ``Phi = exp(p)``, ``Phi`` lies between
+    ``exp(p(a) - S)`` and ``exp(p(a) + S)``, a spread of ``2 exp(p(a)) sinh(S)``.
     """
-    if clock.logarithmic:
-        return math.inf
     coef = clock.coef_low if low else clock.coef
     degree = coef.size - 1
     largest = max(abs(a), abs(b))
@@ -233,7 +291,16 @@ def _spread_bound(clock: StepClock, a: float, b: float, low: bool) -> float:
     for k, c in enumerate(coef[:-1]):
         power = degree - k
         slope += power * abs(c) * largest ** (power - 1)
-    return slope * (b - a)
+    spread = slope * (b - a)
+    if not clock.logarithmic:
+        return spread
+    if spread > 1.0:
+        # Phi is above LOG_SWITCH, so the bound is then above PANEL_SPREAD anyway.
+        return math.inf
+    start = 0.0
+    for c in coef.tolist():
+        start = start * a + c
+    return 2 * math.exp(start) * math.sinh(spread)
 
 
 # Points at which log_integral decides whether the endpoint expansion applies:
@@ -241,6 +308,11 @@ def _spread_bound(clock: StepClock, a: float, b: float, low: bool) -> float:
 _ENDS = np.array([0.0, 1.0, 0.5, 0.9, 0.99])
 # Uniform cells of the first sampling of Phi in _panels.
 _GRID = 64
+
+
+def sub_log(log_a: float, log_b: float) -> float:
+    """``log(exp(log_a) - exp(log_b))`` for ``log_b < log_a``."""
+    return log_a + math.log(-math.expm1(log_b - log_a))
 
 
 def add_log(log_a: float, log_b: float) -> float:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ncflow.flow import clock
-from ncflow.flow.adaptive import _hermite_start
+from ncflow.flow.adaptive import StepTime, _hermite_start
 
 EPS = float(np.finfo(np.float64).eps)
 
@@ -40,12 +40,18 @@ def test_log_integral_of_linear_phi(slope, upper):
     assert abs(step_clock.log_integral(upper) - exact) <= bound
 
 
+@pytest.mark.parametrize("offset", [0.0, 20.0])
 @pytest.mark.parametrize("seed", range(6))
-def test_spread_bound_is_above_sampled_spread(seed):
+def test_spread_bound_is_above_sampled_spread(seed, offset):
+    # An offset above LOG_SWITCH makes the clock fit log(Phi), and the bound then
+    # goes through exp. A random scale up to 10 makes some of those bounds
+    # infinite.
     rng = np.random.default_rng(seed)
-    values = rng.normal(scale=10.0 ** rng.uniform(-9, 1), size=clock.NODES.size)
+    values = offset + rng.normal(
+        scale=10.0 ** rng.uniform(-9, 1), size=clock.NODES.size
+    )
     step_clock = clock.StepClock(values, 1.0)
-    assert not step_clock.logarithmic
+    assert step_clock.logarithmic == (offset > clock.LOG_SWITCH)
     a, b = np.sort(rng.uniform(0.0, 1.0, size=2))
     grid = np.linspace(a, b, 2001)
     for low in (False, True):
@@ -54,18 +60,63 @@ def test_spread_bound_is_above_sampled_spread(seed):
         assert clock._spread_bound(step_clock, a, b, low) >= spread
 
 
-def test_panels_skip_grid_only_below_spread():
-    # A Phi that varies by 1e-6 over the step takes the single panel. The grid
-    # path would have chosen the same panel, so the results are equal.
-    step_clock = _linear_clock(0.0, 1e-6, 1.0)
+@pytest.mark.parametrize("offset", [0.0, 20.0])
+def test_panels_skip_grid_only_below_spread(offset):
+    # A Phi that varies by 1e-6 over the step takes the single panel, also when
+    # it is fitted in the log domain. The grid path would have chosen the same
+    # panel, so the results are equal.
+    step_clock = _linear_clock(offset, 1e-6, 1.0)
     assert clock._spread_bound(step_clock, 0.0, 1.0, False) <= clock.PANEL_SPREAD / 2
     assert clock._panels(step_clock, 0.0, 1.0, False) == clock._one_panel(
         step_clock, 0.0, 1.0, False
     )
-    # A logarithmic clock never takes the shortcut.
-    steep = clock.StepClock(np.full(clock.NODES.size, 20.0), 1.0)
+    # A steep logarithmic clock does not.
+    steep = _linear_clock(20.0, 60.0, 1.0)
     assert steep.logarithmic
     assert clock._spread_bound(steep, 0.0, 1.0, False) == math.inf
+
+
+@pytest.mark.parametrize(
+    "values", [-2.0 + 5.0 * clock.NODES + clock.NODES**2, 30.0 * np.exp(clock.NODES)]
+)
+def test_integral_between_adds_up(values):
+    # log int_0^b = log(int_0^a + int_a^b) where one panel covers [a, b]. Both
+    # sides are sums of exp(Phi) at Gauss points with positive weights, each
+    # accurate to a few eps relative; Phi itself carries the fit's roundoff.
+    step_clock = clock.StepClock(values, 0.3)
+    a, b = 0.55, 0.56
+    between = step_clock.log_integral_between(a, b)
+    assert between is not None
+    combined = clock.add_log(step_clock.log_integral(a), between)
+    expected = step_clock.log_integral(b)
+    bound = _roundoff(step_clock, values) + 16 * EPS * max(1.0, abs(expected))
+    assert abs(combined - expected) <= bound
+    # And backwards: int_0^a = int_0^b - int_a^b.
+    back = clock.sub_log(expected, between)
+    assert abs(back - step_clock.log_integral(a)) <= 2 * bound
+    # Over the whole step Phi varies by more than one panel allows.
+    assert step_clock.log_integral_between(0.0, 1.0) is None
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.linspace(-2.0, 3.0, 6),
+        np.linspace(10.0, 80.0, 6),
+        10.0 + 1e-3 * np.arange(6.0) ** 3,
+    ],
+)
+def test_error_estimate_on_shared_points(values):
+    # The lower interpolant is summed on the higher one's points, which resolve
+    # its exp(Phi) to float64 accuracy as its own points would. So the two
+    # integrals agree up to roundoff, also for the second set, which varies by
+    # 70 and takes many panels.
+    step_clock = clock.StepClock(values, 1.0)
+    alone = clock.StepClock(values, 1.0)._log_integral(1.0, True)
+    bound = _roundoff(step_clock, values) + 16 * EPS * max(1.0, abs(alone))
+    assert abs(step_clock.log_integral(1.0, low=True) - alone) <= bound
+    high = clock.StepClock(values, 1.0)._log_integral(1.0, False)
+    assert step_clock.log_integral(1.0) == high
 
 
 @pytest.mark.parametrize(
@@ -111,3 +162,31 @@ def test_phi_at_matches_array_form(values):
     for s in (0.0, 0.3, 1.0):
         expected = float(step_clock.phi(s))
         assert abs(step_clock.phi_at(s) - expected) <= 2 * EPS * abs(expected)
+
+
+class _NodeClockOnly:
+    """Stand-in for the integrator, which StepTime only calls for the interpolant."""
+
+    def __init__(self, step_clock: clock.StepClock) -> None:
+        self.step_clock = step_clock
+
+    def _node_clock(self, step):
+        return self.step_clock
+
+
+@pytest.mark.parametrize(
+    "values", [-2.0 + 5.0 * clock.NODES + clock.NODES**2, 30.0 * np.exp(clock.NODES)]
+)
+def test_bridged_partials_match_direct(values):
+    # A Newton search requests nearby points, forwards and backwards; each is
+    # bridged from the last by one panel where that is accurate, and integrated
+    # from 0 otherwise (the jump to 0.9). Each bridge adds the error of one
+    # panel sum, and a backward one doubles what it carries at most (it
+    # subtracts at most half). Along 0.3, 0.305, 0.2999, 0.31 that is 1 + 1 + 2
+    # + 1 = 5 units next to the direct integral's own 1, hence 6.
+    step_clock = clock.StepClock(values, 0.3)
+    step_time = StepTime(_NodeClockOnly(step_clock), step=None)
+    for s in (0.3, 0.305, 0.2999, 0.31, 0.9, 0.8999):
+        expected = step_clock.log_integral(s)
+        bound = _roundoff(step_clock, values) + 16 * EPS * max(1.0, abs(expected))
+        assert abs(step_time.partial(s) - expected) <= 6 * bound
