@@ -258,11 +258,8 @@ def limit_quantities(
     Each gets the integrator, asymptotic and roundoff parts of its tolerance;
     ``roundoff = (terms, scale)`` sizes the float64 part of the measurement. With
     ``run``, each also gets :func:`integration_roundoff`, the float64 part that
-    the integration leaves in ``theta_bar``.
-
-    NOTE: that part is absolute, in units of ``theta_bar``, as for quantities of
-    order 1. A quantity much larger than 1 would get too small a part, which can
-    only make it fail where it should not.
+    the integration leaves in ``theta_bar``. That part is relative, so it is
+    scaled by the quantity's size where the size is above 1.
     """
     end = measure(points.end)
     reference = measure(points.reference)
@@ -286,7 +283,9 @@ def limit_quantities(
             tol.roundoff(roundoff[0], roundoff[1], name),
         ]
         if run is not None:
-            terms.append(integration_roundoff(run))
+            part = integration_roundoff(run)
+            size = abs(float(value))
+            terms.append(tol.scaled(part, size) if size > 1.0 else part)
         out.append(
             Quantity(
                 name,

@@ -604,12 +604,6 @@ def _limit(example: Example) -> Limit:
     return predict(example.dataset, multiclass=True, faults=example.faults)
 
 
-def _scaled(term: tol.ToleranceTerm, scale: float) -> tol.ToleranceTerm:
-    return tol.ToleranceTerm(
-        term.name, term.value * scale, f"{term.derivation} * {scale:.3g}"
-    )
-
-
 def _limit_quantities(run: Run, points, measure, predictions, **options) -> list:
     """``common.limit_quantities`` with the integration roundoff added to each, and
     the asymptotic part raised to the tail that the run's own rate predicts."""
@@ -1162,7 +1156,7 @@ def check_c13(example: Example, settings: RunSettings, reports: list) -> Verdict
                 scale * abs(end[name]),
                 name,
             ),
-            _scaled(integration_roundoff(run), abs(end[name])),
+            tol.scaled(integration_roundoff(run), abs(end[name])),
         ]
         quantities.append(Quantity(name, end[name], predicted, tol.tolerance(*terms)))
     return combine(

@@ -70,6 +70,13 @@ def roundoff(terms: int, scale: float, what: str) -> ToleranceTerm:
     return ToleranceTerm("roundoff", value, f"{terms} * eps * {scale:.3g} ({what})")
 
 
+def scaled(term: ToleranceTerm, factor: float) -> ToleranceTerm:
+    """Return ``term`` times ``factor``, with the factor in its derivation."""
+    return ToleranceTerm(
+        term.name, term.value * factor, f"{term.derivation} * {factor:.3g}"
+    )
+
+
 def integrator_change(tight: float, loose: float | None, what: str) -> ToleranceTerm:
     """``|q(rtol) - q(10 rtol)|``; infinite when there is no loose run."""
     if loose is None or not math.isfinite(loose):
