@@ -103,6 +103,7 @@ class PolarSystem:
         self.size = self.h * self.block
         self.log_x_norms = np.log(np.linalg.norm(self.X, axis=1))
         self.linear = problem.activation == "linear"
+        self._init_jacobian_constants()
         if frozen_V is None:
             frozen_V = np.zeros((self.num_outputs, width))
         self.frozen_V = np.asarray(frozen_V, dtype=np.float64)
@@ -319,86 +320,120 @@ class PolarSystem:
 
     # -- Jacobian ----------------------------------------------------------
 
+    def _init_jacobian_constants(self) -> None:
+        """Store the arrays of :meth:`jacobian` that depend on the problem alone."""
+        h, B, d_y, K = self.h, self.block, self.d_y, self.num_outputs
+        self._x_norms = np.exp(self.log_x_norms)
+        self._X_T = np.ascontiguousarray(self.X.T)
+        # Entry (row (d, c), column (k, l)) is Q[k, c] Q[l, d], so that this matrix
+        # times the flattened K x K Hessian U gives (Q^T U Q)[c, d] in row (d, c).
+        self._hessian_basis = np.einsum("kc,ld->dckl", self.Q, self.Q).reshape(
+            d_y * d_y, K * K
+        )
+        # Flat indices into J of the entries (row (j, r), column (j, c)) with
+        # c >= 1: the diagonal blocks without their sigma column.
+        neurons = np.arange(h)[:, None, None]
+        rows = np.arange(B)[None, :, None]
+        columns = np.arange(1, B)[None, None, :]
+        self._direct_index = (
+            (neurons * B + rows) * (h * B) + neurons * B + columns
+        ).reshape(-1)
+
     def jacobian(self, state: np.ndarray, pattern: np.ndarray, ev: Evaluation):
         """Exact Jacobian ``d rhs / d state`` for a fixed pattern, shape (size, size).
 
-        The rhs depends on the state directly and through ``G(f(state))``:
+        ``ev`` must be ``self.evaluate(state, pattern)``. The rhs depends on the
+        state directly and through ``G(f(state))``:
         ``J = J_direct + (d rhs/dG) (dG/df) (df/dstate)``, with
-        ``dG_i = (H_i/N) df_i - G_i d log N`` and
-        ``d log N = sum_l rho_l^T df_l``.
+        ``dG_i = (H_i/N) df_i - G_i d log N``, ``H_i = dg_i/df_i`` and
+        ``d log N = sum_i rho_i^T df_i``,
+        ``rho_i = ||x_i|| H_i g_i / (N ||g_i||)`` (from ``N = sum_i ||g_i|| ||x_i||``).
         """
         n, h, D, d_y, B = self.n, self.h, self.D, self.d_y, self.block
-        X = self.X
-        sigma, a, b = self.split(state)
-        P = pattern.astype(np.float64)
-        active, G, GB, q, s2 = ev.active, ev.G, ev.GB, ev.q, ev.omega_norm2
-        scale2 = np.exp(2 * sigma)
+        # The cross part is (d rhs/dG) times dG/dstate, a product over the
+        # samples and outputs (i, c). That axis is ordered (c, i), so that the
+        # sample axis is the long last axis of each broadcast product below.
+        m = d_y * n
+        neurons = state.reshape(h, B)
+        b = neurons[:, 1 + D :]
+        scale2 = np.exp(2 * neurons[:, 0])
+        active_T = ev.active.T  # (h, n)
         terms = ev.terms
 
-        # Loss derivatives in units of N, in the output coordinates Q.
-        Q = self.Q
-        weights = np.exp(terms.log_scales - ev.log_N)  # (n,)
-        H = np.einsum("ka,ikl,lb->iab", Q, terms.unit_hessians, Q)
-        H *= weights[:, None, None]  # (n, d_y, d_y) = Q^T H_i Q / N
-        unit_norms = np.linalg.norm(terms.unit_gradients, axis=1)
-        rho = (np.exp(self.log_x_norms) * weights / unit_norms)[:, None] * np.einsum(
-            "ik,ikl->il", terms.unit_gradients, terms.unit_hessians
-        )
-        rho = rho @ Q  # (n, d_y)
+        # Loss Hessians in units of N, in the output coordinates Q:
+        # hessians[(d, c), i] = (Q^T H_i Q)[c, d] / N.
+        weights = np.exp(terms.log_scales - ev.log_N)
+        hessians = self._hessian_basis @ terms.unit_hessians.reshape(n, -1).T
+        hessians *= weights
+        unit = terms.unit_gradients
+        if self.scalar_output:
+            # Q = [[1]] and every unit gradient has norm 1 (see __init__).
+            rho = self._x_norms * weights * unit[:, 0] * terms.unit_hessians[:, 0, 0]
+            rho = rho[:, None]
+        else:
+            unit_norms = np.sqrt(np.einsum("ik,ik->i", unit, unit))
+            rho = np.einsum("ik,ikl->il", unit, terms.unit_hessians) @ self.Q
+            rho *= (self._x_norms * weights / unit_norms)[:, None]
 
-        # df/dstate, shape (n, d_y, h, B).
-        JF = np.zeros((n, d_y, h, B))
-        JF[:, :, :, 0] = 2 * (active * scale2)[:, None, :] * b.T[None, :, :]
-        JF[:, :, :, 1 : 1 + D] = (
-            (P * scale2)[:, None, :, None] * b.T[None, :, :, None] * X[:, None, None, :]
-        )
-        eye = np.eye(d_y)
-        JF[:, :, :, 1 + D :] = (active * scale2)[:, None, :, None] * eye[
-            None, :, None, :
-        ]
-        JF = JF.reshape(n * d_y, h * B)
+        # df_i / d(sigma_j, a_j) = exp(2 sigma_j) b_j [2 P_ij z_ij, P_ij x_i^T]
+        # and df_i / db_j = exp(2 sigma_j) P_ij z_ij I. features[j] contains the
+        # bracket, and PX[j, a, i] = P_ij x_ia.
+        features = np.empty((h, 1 + D, n))
+        features[:, 0] = 2 * active_T
+        PX = features[:, 1:]
+        np.multiply(pattern.T.astype(np.float64)[:, None, :], self._X_T, out=PX)
 
-        # dG/dstate = blockdiag(H/N) df - vec(G) (d log N / dstate).
-        dlogN = rho.reshape(1, -1) @ JF  # (1, h*B)
-        JG = np.einsum("ikl,ils->iks", H, JF.reshape(n, d_y, h * B)).reshape(
-            n * d_y, -1
+        # dG/dstate transposed: row (k, col), column (c, i).
+        HB = (b @ hessians.reshape(d_y, m)).reshape(h, 1, d_y, n)
+        HB *= scale2[:, None, None, None]  # exp(2 sigma_k) (H_i b_k)_c / N
+        dG = np.empty((h, B, d_y, n))
+        np.multiply(features[:, :, None, :], HB, out=dG[:, : 1 + D])
+        np.multiply(
+            (active_T * scale2[:, None])[:, None, None, :],
+            hessians.reshape(d_y, d_y, n),
+            out=dG[:, 1 + D :],
         )
-        JG -= G.reshape(-1, 1) @ dlogN
+        # d log N / dstate = sum_i rho_i^T df_i / dstate, shape (h, B).
+        d_log_N = np.empty((h, B))
+        np.matmul(features, (b @ rho.T)[:, :, None], out=d_log_N[:, : 1 + D, None])
+        d_log_N[:, 1 + D :] = active_T @ rho
+        d_log_N *= scale2[:, None]
+        dG = dG.reshape(h * B, m)
+        dG -= d_log_N.reshape(-1, 1) * ev.G.T.reshape(-1)
 
-        # d rhs / dG, shape (h, B, n, d_y).
-        dq_dG = (
-            (2 / s2)[None, :, None] * active[:, :, None] * b[None, :, :]
-        )  # (n,h,d_y)
-        TG = np.zeros((h, B, n, d_y))
-        TG[:, 0] = dq_dG.transpose(1, 0, 2)
-        TG[:, 1 : 1 + D] = (
-            P.T[:, None, :, None] * X.T[None, :, :, None] * b[:, None, None, :]
-            - a[:, :, None, None] * dq_dG.transpose(1, 0, 2)[:, None, :, :]
-        )
-        TG[:, 1 + D :] = (
-            active.T[:, None, :, None] * eye[None, :, None, :]
-            - b[:, :, None, None] * dq_dG.transpose(1, 0, 2)[:, None, :, :]
-        )
-        J = TG.reshape(h * B, n * d_y) @ JG
+        # d rhs / dG: row (j, r), column (c, i). The rhs of neuron j is
+        # (q_j, M_j omega_j - q_j omega_j) with
+        # q_j = 2 sum_i P_ij z_ij <G_i, b_j> / ||omega_j||^2. Row r depends on G
+        # through q_j with the factor (1, -a_j, -b_j)[r], and q_factor is that
+        # factor times 2 / ||omega_j||^2.
+        q_factor = neurons.copy()
+        q_factor[:, 0] = -1.0
+        q_factor *= (-2 / ev.omega_norm2)[:, None]
+        by_sample = q_factor[:, :, None] * active_T[:, None, :]  # (h, B, n)
+        by_sample[:, 1 : 1 + D] += PX  # from sum_i P_ij x_i <G_i, b_j>
+        d_rhs = np.empty((h, B, d_y, n))
+        np.multiply(b[:, None, :, None], by_sample[:, :, None, :], out=d_rhs)
+        for c in range(d_y):
+            d_rhs[:, 1 + D + c, c] += active_T  # from sum_i P_ij z_ij G_i
+        # A C-contiguous right factor: with numpy 2.4 (OpenBLAS 0.3.31, one
+        # thread, AMD EPYC), timeit measured this product about 6 us faster
+        # than with the transposed view, on 108 x 60 x 108 and 160 x 24 x 160.
+        J = d_rhs.reshape(h * B, m) @ np.ascontiguousarray(dG.T)
 
         # Direct dependence of each neuron's rhs on its own direction (G fixed):
-        # one (B, B) block per neuron on the diagonal of J.
-        u = (GB * P).T @ X  # (h, D): M omega, input part
-        m = active.T @ G  # (h, d_y): M omega, output part
-        dq_da = (2 / s2)[:, None] * (u - q[:, None] * a)
-        dq_db = (2 / s2)[:, None] * (m - q[:, None] * b)
-        dq = np.concatenate([dq_da, dq_db], axis=1)  # (h, D + d_y)
-        omega = np.concatenate([a, b], axis=1)
-        blocks = np.zeros((h, B, B))
-        blocks[:, 0, 1:] = dq
-        inner = -np.einsum("jr,jc->jrc", omega, dq)
-        inner[:, np.arange(D + d_y), np.arange(D + d_y)] -= q[:, None]
-        A_hat = np.einsum("ij,id,ik->jdk", P, X, G)  # (h, D, d_y)
-        inner[:, :D, D:] += A_hat
-        inner[:, D:, :D] += A_hat.transpose(0, 2, 1)
-        blocks[:, 1:, 1:] = inner
-        neurons = np.arange(h)
-        J.reshape(h, B, h, B)[neurons, :, neurons, :] += blocks
+        # one (B, B - 1) block per neuron, in the columns of omega_j, because
+        # at fixed G the rhs does not depend on sigma_j. As
+        # dq_j/domega_j = 2 (M_j omega_j - q_j omega_j) / ||omega_j||^2, and
+        # M_j omega_j - q_j omega_j is the omega part of the rhs, the block is
+        # q_factor (rhs of omega_j)^T, plus M_j - q_j I in the omega rows, with
+        # M_j = [[0, A_j], [A_j^T, 0]] and A_j = sum_i P_ij x_i G_i^T.
+        direct = q_factor[:, :, None] * ev.rhs.reshape(h, B)[:, None, 1:]
+        # Entries (r, r - 1) of each block, the diagonal of its omega rows.
+        direct.reshape(h, B * (B - 1))[:, B - 1 :: B] -= ev.q[:, None]
+        A_hat = (PX.reshape(h * D, n) @ ev.G).reshape(h, D, d_y)
+        direct[:, 1 : 1 + D, D:] += A_hat
+        direct[:, 1 + D :, :D] += A_hat.transpose(0, 2, 1)
+        J.reshape(-1)[self._direct_index] += direct.reshape(-1)
         return J
 
 
