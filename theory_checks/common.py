@@ -397,12 +397,18 @@ def refine_eps(
 ) -> Verdict:
     """Run a check, and before reporting FAIL repeat it at ``eps / eps_factor``,
     ``eps / eps_factor^2``, ... down to ``eps_floor`` while the theorem leaves
-    ``eps`` unquantified; FAIL only if the violation persists at every ``eps``."""
+    ``eps`` unquantified; FAIL only if the violation persists at every ``eps``.
+
+    A repeat that passes, or that cannot decide (INCONCLUSIVE), is reported,
+    and its ``details["fail_at_larger_eps"]`` keeps the last FAIL's ``eps``,
+    values and reason, so that the evidence is not lost.
+    """
     verdict = check_once(example, settings)
     sequence = [example.eps]
     if verdict.outcome is Outcome.FAIL and unquantified:
         eps = example.eps
         while eps / settings.eps_factor >= settings.eps_floor:
+            failed_eps = eps
             eps /= settings.eps_factor
             sequence.append(eps)
             retry = check_once(example.with_eps(eps), settings)
@@ -410,6 +416,13 @@ def refine_eps(
                 retry.reason += (
                     f" (after a FAIL at eps={example.eps:.3g}, repeated at smaller eps)"
                 )
+                retry.details["fail_at_larger_eps"] = {
+                    "eps": failed_eps,
+                    "measured": verdict.measured,
+                    "predicted": verdict.predicted,
+                    "margin": verdict.margin,
+                    "reason": verdict.reason,
+                }
                 retry.eps_sequence = sequence
                 return retry
             verdict = retry
