@@ -190,3 +190,25 @@ def test_bridged_partials_match_direct(values):
         expected = step_clock.log_integral(s)
         bound = _roundoff(step_clock, values) + 16 * EPS * max(1.0, abs(expected))
         assert abs(step_time.partial(s) - expected) <= 6 * bound
+
+
+@pytest.mark.parametrize("scale", [2e7, 1.1e8])
+@pytest.mark.parametrize("rate", [0.05, 0.223])
+def test_late_log_integral_keeps_phi_to_roundoff(scale, rate):
+    # Late in the flow Phi is of the size of log t and log(Phi) near 17, but it
+    # varies by a fraction over a step. With log(Phi) = c0 + rate * s the
+    # endpoint expansion is exact to order Phi'^-3 (below 1e-20 here), so the
+    # integral's error is Phi's. The centred fit errs in log(Phi) by eps times
+    # twice the end value plus the inverse Vandermonde matrix's entry sum times
+    # the spread; exp and log add a few eps. A fit of the raw values errs by
+    # that entry sum times the end value instead: 1.6e3 to 1.5e4 eps here.
+    data = math.log(scale) + rate * clock.NODES
+    values = np.exp(data)
+    step_clock = clock.StepClock(values, 1.0)
+    phi1 = float(values[-1])
+    d1, d2, d3 = phi1 * rate, phi1 * rate**2, phi1 * rate**3
+    series = 1 + d2 / d1**2 + 3 * d2**2 / d1**4 - d3 / d1**3
+    exact = phi1 - math.log(d1) + math.log(series)
+    inverse, _, _ = clock._fitters(data.size)
+    fit = 2 * abs(data[-1]) + float(np.sum(np.abs(inverse))) * float(np.ptp(data))
+    assert abs(step_clock.log_integral(1.0) - exact) <= (4 + fit) * EPS * phi1
