@@ -108,6 +108,11 @@ class Problem:
 
     def __post_init__(self) -> None:
         X = check_array("X", self.X, ndim=2)
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise InvalidArgument(
+                f"X has shape {X.shape}; give at least one sample of at least one "
+                "feature"
+            )
         raw = np.asarray(self.labels)
         if raw.shape != (X.shape[0],):
             raise InvalidArgument(
@@ -184,6 +189,11 @@ class Problem:
         return self.signs if self.binary else self.labels
 
     def check_parameters(self, params: Parameters) -> None:
+        if params.W.ndim == 2 and params.W.shape[1] == 0:
+            raise InvalidArgument(
+                f"parameters have width 0 (W of shape {params.W.shape}); give at "
+                "least one neuron"
+            )
         if params.W.shape[0] != self.D or params.num_outputs != self.num_outputs:
             raise InvalidArgument(
                 f"parameters of shapes W {params.W.shape}, V {params.V.shape} do not "

@@ -88,7 +88,7 @@ def solve_flow(
         there (see ``coordinates.LATE_RTOL_MAX``).
     step : float
         Step ``eta`` of the fixed-step methods.
-    events : sequence of callables
+    events : callable or sequence of callables
         Event functions of a :class:`FlowState` with ``terminal`` and
         ``direction`` attributes, e.g. ``LossBelow(1e-8)``,
         ``Norm2Above(1e12)``, ``Separated()``.
@@ -122,10 +122,18 @@ def solve_flow(
             f"params0 must be ncflow.network.Parameters, got {type(params0).__name__}"
         )
     problem.check_parameters(params0)
+    # The separation time is tracked per class, so every class needs a sample.
+    missing = np.setdiff1d(np.arange(problem.num_classes), problem.labels)
+    if missing.size:
+        raise InvalidArgument(
+            f"class {int(missing[0])} of num_classes={problem.num_classes} has no "
+            "sample; give every class at least one sample, or lower num_classes"
+        )
     if t_max is not None:
         check_positive("t_max", t_max)
     check_int("records_per_decade", records_per_decade, 1, 1000)
-    events = list(events)
+    # One event may be given alone, as SciPy's solve_ivp allows.
+    events = [events] if callable(events) else list(events)
     for index, event in enumerate(events):
         if not callable(event):
             raise InvalidArgument(f"events[{index}]={event!r} is not callable")

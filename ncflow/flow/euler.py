@@ -7,7 +7,8 @@ loss-scaled steps of the late-phase literature) and ``t`` accumulates
 ``sum_k eta / L_k`` in the log domain.
 
 Events are evaluated after every step and fire at the first step past their
-crossing (no location inside a step): the time resolution is one step.
+crossing (no location inside a step): the time resolution is one step. The last
+step is shortened to end on ``t_max``.
 """
 
 from __future__ import annotations
@@ -75,8 +76,10 @@ def solve_euler(
                 problem, W, V, relative=loss_scaled
             )
             nfev += 1
-            W_next = W - step * grad_W
-            V_next = V - step * grad_V
+            log_dt = log_eta - log_loss if loss_scaled else log_eta
+            fraction, ends = _step_to_end(log_t, log_dt, t_max, k)
+            W_next = W - (fraction * step) * grad_W
+            V_next = V - (fraction * step) * grad_V
         if not (np.all(np.isfinite(W_next)) and np.all(np.isfinite(V_next))):
             # The last finite iterate is kept as the result.
             status = res.STATUS_NONFINITE
@@ -84,8 +87,13 @@ def solve_euler(
             break
         W, V = W_next, V_next
         k += 1
-        log_dt = log_eta - log_loss if loss_scaled else log_eta
-        log_t = float(np.logaddexp(log_t, log_dt))
+        if ends:
+            log_t = log_t_max
+        elif loss_scaled:
+            log_t = float(np.logaddexp(log_t, log_dt))
+        else:
+            # t = k eta exactly, without the drift of a running sum.
+            log_t = math.log(k * step)
         if progress is not None:
             progress(k, log_t)
 
@@ -158,3 +166,20 @@ def solve_euler(
         },
         pattern=pattern.copy(),
     )
+
+
+def _step_to_end(log_t: float, log_dt: float, t_max, steps: int) -> tuple:
+    """Return the fraction of the next step to take, and whether it ends the
+    span.
+
+    A step that would pass ``t_max``, or end within the roundoff that a sum of
+    ``steps`` times carries, is cut to end on ``t_max``.
+    """
+    if t_max is None:
+        return 1.0, False
+    remaining = t_max - (0.0 if log_t == -math.inf else math.exp(log_t))
+    whole = math.exp(log_dt)
+    slack = 4 * (steps + 1) * np.finfo(np.float64).eps * t_max
+    if whole < remaining - slack:
+        return 1.0, False
+    return min(1.0, remaining / whole), True

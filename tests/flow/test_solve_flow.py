@@ -88,6 +88,30 @@ def test_non_problem_and_non_parameters_are_rejected():
         solve_flow(problem, (params0.W, params0.V), t_max=1.0)
 
 
+def test_class_without_sample_is_rejected():
+    problem, params0 = _width_two()
+    one_class = Problem(problem.X, np.zeros(problem.n, dtype=int), 2, problem.loss)
+    with pytest.raises(InvalidArgument, match="class 1 of num_classes=2 has no sample"):
+        solve_flow(one_class, params0, t_max=1.0)
+
+
+def test_empty_data_and_zero_width_are_rejected():
+    problem, params0 = _width_two()
+    with pytest.raises(InvalidArgument, match=r"X has shape \(0, 2\)"):
+        Problem(np.zeros((0, 2)), np.zeros(0, dtype=int), 2, problem.loss)
+    no_neurons = Parameters(np.zeros((problem.D, 0)), np.zeros((1, 0)))
+    with pytest.raises(InvalidArgument, match="width 0"):
+        solve_flow(problem, no_neurons, t_max=1.0)
+
+
+def test_single_event_needs_no_list():
+    problem, params0 = _width_two()
+    alone = solve_flow(problem, params0, events=Norm2Above(1.0))
+    listed = solve_flow(problem, params0, events=[Norm2Above(1.0)])
+    assert alone.status == res.STATUS_TERMINAL_EVENT
+    assert alone.log_t == listed.log_t
+
+
 def test_groups_outside_class_range_are_rejected():
     problem, params0 = _width_two()
     with pytest.raises(InvalidArgument, match="groups"):
@@ -186,8 +210,27 @@ def test_euler_time_is_step_times_count():
     problem, params0 = _width_two()
     steps, eta = 250, 4e-3
     result = solve_flow(problem, params0, method="euler", step=eta, max_steps=steps)
-    # log t is accumulated by logaddexp, one rounding of relative size eps per step.
-    assert abs(result.log_t - math.log(steps * eta)) <= 4 * steps * EPS
+    # t = k eta with one rounding, and log adds one more.
+    assert abs(result.log_t - math.log(steps * eta)) <= 2 * EPS * abs(result.log_t)
+
+
+@pytest.mark.parametrize(
+    ("method", "eta", "t_max", "steps"),
+    [
+        ("euler", 2e-3, 1.0, 500),
+        ("euler", 0.3, 1.0, 4),
+        ("loss_scaled", 1e-2, 5.0, None),
+    ],
+)
+def test_fixed_step_run_ends_on_t_max(method, eta, t_max, steps):
+    # A step that would pass t_max is cut to end on it, and 500 steps of 2e-3
+    # do not take a 501st step for the roundoff of their sum.
+    problem, params0 = _width_two()
+    result = solve_flow(problem, params0, method=method, step=eta, t_max=t_max)
+    assert result.status == res.STATUS_END_OF_SPAN
+    assert result.log_t == math.log(t_max)
+    if steps is not None:
+        assert result.n_accepted == steps
 
 
 # --- Failure and stopping modes -------------------------------------------------------
