@@ -1141,11 +1141,9 @@ def check_c13(example: Example, settings: RunSettings, reports: list) -> Verdict
         # log L carries the absolute roundoff of the margins, at most
         # (D + h + K) eps R X_max^2, which is a relative error of L t log t.
         scale = points.R * x_max**2 if name == "L t log t" else 1.0
-        # NOTE: as in the binary check, the change between rtol and 10 rtol is a
-        # loose estimate of the absolute error of log t that L t log t needs.
-        # Changes of the integrator at the roundoff level, or of how it lands on
-        # activation changes, moved the worst example of the ci profile between
-        # 0.69 and 0.94 of this tolerance.
+        # NOTE: as in the binary check, the change between rtol and 10 rtol
+        # estimates the absolute error of log t that L t log t needs, without a
+        # bound (see there for what was measured).
         terms = [
             tol.integrator_change(
                 end[name], None if loose is None else loose[name], name
