@@ -113,6 +113,13 @@ class Problem:
                 f"X has shape {X.shape}; give at least one sample of at least one "
                 "feature"
             )
+        with np.errstate(over="ignore"):
+            norms2 = np.einsum("ij,ij->i", X, X)
+        if not np.all(np.isfinite(norms2)):
+            raise InvalidArgument(
+                f"X has entries up to {np.max(np.abs(X)):.3g}, whose squared norms "
+                "overflow float64; rescale X"
+            )
         raw = np.asarray(self.labels)
         if raw.shape != (X.shape[0],):
             raise InvalidArgument(

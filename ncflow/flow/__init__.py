@@ -239,9 +239,11 @@ def _solve(
     record_events,
     progress,
 ) -> FlowResult:
+    # The fixed-step methods do not use rtol and atol, but an invalid value is
+    # still a mistake worth naming.
+    check_range("rtol", rtol, 1e-14, 1e-2, fix="use a value in [1e-14, 1e-2]")
+    check_range("atol", atol, 0.0, 1e-2)
     if method == "adaptive":
-        check_range("rtol", rtol, 1e-14, 1e-2, fix="use a value in [1e-14, 1e-2]")
-        check_range("atol", atol, 0.0, 1e-2)
         from ncflow.flow.adaptive import AdaptiveFlow
 
         return AdaptiveFlow(

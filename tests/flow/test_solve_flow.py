@@ -48,6 +48,7 @@ def _width_two() -> tuple[Problem, Parameters]:
         ({"rtol": 0.1, "t_max": 1.0}, "rtol=0.1"),
         ({"rtol": 1e-16, "t_max": 1.0}, "rtol=1e-16"),
         ({"atol": -1.0, "t_max": 1.0}, "atol=-1.0"),
+        ({"method": "euler", "step": 0.1, "rtol": -1.0, "t_max": 1.0}, "rtol=-1.0"),
         ({"t_max": -1.0}, "t_max=-1.0"),
         ({"t_max": 0.0}, "t_max=0.0"),
         ({"max_steps": 0}, "max_steps=0"),
@@ -95,10 +96,12 @@ def test_class_without_sample_is_rejected():
         solve_flow(one_class, params0, t_max=1.0)
 
 
-def test_empty_data_and_zero_width_are_rejected():
+def test_empty_huge_data_and_zero_width_are_rejected():
     problem, params0 = _width_two()
     with pytest.raises(InvalidArgument, match=r"X has shape \(0, 2\)"):
         Problem(np.zeros((0, 2)), np.zeros(0, dtype=int), 2, problem.loss)
+    with pytest.raises(InvalidArgument, match="overflow float64; rescale X"):
+        Problem(problem.X * 1e200, problem.labels, 2, problem.loss)
     no_neurons = Parameters(np.zeros((problem.D, 0)), np.zeros((1, 0)))
     with pytest.raises(InvalidArgument, match="width 0"):
         solve_flow(problem, no_neurons, t_max=1.0)
