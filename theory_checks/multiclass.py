@@ -607,8 +607,7 @@ def _limit(example: Example) -> Limit:
 def _limit_quantities(run: Run, points, measure, predictions, **options) -> list:
     """``common.limit_quantities`` with the integration roundoff added to each, and
     the asymptotic part raised to the tail that the run's own rate predicts."""
-    quantities = limit_quantities(points, measure, predictions, **options)
-    extra = integration_roundoff(run)
+    quantities = limit_quantities(points, measure, predictions, run=run, **options)
     ladder = _ladder(run, points)
     values = [measure(theta) for theta, _ in ladder]
     norms = tuple(R for _, R in ladder)
@@ -619,7 +618,7 @@ def _limit_quantities(run: Run, points, measure, predictions, **options) -> list
         # a rate fitted to them means nothing, and those parts already bound them.
         # The tail is fitted to the last three points, so their two changes decide
         # (earlier changes may be large while these are at roundoff already).
-        noise = extra.value + sum(t.value for t in terms if t.name == "roundoff")
+        noise = sum(t.value for t in terms if t.name == "roundoff")
         changes = np.abs(np.diff(np.asarray(series, dtype=np.float64)))
         if len(ladder) == 5 and not np.all(changes[-2:] <= noise):
             tail = declining_tail(series, norms)
@@ -627,7 +626,7 @@ def _limit_quantities(run: Run, points, measure, predictions, **options) -> list
                 _larger_asymptotic(term, tail) if term.name == "asymptotic" else term
                 for term in terms
             ]
-        quantity.tolerance = tol.tolerance(*terms, extra)
+        quantity.tolerance = tol.tolerance(*terms)
     return quantities
 
 

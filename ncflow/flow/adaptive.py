@@ -215,8 +215,9 @@ class StepTime:
 
         A Newton search for a record's place, and the next record of the step,
         request points close to the last one. Backwards, the panel's part is
-        subtracted only while it is at most half of the total, so the result
-        loses at most one bit to cancellation.
+        subtracted only while it is at most half of the total, so each bridge
+        loses at most one bit to cancellation (a chain of backward bridges
+        compounds that, but a record's search takes a few at most).
         """
         last_s, last_value = self._last
         if s == last_s:

@@ -48,8 +48,12 @@ _GL_X, _GL_W = np.polynomial.legendre.leggauss(10)
 _GL_X = 0.5 + 0.5 * _GL_X
 _GL_W = 0.5 * _GL_W
 _GL_X_LIST, _GL_W_LIST = _GL_X.tolist(), _GL_W.tolist()
-# A panel is split until Phi varies by less than this across it; a 10-point
-# Gauss rule integrates exp of a polynomial of that spread to float64 accuracy.
+# A panel is split until Phi varies by less than this across it. On a grid cell
+# Phi is close to linear, and a 10-point Gauss rule integrates exp of it to
+# float64 accuracy. A single panel over a longer interval is taken only where
+# the coefficient bound of _spread_bound allows, which also limits how far Phi
+# bends. NOTE: a spread alone is not enough: exp(T5(2s - 1)), of spread 2, errs
+# by 3e-3 in the log on one panel.
 PANEL_SPREAD = 2.0
 # Integrand values below exp(-DROP) times the maximum are dropped (relative
 # contribution below 1e-26).
@@ -106,8 +110,8 @@ class StepClock:
         inverse, inverse_low, keep = _fitters(data.shape[0])
         # The fit is of the values less the one at the end, which is added back
         # to the constant. On [0, 1] a monomial fit errs by up to the sum of
-        # its inverse Vandermonde matrix's entries (3363 for six nodes) times
-        # eps times the largest value it fits. Late in the flow log(Phi) is near
+        # its inverse Vandermonde matrix's absolute entries (3363 for six nodes)
+        # times eps times the largest value it fits. Late in the flow log(Phi) is near
         # 17 but varies by about 0.2 over a step, and Phi, of the size of log t,
         # multiplies that error. Fitted whole, log t at ||theta||^2 = 1e8
         # scattered by 7e-5 across rtol from 1e-8 to 1e-12; centred, by 1e-6.
@@ -196,8 +200,10 @@ class StepClock:
 
         Where the higher one needs panels, the lower one is summed on the same
         points: the two differ by a polynomial that vanishes at all but one
-        node, which those points resolve as well as they resolve ``exp(Phi)``.
-        One set of points costs half of two.
+        node. While they are close, which is where the estimate decides a step,
+        those points resolve it as well as they resolve ``exp(Phi)``. A large
+        estimate is only approximate, but it rejects the step either way. One
+        set of points costs half of two.
         """
         if "high" in self._whole:
             return

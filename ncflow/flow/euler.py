@@ -178,8 +178,10 @@ def _step_to_end(log_t: float, log_dt: float, t_max, steps: int) -> tuple:
     if t_max is None:
         return 1.0, False
     remaining = t_max - (0.0 if log_t == -math.inf else math.exp(log_t))
-    whole = math.exp(log_dt)
     slack = 4 * (steps + 1) * np.finfo(np.float64).eps * t_max
-    if whole < remaining - slack:
+    # Compared in logs: late loss-scaled steps exceed the float64 range.
+    if remaining > slack and log_dt < math.log(remaining - slack):
         return 1.0, False
-    return min(1.0, remaining / whole), True
+    if remaining <= 0.0:
+        return 0.0, True  # t rounded onto t_max from below
+    return min(1.0, math.exp(math.log(remaining) - log_dt)), True

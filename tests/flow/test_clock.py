@@ -60,6 +60,19 @@ def test_spread_bound_is_above_sampled_spread(seed, offset):
         assert clock._spread_bound(step_clock, a, b, low) >= spread
 
 
+@pytest.mark.parametrize("rate", [1e-3, 0.05])
+def test_spread_bound_holds_for_linear_log_phi(rate):
+    # With log(Phi) = 3 + rate s, Phi spreads by exp(p(a)) (exp(S) - 1) on
+    # [a, b], more than exp(p(a)) S: a bound that drops the exponential's
+    # curvature fails here.
+    step_clock = clock.StepClock(np.exp(3.0 + rate * clock.NODES), 1.0)
+    assert step_clock.logarithmic
+    for a, b in [(0.0, 1.0), (0.2, 0.9)]:
+        sampled = step_clock.phi(np.linspace(a, b, 2001))
+        spread = float(sampled.max() - sampled.min())
+        assert clock._spread_bound(step_clock, a, b, False) >= spread
+
+
 @pytest.mark.parametrize("offset", [0.0, 20.0])
 def test_panels_skip_grid_only_below_spread(offset):
     # A Phi that varies by 1e-6 over the step takes the single panel, also when

@@ -50,8 +50,8 @@ def test_binary_claim(request, claim, case):
 def test_limit_tolerance_has_integration_roundoff(claim):
     # A quantity that converges fast sits at the roundoff that the integration
     # leaves in theta_bar, and the measurement's own roundoff part does not cover
-    # it. The multi-class checks add the same part. It is relative, so a
-    # quantity larger than 1 gets it times its size.
+    # it. The multi-class checks add the same part through the same function.
+    # It is relative, so a quantity larger than 1 gets it times its size.
     verdict = binary.check(claim, WIDTH_TWO, SETTINGS)
     unit = integration_roundoff(train(WIDTH_TWO, SETTINGS))
     for quantity in verdict.details["quantities"]:
