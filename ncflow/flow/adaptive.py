@@ -216,8 +216,8 @@ class StepTime:
         A Newton search for a record's place, and the next record of the step,
         request points close to the last one. Backwards, the panel's part is
         subtracted only while it is at most half of the total, so each bridge
-        loses at most one bit to cancellation (a chain of backward bridges
-        compounds that, but a record's search takes a few at most).
+        loses at most one bit to cancellation. A chain of backward bridges
+        compounds that, but a record's search takes a few at most.
         """
         last_s, last_value = self._last
         if s == last_s:

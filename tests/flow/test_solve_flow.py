@@ -248,7 +248,7 @@ def test_shortened_last_step_takes_that_fraction():
     assert np.array_equal(cut.params.V, whole.params.V)
 
 
-def test_loss_scaled_steps_past_float_range_end_on_t_max():
+def test_loss_scaled_huge_steps_end_on_t_max():
     # Late loss-scaled steps eta / L exceed 1e308; the end is still found.
     problem, params0 = _width_two()
     result = solve_flow(problem, params0, method="loss_scaled", step=1.0, t_max=1e200)
