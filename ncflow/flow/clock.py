@@ -137,9 +137,7 @@ class StepClock:
         """
         if self._coef_list is None:
             self._coef_list = self.coef.tolist()
-        value = 0.0
-        for c in self._coef_list:
-            value = value * s + c
+        value = _value_at(self._coef_list, s)
         return math.exp(value) if self.logarithmic else value
 
     def _phi_derivatives(
@@ -193,7 +191,11 @@ class StepClock:
         if endpoint is not None:
             return self.log_size + endpoint
         x, weights = _panel_points(self, 0.0, upper, low)
-        return self.log_size + logsumexp(self.phi(x, low), weights=weights)
+        return self.log_size + self._log_sum(x, weights, low)
+
+    def _log_sum(self, x: np.ndarray, weights: np.ndarray, low: bool) -> float:
+        """Return ``log sum weights exp(Phi(x))`` for quadrature points ``x``."""
+        return logsumexp(self.phi(x, low), weights=weights)
 
     def _whole_pair(self) -> None:
         """Integrate both interpolants over the whole step.
@@ -214,8 +216,7 @@ class StepClock:
             return
         x, weights = _panel_points(self, 0.0, 1.0, False)
         for key, low in (("high", False), ("low", True)):
-            total = logsumexp(self.phi(x, low), weights=weights)
-            self._whole[key] = self.log_size + total
+            self._whole[key] = self.log_size + self._log_sum(x, weights, low)
 
     def log_integral_between(self, a: float, b: float) -> float | None:
         """Return ``log( h int_a^b exp(Phi(u)) du )``, for ``a < b``, by one
@@ -226,7 +227,7 @@ class StepClock:
         """
         if _spread_bound(self, a, b, False) > PANEL_SPREAD:
             return None
-        # The same rule as _one_panel, in Python floats: at ten points the
+        # One panel of _one_panel_points, in Python floats: at ten points the
         # array calls would cost more than the arithmetic.
         width = b - a
         values = [self.phi_at(a + width * x) for x in _GL_X_LIST]
@@ -275,21 +276,18 @@ def _panel_points(
     return x, weights
 
 
-def _panels(clock: StepClock, a: float, b: float, low: bool) -> float:
-    """``log int_a^b exp(Phi)`` on the points of :func:`_panel_points`."""
-    x, weights = _panel_points(clock, a, b, low)
-    return logsumexp(clock.phi(x, low), weights=weights)
-
-
 def _one_panel_points(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
     """Return the points and weights of one Gauss-Legendre panel on [a, b]."""
     return a + (b - a) * _GL_X, (b - a) * _GL_W
 
 
-def _one_panel(clock: StepClock, a: float, b: float, low: bool) -> float:
-    """``log int_a^b exp(Phi)`` by one Gauss-Legendre panel."""
-    x, weights = _one_panel_points(a, b)
-    return logsumexp(clock.phi(x, low), weights=weights)
+def _value_at(coefficients: list, s: float) -> float:
+    """Return the polynomial with ``coefficients`` (highest degree first) at
+    ``s``, by Horner's rule in Python floats."""
+    value = 0.0
+    for c in coefficients:
+        value = value * s + c
+    return value
 
 
 def _spread_bound(clock: StepClock, a: float, b: float, low: bool) -> float:
@@ -313,16 +311,13 @@ def _spread_bound(clock: StepClock, a: float, b: float, low: bool) -> float:
     if spread > 1.0:
         # Phi is above LOG_SWITCH, so the bound is then above PANEL_SPREAD anyway.
         return math.inf
-    start = 0.0
-    for c in coef.tolist():
-        start = start * a + c
-    return 2 * math.exp(start) * math.sinh(spread)
+    return 2 * math.exp(_value_at(coef.tolist(), a)) * math.sinh(spread)
 
 
 # Points at which log_integral decides whether the endpoint expansion applies:
 # the maximum must be at the upper end and the start far below it.
 _ENDS = np.array([0.0, 1.0, 0.5, 0.9, 0.99])
-# Uniform cells of the first sampling of Phi in _panels.
+# Uniform cells of the first sampling of Phi in _panel_points.
 _GRID = 64
 
 

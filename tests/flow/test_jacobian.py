@@ -61,10 +61,10 @@ def _evaluation_error(
     """Estimate the rounding error of one evaluation of a right-hand side of size
     ``rhs_size`` at ``state``.
 
-    A component is built from sums of at most ``n h d_y`` terms (the outputs sum
-    over the neurons, the rhs over the samples and outputs), and a sum of that
-    many rounded products errs by at most about ``(n h d_y + 8) u`` times the
-    sum of the magnitudes of its terms. The loss gradients are exponentials of
+    A component is built from sums of at most ``n h d_y`` terms: the outputs sum
+    over the neurons, the rhs over the samples and outputs. A sum of that many
+    rounded products errs by at most about ``(n h d_y + 8) u`` times the sum of
+    the magnitudes of its terms. The loss gradients are exponentials of
     the outputs, so the rounding error ``u |f_i|`` of an output becomes a
     relative error of about ``u |f_i|`` in ``G_i``. The factor 4 leaves room for
     the magnitudes to exceed ``rhs_size`` through cancellation.
