@@ -168,7 +168,9 @@ def solve_euler(
     )
 
 
-def _step_to_end(log_t: float, log_dt: float, t_max, steps: int) -> tuple:
+def _step_to_end(
+    log_t: float, log_dt: float, t_max: float | None, steps: int
+) -> tuple[float, bool]:
     """Return the fraction of the next step to take, and whether it ends the
     span.
 
