@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -53,10 +54,16 @@ from ncflow.flow.coordinates import (
     LATE_RTOL_MAX,
     NormCoordinates,
     TauCoordinates,
-    all_classified,
     margins,
 )
-from ncflow.flow.events import FlowState, Separated, crosses, terminal_after
+from ncflow.flow.events import (
+    FlowState,
+    Separated,
+    crosses,
+    stacked_log_losses,
+    stacked_outputs,
+    terminal_after,
+)
 from ncflow.flow.polar import PolarSystem
 from ncflow.flow.radau import C_NODES as RADAU_NODES
 from ncflow.flow.radau import ERROR_ORDER, radau_step
@@ -72,7 +79,7 @@ from ncflow.flow.steps import (
     dopri5_step,
     error_noise,
 )
-from ncflow.network import Parameters, Problem
+from ncflow.network import Parameters, Problem, sample_margins
 
 SAFETY = 0.9  # fraction of the predicted optimal step that is taken
 MAX_GROWTH = 5.0  # largest step increase after an accepted step
@@ -319,7 +326,7 @@ class AdaptiveFlow:
         self.t_events: list[list[float]] = [[] for _ in events]
         self.fired: list[int] = []
         self.separation_log_t: float | None = None
-        self.recorder = res.TrajectoryRecorder()
+        self.pending_records: list[tuple] = []
         self.status: int | None = None
         self.detail = ""
         self.phases: list[tuple[str, float]] = []
@@ -360,9 +367,8 @@ class AdaptiveFlow:
         log_norm2 = self.system.log_norm2(y)
         if self.system.frozen_norm2 > 0:
             log_norm2 = add_log(log_norm2, math.log(self.system.frozen_norm2))
-        return FlowState(
-            self.problem, self.system.to_parameters(y), log_t, self.pattern, log_norm2
-        )
+        params = partial(self.system.to_parameters, y)
+        return FlowState(self.problem, params, log_t, self.pattern, log_norm2)
 
     def _directions(self, z: np.ndarray) -> np.ndarray:
         """Input-weight directions ``a_j`` (rows), shape (h, D)."""
@@ -375,8 +381,21 @@ class AdaptiveFlow:
         )
 
     def _record(self, kind: str, z: np.ndarray, log_t: float) -> None:
-        state = self._state(z, log_t)
-        self.recorder.add(kind, log_t, state.log_loss, state.params, self.pattern)
+        """Keep the polar state of a record; :meth:`_finish` converts them all."""
+        y = np.array(self.coords.to_polar(z), copy=True)
+        self.pending_records.append((kind, log_t, y, self.pattern.copy()))
+
+    def _trajectory(self) -> res.Trajectory:
+        """Convert the kept records in one batch: parameters, outputs, losses."""
+        kinds, log_ts, ys, patterns = zip(*self.pending_records)
+        W, V = self.system.parameters_many(np.stack(ys))
+        log_losses = stacked_log_losses(
+            self.problem, stacked_outputs(self.problem, W, V)
+        )
+        recorder = res.TrajectoryRecorder()
+        for k, kind in enumerate(kinds):
+            recorder.add_arrays(kind, log_ts[k], log_losses[k], W[k], V[k], patterns[k])
+        return recorder.finish()
 
     # -- one step ------------------------------------------------------------
 
@@ -828,8 +847,8 @@ class AdaptiveFlow:
         converted to the new independent variable."""
         if not self.stiff:
             return size
-        y = self.coords.to_polar(self.z)
-        want_norm = all_classified(self.system, y, self.pattern)
+        # self.ev is the evaluation at self.z, whose outputs are the margins'.
+        want_norm = bool(np.all(sample_margins(self.problem, self.ev.outputs) > 0))
         growing = self.pattern.any(axis=0)
         if want_norm and self.coords.clock == "norm2":
             if np.array_equal(growing, self.coords.kappa > 0):
@@ -837,6 +856,7 @@ class AdaptiveFlow:
         if not want_norm and self.coords.clock == "tau":
             return size
         old_rate = self.coords.log_rate(self.z, self.ev)
+        y = self.coords.to_polar(self.z)
         self.coords = (
             NormCoordinates(self.system, growing)
             if want_norm
@@ -1168,7 +1188,7 @@ class AdaptiveFlow:
             t_events=[np.array(v) for v in self.t_events],
             fired=self.fired,
             separation_log_t=self.separation_log_t,
-            trajectory=self.recorder.finish(),
+            trajectory=self._trajectory(),
             problem=self.problem,
             params0=self.params0,
             settings={

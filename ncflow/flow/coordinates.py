@@ -241,8 +241,3 @@ def margins(system: PolarSystem, y: np.ndarray, pattern: np.ndarray) -> np.ndarr
     """Return the margin of each sample at the polar state ``y``, shape (n,)."""
     outputs, _ = system.forward(y, pattern)
     return sample_margins(system.problem, outputs)
-
-
-def all_classified(system: PolarSystem, y: np.ndarray, pattern: np.ndarray) -> bool:
-    """True when every sample has a positive margin (then ``dR/dtau > 0``)."""
-    return bool(np.all(margins(system, y, pattern) > 0))

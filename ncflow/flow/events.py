@@ -11,17 +11,16 @@ change value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
+from ncflow._numeric import logsumexp
 from ncflow._validation import InvalidArgument, check_positive
-from ncflow.losses import loss_terms
+from ncflow.losses import is_per_sample, loss_terms
 from ncflow.network import Parameters, Problem, activation_mask
 
 
-@dataclass
 class FlowState:
     """A point of a trajectory, as seen by event functions and recorders.
 
@@ -34,13 +33,38 @@ class FlowState:
         ``log t`` in gradient-flow time (``-inf`` at ``t = 0``).
     pattern : ndarray of bool, shape (n, h)
         Activation pattern in force on the current smooth segment.
+
+    The constructor also takes, in place of ``params``, a callable without
+    arguments that returns them. The adaptive integrator passes one, with
+    ``log_norm2`` known, so that an event that reads only ``log_norm2`` or
+    ``log_t`` does not pay for the conversion from its coordinates.
     """
 
-    problem: Problem
-    params: Parameters
-    log_t: float
-    pattern: np.ndarray
-    _log_norm2: float | None = field(default=None, repr=False)
+    def __init__(
+        self,
+        problem: Problem,
+        params,
+        log_t: float,
+        pattern: np.ndarray,
+        log_norm2: float | None = None,
+    ) -> None:
+        self.problem = problem
+        self._params = params
+        self.log_t = log_t
+        self.pattern = pattern
+        self._log_norm2 = log_norm2
+
+    @property
+    def params(self) -> Parameters:
+        if callable(self._params):
+            self._params = self._params()
+        return self._params
+
+    def __repr__(self) -> str:
+        return (
+            f"FlowState(log_t={self.log_t!r}, log_norm2={self.log_norm2!r}, "
+            f"params={self.params!r})"
+        )
 
     @property
     def t(self) -> float:
@@ -56,9 +80,7 @@ class FlowState:
     @cached_property
     def log_loss(self) -> float:
         """``log L(theta)``, finite where ``L`` underflows."""
-        return loss_terms(
-            self.outputs, self.problem.targets, self.problem.loss
-        ).log_total
+        return float(stacked_log_losses(self.problem, self.outputs[None])[0])
 
     @property
     def log_norm2(self) -> float:
@@ -70,6 +92,27 @@ class FlowState:
     @property
     def norm2(self) -> float:
         return float(np.exp(self.log_norm2))
+
+
+def stacked_outputs(problem: Problem, W: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """Outputs of a stack of networks, ``W`` (m, D, h) and ``V`` (m, d_y, h) to
+    shape (m, n, d_y), computed as :attr:`FlowState.outputs` is for one."""
+    Z = problem.X @ W
+    phi = Z * activation_mask(Z, problem.activation)
+    return phi @ V.transpose(0, 2, 1)
+
+
+def stacked_log_losses(problem: Problem, outputs: np.ndarray) -> np.ndarray:
+    """``log L`` of each network of a stack from its outputs (m, n, d_y), shape (m,)."""
+    m, n = outputs.shape[:2]
+    if not is_per_sample(problem.loss):
+        return np.array(
+            [loss_terms(f, problem.targets, problem.loss).log_total for f in outputs]
+        )
+    terms = loss_terms(
+        outputs.reshape(m * n, -1), np.tile(problem.targets, m), problem.loss
+    )
+    return np.atleast_1d(logsumexp(terms.log_losses.reshape(m, n), axis=1))
 
 
 def binary_groups(problem: Problem, V0: np.ndarray) -> np.ndarray:

@@ -133,9 +133,17 @@ class PolarSystem:
         return blocks[:, 0], blocks[:, 1 : 1 + self.D], blocks[:, 1 + self.D :]
 
     def to_parameters(self, state: np.ndarray) -> Parameters:
-        sigma, a, b = self.split(state)
-        scale = np.exp(sigma)[:, None]
-        return Parameters((scale * a).T, self.Q @ (scale * b).T + self.frozen_V)
+        W, V = self.parameters_many(state[None])
+        return Parameters(W[0], V[0])
+
+    def parameters_many(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``W`` and ``V`` of each row of ``states`` (m, size), shapes (m, D, h)
+        and (m, d_y, h), ``frozen_V`` included."""
+        blocks = states.reshape(states.shape[0], self.h, self.block)
+        scale = np.exp(blocks[:, :, :1])
+        W = (scale * blocks[:, :, 1 : 1 + self.D]).transpose(0, 2, 1)
+        V = self.Q @ (scale * blocks[:, :, 1 + self.D :]).transpose(0, 2, 1)
+        return W, V + self.frozen_V
 
     def normalize(self, state: np.ndarray) -> np.ndarray:
         """Move the norm of each ``omega_j`` into ``sigma_j`` (an exact change)."""

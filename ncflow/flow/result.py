@@ -99,17 +99,22 @@ class TrajectoryRecorder:
         params: Parameters,
         pattern: np.ndarray,
     ) -> None:
-        self._rows.append(
-            (
-                log_t,
-                log_loss,
-                params.norm2(),
-                params.W.copy(),
-                params.V.copy(),
-                pattern.copy(),
-                kind,
-            )
+        self.add_arrays(
+            kind, log_t, log_loss, params.W.copy(), params.V.copy(), pattern.copy()
         )
+
+    def add_arrays(
+        self,
+        kind: str,
+        log_t: float,
+        log_loss: float,
+        W: np.ndarray,
+        V: np.ndarray,
+        pattern: np.ndarray,
+    ) -> None:
+        """Add a record whose arrays the recorder may keep without copying."""
+        norm2 = float(np.sum(W**2) + np.sum(V**2))
+        self._rows.append((log_t, log_loss, norm2, W, V, pattern, kind))
 
     def finish(self) -> Trajectory:
         if not self._rows:
