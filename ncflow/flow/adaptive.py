@@ -490,7 +490,7 @@ class AdaptiveFlow:
             psi[1:] = -self.system.log_N_many(zs, self.pattern)
         else:
             psi[1:] = self.coords.log_speed_many(zs, self.pattern)
-        return StepClock(psi, step.size)
+        return StepClock(psi, step.size, allow_log=tau)
 
     def _clock_tolerance(self, log_t: float) -> float:
         """Absolute tolerance of one step on ``log t`` ending at ``log_t``."""

@@ -8,9 +8,15 @@ with dense output ``y(s)``, ``s`` in [0, 1],
     t(s) - t(0) = h int_0^s exp(Phi(y(u))) du.
 
 ``Phi`` is sampled at Chebyshev-Lobatto points of the step and interpolated by
-a polynomial. Late in the flow ``Phi`` grows like ``exp(2 sigma)``, so there
-the interpolated quantity is ``log Phi``, which is close to a polynomial in
-``s`` (``sigma`` is one); elsewhere it is ``Phi`` itself. The integral of the
+a polynomial. Late in the flow, in the clock ``tau``, ``Phi`` grows like
+``exp(2 sigma)``, so there the interpolated quantity is ``log Phi``, which is
+close to a polynomial in ``s`` (``sigma`` is one); elsewhere it is ``Phi``
+itself. In the norm clock ``R``, ``Phi = log dt/dR`` grows about linearly in
+``R`` (``log t`` does), so ``Phi`` is fitted there however large it is: the log
+of a linear function is the worse fit. On the three-class benchmark problem the
+error estimate of a step at ``R = 96`` was 3.9 tolerances fitted in the log and
+0.03 fitted plain. The log fit held the steps from ``R = 100`` to ``1000`` to
+0.15 to 0.22 of ``R``; fitted plain, they take the cap of 0.25. The integral of the
 exponential of the interpolant needs no further network evaluations:
 
 - where the integrand is concentrated at the upper limit (``dPhi/ds`` there
@@ -98,14 +104,19 @@ class StepClock:
     phi_values : ndarray, shape (m,)
         ``Phi`` at ``lobatto_nodes(m)`` (``NODES`` or ``NORM_NODES``).
     size : float
-        Step size ``h`` in ``tau``.
+        Step size ``h`` in the independent variable.
+    allow_log : bool
+        Fit ``log Phi`` where ``Phi`` exceeds ``LOG_SWITCH`` at every node. The
+        norm clock passes False.
     """
 
-    def __init__(self, phi_values: np.ndarray, size: float) -> None:
+    def __init__(
+        self, phi_values: np.ndarray, size: float, allow_log: bool = True
+    ) -> None:
         self.size = size
         self.log_size = math.log(size)
         phi_values = np.asarray(phi_values, dtype=np.float64)
-        self.logarithmic = bool(np.min(phi_values) > LOG_SWITCH)
+        self.logarithmic = allow_log and bool(np.min(phi_values) > LOG_SWITCH)
         data = np.log(phi_values) if self.logarithmic else phi_values
         inverse, inverse_low, keep = _fitters(data.shape[0])
         # The fit is of the values less the one at the end, which is added back

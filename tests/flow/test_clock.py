@@ -226,3 +226,22 @@ def test_late_log_integral_keeps_phi_to_roundoff(scale, rate):
     inverse, _, _ = clock._fitters(data.size)
     fit = 2 * abs(data[-1]) + float(np.sum(np.abs(inverse))) * float(np.ptp(data))
     assert abs(step_clock.log_integral(1.0) - exact) <= (4 + fit) * EPS * phi1
+
+
+@pytest.mark.parametrize("slope", [0.5, 3.0, 30.0])
+def test_plain_fit_of_large_linear_phi(slope):
+    # In the norm clock Phi = log dt/dR is nearly linear and above LOG_SWITCH.
+    # Fitted plain, a linear Phi is reproduced up to the roundoff of the fit, so
+    # both the integral and the error estimate are within that. Fitted in the
+    # log, log(13 + slope s) is not a polynomial, and the estimate shows it.
+    intercept, size = 13.0, 25.0
+    values = intercept + slope * clock.NODES
+    plain = clock.StepClock(values, size, allow_log=False)
+    assert not plain.logarithmic
+    exact = math.log(size) + intercept + math.log(math.expm1(slope) / slope)
+    bound = _roundoff(plain, values) + 16 * EPS * abs(exact)
+    assert abs(plain.log_integral(1.0) - exact) <= bound
+    assert plain.error_estimate() <= 2 * bound
+    logged = clock.StepClock(values, size)
+    assert logged.logarithmic
+    assert logged.error_estimate() > 100 * bound

@@ -437,15 +437,15 @@ def test_event_ahead_at_start_does_not_warn():
 
 
 def test_noise_floor_message_states_rtol_met():
-    # From eps = 1e-12 one Radau step of this run stops its Newton iteration at
+    # From eps = 1e-10 one Radau step of this run stops its Newton iteration at
     # the roundoff floor, about 1e-3 of the tolerance. The message must state that
     # the floor stayed below the tolerance, not read as a loss of accuracy.
     angles = np.array([0.0, 1e-3, 1e-3, math.pi + 0.3])
     X = np.column_stack([np.cos(angles), np.sin(angles)])
     problem = Problem(X, np.array([0, 0, 0, 1]), 2, "exponential")
     neurons = np.array([0.5e-3, math.pi + 0.3, 1.0])
-    W = 0.5e-12 * np.vstack([np.cos(neurons), np.sin(neurons)])
-    V = 0.5e-12 * np.array([[1.0, -1.0, 1.0]])
+    W = 0.5e-10 * np.vstack([np.cos(neurons), np.sin(neurons)])
+    V = 0.5e-10 * np.array([[1.0, -1.0, 1.0]])
     result = solve_flow(
         problem, Parameters(W, V), rtol=1e-6, atol=1e-14, events=[Norm2Above(1e8)]
     )
