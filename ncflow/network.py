@@ -113,13 +113,7 @@ class Problem:
                 f"X has shape {X.shape}; give at least one sample of at least one "
                 "feature"
             )
-        with np.errstate(over="ignore"):
-            norms2 = np.einsum("ij,ij->i", X, X)
-        if not np.all(np.isfinite(norms2)):
-            raise InvalidArgument(
-                f"X has entries up to {np.max(np.abs(X)):.3g}, whose squared norms "
-                "overflow float64; rescale X"
-            )
+        _check_rows("X", X)
         raw = np.asarray(self.labels)
         if raw.shape != (X.shape[0],):
             raise InvalidArgument(
@@ -207,6 +201,27 @@ class Problem:
                 f"fit this problem: W must be ({self.D}, h) and V "
                 f"({self.num_outputs}, h)"
             )
+
+
+def _check_rows(name: str, X: np.ndarray) -> None:
+    """Reject rows of finite ``X`` whose squared norm overflows or is zero."""
+    with np.errstate(over="ignore"):
+        norms2 = np.einsum("ij,ij->i", X, X)
+    if not np.all(np.isfinite(norms2)):
+        raise InvalidArgument(
+            f"{name} has entries up to {np.max(np.abs(X)):.3g}, whose squared norms "
+            f"overflow float64; rescale {name}"
+        )
+    # A zero sample has output 0 for every theta, with either activation, so it
+    # adds nothing to the gradient and its loss term never falls below l(0).
+    zero_rows = np.flatnonzero(norms2 == 0)
+    if zero_rows.size:
+        raise InvalidArgument(
+            f"{name}[{zero_rows[0]}] is invalid: the sample is a zero vector "
+            f"(zero rows: {zero_rows.size} of {X.shape[0]}). The network's "
+            "output on a zero sample is 0 for all weights, so its loss term is "
+            "constant and it adds nothing to the gradient; remove the zero rows"
+        )
 
 
 def activation_mask(preactivations: np.ndarray, activation: str) -> np.ndarray:

@@ -211,6 +211,23 @@ def test_problem_rejects_nan_sample():
         Problem(X, [0, 1], 2, "exponential")
 
 
+@pytest.mark.parametrize("loss", ["exponential", "cross_entropy"])
+@pytest.mark.parametrize(
+    ("zero_rows", "first"),
+    [([1], 1), ([2, 3], 2), ([0, 1, 2, 3], 0)],
+    ids=["one-row", "two-rows", "all-rows"],
+)
+def test_problem_rejects_zero_row(zero_rows, first, loss):
+    X = np.ones((4, 3))
+    X[zero_rows] = 0.0
+    with pytest.raises(InvalidArgument) as error:
+        Problem(X, [0, 0, 1, 1], 2, loss)
+    message = str(error.value)
+    assert f"X[{first}] is invalid: the sample is a zero vector" in message
+    assert f"zero rows: {len(zero_rows)} of 4" in message
+    assert message.endswith("remove the zero rows")
+
+
 @pytest.mark.parametrize(
     ("labels", "num_classes", "loss"),
     [
