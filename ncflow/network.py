@@ -126,13 +126,7 @@ class Problem:
                 "map labels with ncflow.data.Dataset.from_arrays"
             )
         labels = raw.astype(np.int64)
-        outside = (labels < 0) | (labels >= self.num_classes)
-        if outside.any():
-            i = int(np.flatnonzero(outside)[0])
-            raise InvalidArgument(
-                f"labels[{i}]={int(labels[i])} is outside 0..{self.num_classes - 1} "
-                f"for num_classes={self.num_classes}"
-            )
+        _check_labels("labels", labels, self.num_classes)
         check_choice("activation", self.activation, ACTIVATIONS + FAULT_ACTIVATIONS)
         check_loss(self.loss, 1 if is_binary(self.loss) else self.num_classes)
         if is_binary(self.loss):
@@ -145,10 +139,7 @@ class Problem:
             if signs is None:
                 signs = np.where(labels == 0, 1.0, -1.0)
             signs = np.asarray(signs, dtype=np.float64)
-            if signs.shape != labels.shape or not np.all(np.abs(signs) == 1.0):
-                raise InvalidArgument(
-                    f"signs must be +1 or -1, one per sample; got {signs!r}"
-                )
+            _check_signs("signs", signs, labels)
         else:
             signs = None
         object.__setattr__(self, "X", X)
@@ -189,6 +180,19 @@ class Problem:
         """Signs for a binary loss, class indices otherwise."""
         return self.signs if self.binary else self.labels
 
+    def check_arrays(self) -> None:
+        """Check ``X``, ``labels`` and ``signs`` again, as construction does.
+
+        The dataclass is frozen but its arrays stay writable, so NaN, inf or a
+        zero row written into ``problem.X`` after construction would reach the
+        flow. ``solve_flow`` calls this once at its start. It takes O(n D) time.
+        """
+        check_array("problem.X", self.X, ndim=2)
+        _check_rows("problem.X", self.X)
+        _check_labels("problem.labels", self.labels, self.num_classes)
+        if self.binary:
+            _check_signs("problem.signs", self.signs, self.labels)
+
     def check_parameters(self, params: Parameters) -> None:
         if params.W.ndim == 2 and params.W.shape[1] == 0:
             raise InvalidArgument(
@@ -221,6 +225,31 @@ def _check_rows(name: str, X: np.ndarray) -> None:
             f"(zero rows: {zero_rows.size} of {X.shape[0]}). The network's "
             "output on a zero sample is 0 for all weights, so its loss term is "
             "constant and it adds nothing to the gradient; remove the zero rows"
+        )
+
+
+def _check_labels(name: str, labels: np.ndarray, num_classes: int) -> None:
+    outside = (labels < 0) | (labels >= num_classes)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise InvalidArgument(
+            f"{name}[{i}]={int(labels[i])} is outside 0..{num_classes - 1} "
+            f"for num_classes={num_classes}"
+        )
+
+
+def _check_signs(name: str, signs: np.ndarray, labels: np.ndarray) -> None:
+    if signs.shape != labels.shape:
+        raise InvalidArgument(
+            f"{name} has shape {signs.shape}, but {name} must be +1 or -1, one per "
+            f"sample, shape {labels.shape}"
+        )
+    invalid = np.flatnonzero(np.abs(signs) != 1.0)
+    if invalid.size:
+        i = int(invalid[0])
+        raise InvalidArgument(
+            f"{name}[{i}]={float(signs[i])!r} is invalid: {name} must be +1 or -1, "
+            "one per sample"
         )
 
 

@@ -11,6 +11,7 @@ from threadpoolctl import threadpool_limits
 from ncflow._validation import (
     InvalidArgument,
     NcflowWarning,
+    check_array,
     check_choice,
     check_int,
     check_positive,
@@ -121,6 +122,12 @@ def solve_flow(
         raise InvalidArgument(
             f"params0 must be ncflow.network.Parameters, got {type(params0).__name__}"
         )
+    # Both dataclasses are frozen, but their arrays stay writable, so check
+    # again what construction checked. NaN written into them would otherwise
+    # end the run with only an infinite error estimate.
+    problem.check_arrays()
+    check_array("params0.W", params0.W)
+    check_array("params0.V", params0.V)
     problem.check_parameters(params0)
     # The separation time is tracked per class, so every class needs a sample.
     missing = np.setdiff1d(np.arange(problem.num_classes), problem.labels)

@@ -127,6 +127,55 @@ def test_non_integer_groups_are_rejected():
         solve_flow(problem, params0, t_max=1.0, groups=np.array([0.5, 1.7]))
 
 
+def _writable_width_two() -> tuple[Problem, Parameters]:
+    """``_width_two`` with writable copies of every array, as a caller may hold."""
+    problem, params0 = _width_two()
+    problem = Problem(
+        np.array(problem.X),
+        np.array(problem.labels),
+        problem.num_classes,
+        problem.loss,
+        signs=np.array(problem.signs),
+    )
+    return problem, Parameters(np.array(params0.W), np.array(params0.V))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(
+    ("array", "index", "value", "fragment"),
+    [
+        ("X", (1, 0), math.nan, "problem.X[1, 0] = nan; remove or replace NaN"),
+        ("X", (0, 1), math.inf, "problem.X[0, 1] = inf; remove or replace NaN"),
+        ("X", 1, 0.0, "problem.X[1] is invalid: the sample is a zero vector"),
+        ("signs", 0, math.nan, "problem.signs[0]=nan is invalid"),
+        ("labels", 1, 5, "problem.labels[1]=5 is outside 0..1"),
+        ("W", (0, 1), math.nan, "params0.W[0, 1] = nan; remove or replace NaN"),
+        ("V", (0, 0), -math.inf, "params0.V[0, 0] = -inf; remove or replace NaN"),
+    ],
+    ids=["X-nan", "X-inf", "X-zero-row", "signs-nan", "labels-5", "W-nan", "V-inf"],
+)
+def test_array_changed_after_construction_is_rejected(
+    method, array, index, value, fragment
+):
+    problem, params0 = _writable_width_two()
+    arrays = {
+        "X": problem.X,
+        "signs": problem.signs,
+        "labels": problem.labels,
+        "W": params0.W,
+        "V": params0.V,
+    }
+    arrays[array][index] = value
+    step = 1e-2 if method != "adaptive" else None
+    # Warnings become errors here, so the test fails if numpy warns before the
+    # check raises.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InvalidArgument) as error:
+            solve_flow(problem, params0, method=method, step=step, t_max=1.0)
+    assert fragment in str(error.value)
+
+
 # --- Result fields and status table ---------------------------------------------------
 
 STATUSES = {
