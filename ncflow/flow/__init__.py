@@ -23,6 +23,7 @@ from ncflow.flow.events import (
     Norm2Above,
     Separated,
     as_event,
+    check_groups,
     default_groups,
     separation_report,
 )
@@ -152,7 +153,7 @@ def solve_flow(
     events = [as_event(event) for event in events]
     if groups is None:
         groups = default_groups(problem, params0.V)
-    groups = _checked_groups(groups, params0.width, problem.num_classes)
+    groups = check_groups("groups", groups, params0.width, problem.num_classes)
     _warn_events_past_at_start(problem, params0, events)
     has_end = t_max is not None or any(getattr(e, "terminal", False) for e in events)
     if not has_end and max_steps is None:
@@ -206,29 +207,6 @@ def _warn_events_past_at_start(problem, params0, events) -> None:
                 NcflowWarning,
                 stacklevel=3,
             )
-
-
-def _checked_groups(groups, width: int, num_classes: int) -> np.ndarray:
-    """``groups`` as int64 after checking shape ``(width,)`` and range ``0..K-1``."""
-    array = np.asarray(groups)
-    if array.shape != (width,):
-        raise InvalidArgument(
-            f"groups has shape {array.shape}; give one class per neuron, shape "
-            f"({width},)"
-        )
-    if array.dtype.kind not in "iu":
-        raise InvalidArgument(
-            f"groups has dtype {array.dtype}; give integer class indices in "
-            f"0..{num_classes - 1}"
-        )
-    outside = np.flatnonzero((array < 0) | (array >= num_classes))
-    if outside.size:
-        j = int(outside[0])
-        raise InvalidArgument(
-            f"groups[{j}]={int(array[j])} is not a class; give a class index in "
-            f"0..{num_classes - 1}"
-        )
-    return array.astype(np.int64)
 
 
 def _solve(

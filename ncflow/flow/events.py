@@ -144,6 +144,30 @@ def default_groups(problem: Problem, V0: np.ndarray) -> np.ndarray:
     return pseudo_label_groups(V0)
 
 
+def check_groups(name: str, groups, width: int, num_classes: int) -> np.ndarray:
+    """Return ``groups`` as int64 after checking shape ``(width,)`` and range
+    ``0..num_classes-1``. A binary problem has the classes 0 and 1."""
+    array = np.asarray(groups)
+    if array.shape != (width,):
+        raise InvalidArgument(
+            f"{name} has shape {array.shape}; give one class per neuron, shape "
+            f"({width},)"
+        )
+    if array.dtype.kind not in "iu":
+        raise InvalidArgument(
+            f"{name} has dtype {array.dtype}; give integer class indices in "
+            f"0..{num_classes - 1}"
+        )
+    outside = np.flatnonzero((array < 0) | (array >= num_classes))
+    if outside.size:
+        j = int(outside[0])
+        raise InvalidArgument(
+            f"{name}[{j}]={int(array[j])} is not a class; give a class index in "
+            f"0..{num_classes - 1}"
+        )
+    return array.astype(np.int64)
+
+
 def separation_report(
     pattern: np.ndarray, labels: np.ndarray, groups: np.ndarray, num_classes: int
 ) -> tuple[bool, str]:
@@ -288,17 +312,19 @@ class Separated(_Event):
     discrete = True
 
     def __init__(self, groups: np.ndarray | None = None, terminal: bool = True) -> None:
-        self.groups = None if groups is None else np.asarray(groups, dtype=np.int64)
+        # Kept as given, so that bind() can name a float or out-of-range entry
+        # instead of a cast to int64 hiding it.
+        self.groups = None if groups is None else np.asarray(groups)
         self.terminal = terminal
 
     def bind(self, problem: Problem, params0: Parameters) -> Separated:
-        groups = self.groups
-        if groups is None:
+        """Return a copy with ``groups`` checked against ``problem`` and the width
+        of ``params0``, or set to the default groups when none were given."""
+        if self.groups is None:
             groups = default_groups(problem, params0.V)
-        if groups.shape != (params0.width,):
-            raise InvalidArgument(
-                f"groups has shape {groups.shape}; give one class per neuron, "
-                f"shape ({params0.width},)"
+        else:
+            groups = check_groups(
+                "Separated groups", self.groups, params0.width, problem.num_classes
             )
         bound = Separated(groups, self.terminal)
         return bound

@@ -58,6 +58,22 @@ def _width_two() -> tuple[Problem, Parameters]:
         ({"events": [LossBelow(1e-3, terminal=False)]}, "nothing ends the run"),
         ({"groups": np.zeros(3, dtype=int), "t_max": 1.0}, "groups has shape (3,)"),
         ({"events": [Separated(np.zeros(3, dtype=int))], "t_max": 1.0}, "shape (3,)"),
+        (
+            {"events": [Separated(np.array([0, 5]))], "t_max": 1.0},
+            "Separated groups[1]=5 is not a class; give a class index in 0..1",
+        ),
+        (
+            {"events": [Separated([-1, 1])], "t_max": 1.0},
+            "Separated groups[0]=-1 is not a class",
+        ),
+        (
+            {"events": [Separated(np.array([0.5, 1.7]))], "t_max": 1.0},
+            "Separated groups has dtype float64",
+        ),
+        (
+            {"events": [Separated([True, False])], "t_max": 1.0},
+            "Separated groups has dtype bool",
+        ),
     ],
 )
 def test_invalid_argument_is_named(kwargs, fragment):
@@ -125,6 +141,41 @@ def test_non_integer_groups_are_rejected():
     problem, params0 = _width_two()
     with pytest.raises(InvalidArgument, match="groups"):
         solve_flow(problem, params0, t_max=1.0, groups=np.array([0.5, 1.7]))
+
+
+def _three_class() -> tuple[Problem, Parameters]:
+    """One sample per class on the axes of R^3 and one neuron per class."""
+    problem = Problem(np.eye(3), np.arange(3), 3, "cross_entropy")
+    return problem, Parameters(0.1 * np.eye(3), 0.1 * np.eye(3))
+
+
+@pytest.mark.parametrize("where", ["argument", "event"])
+@pytest.mark.parametrize(
+    ("groups", "fragment"),
+    [
+        (np.array([0, 1, 3]), "groups[2]=3 is not a class; give a class index in 0..2"),
+        (np.array([0, -1, 2]), "groups[1]=-1 is not a class"),
+        (np.array([0, 1]), "groups has shape (2,); give one class per neuron"),
+        (np.array([0.0, 1.0, 2.0]), "groups has dtype float64"),
+    ],
+    ids=["class-3", "class-minus-1", "too-short", "float"],
+)
+def test_three_class_groups_are_checked(where, groups, fragment):
+    problem, params0 = _three_class()
+    if where == "argument":
+        kwargs = {"groups": groups}
+    else:
+        kwargs = {"events": [Separated(groups)]}
+    with pytest.raises(InvalidArgument) as error:
+        solve_flow(problem, params0, t_max=1.0, **kwargs)
+    assert fragment in str(error.value)
+
+
+@pytest.mark.parametrize("groups", [[0, 1], np.array([0, 1], dtype=np.uint8)])
+def test_separated_with_valid_groups_fires(groups):
+    problem, params0 = _width_two()
+    result = solve_flow(problem, params0, events=[Separated(groups)], t_max=1e6)
+    assert result.status == res.STATUS_TERMINAL_EVENT, result.message
 
 
 def _writable_width_two() -> tuple[Problem, Parameters]:
