@@ -195,11 +195,14 @@ class NormCoordinates:
         blocks = grad_rate.reshape(h, B)
         blocks[:, 0] += 4 * weights * ev.q
         blocks[:, 1:] += (4 * rho * ev.q)[:, None] * omega
-        out = np.zeros((self.size, self.size))
-        out[:-1, :-1] = J / rate - np.outer(ev.rhs, grad_rate) / rate**2
+        out = np.empty((self.size, self.size))
+        inner = out[:-1, :-1]
+        np.multiply(J, 1.0 / rate, out=inner)
+        inner -= np.multiply.outer(ev.rhs / rate**2, grad_rate)
         R = z[-1]
-        out[:-1, -1] = out[:-1, :-1][:, self.sigma_columns] @ self.kappa / R
+        out[:-1, -1] = inner[:, self.sigma_columns] @ self.kappa / R
         out[self.sigma_columns, -1] += self.kappa / R**2
+        out[-1] = 0.0
         return out
 
     def log_rate(self, z: np.ndarray, ev: Evaluation) -> float:

@@ -37,6 +37,7 @@ located crossing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,10 +161,15 @@ class PolarSystem:
         return self.X @ a.T
 
     def log_norm2(self, state: np.ndarray) -> float:
-        """``log ||theta||_F^2``."""
-        sigma, a, b = self.split(state)
-        omega2 = np.sum(a * a, axis=1) + np.sum(b * b, axis=1)
-        return float(logsumexp(2 * sigma + np.log(omega2)))
+        """``log ||theta||_F^2 = log sum_j exp(2 sigma_j) ||omega_j||^2``."""
+        blocks = state.reshape(self.h, self.block)
+        omega = blocks[:, 1:]
+        two_sigma = 2 * blocks[:, 0]
+        top = float(two_sigma.max())
+        if not math.isfinite(top):
+            return top
+        total = float(np.exp(two_sigma - top) @ np.einsum("jk,jk->j", omega, omega))
+        return top + math.log(total) if total > 0 else -math.inf
 
     def initial_pattern(self, state: np.ndarray) -> np.ndarray:
         return activation_mask(
