@@ -16,31 +16,67 @@ def logsumexp(values: np.ndarray, axis: int | None = None, weights=None) -> np.n
     """``log sum exp(values)`` (times ``weights`` if given), stable for large values.
 
     Entries of ``-inf`` contribute 0; an all ``-inf`` reduction returns ``-inf``.
+    With ``axis=None`` the result is a Python float, otherwise an array with
+    ``axis`` removed.
     """
     values = np.asarray(values, dtype=np.float64)
-    if axis is None and weights is None:
-        top = values.max()
-        if not np.isfinite(top):
-            return float(top)  # +inf, or -inf when every entry is -inf
-        return float(top + np.log(np.exp(values - top).sum()))
-    top = np.max(values, axis=axis, keepdims=True)
-    finite = np.isfinite(top)
-    all_finite = bool(finite.all())
-    if not all_finite:
-        top = np.where(finite, top, 0.0)
-    shifted = np.exp(values - top)
+    if axis is None:
+        return _logsumexp_all(values, weights)
+    return _logsumexp_along(values, axis, weights)
+
+
+# The two helpers below call ufuncs, their reduce methods and argmax directly,
+# because on arrays of tens of entries the ndarray methods (values.max(), .sum(),
+# .all()) and np.squeeze cost more than the arithmetic.
+
+
+def _logsumexp_all(values: np.ndarray, weights) -> float:
+    # argmax returns the first nan if there is one, as np.max would.
+    top = values.item(values.argmax())
+    if not math.isfinite(top):
+        if weights is None:
+            return top  # +inf, nan, or -inf when every entry is -inf
+        top = 0.0
+    shifted = np.subtract(values, top)
+    np.exp(shifted, out=shifted)
     if weights is not None:
         shifted = shifted * weights
-    total = shifted.sum(axis=axis, keepdims=True)
-    if (all_finite and weights is None) or (total > 0).all():
+    total = float(np.add.reduce(shifted, axis=None))
+    if total > 0.0:
+        return top + math.log(total)
+    # Only weights reach this line, because unweighted, the term exp(0) = 1 of
+    # the maximum makes the total at least 1. A total of 0 gives -inf, and a
+    # negative one gives nan with numpy's "invalid value" warning.
+    with np.errstate(divide="ignore"):
+        return float(np.log(np.float64(total)) + top)
+
+
+def _logsumexp_along(values: np.ndarray, axis, weights) -> np.ndarray:
+    top = np.maximum.reduce(values, axis=axis, keepdims=True)
+    # argmin and argmax return the first nan if there is one, so the maxima are
+    # all finite when their smallest and largest are.
+    all_finite = math.isfinite(top.item(top.argmin())) and math.isfinite(
+        top.item(top.argmax())
+    )
+    if not all_finite:
+        top = np.where(np.isfinite(top), top, 0.0)
+    shifted = np.subtract(values, top)
+    np.exp(shifted, out=shifted)
+    if weights is not None:
+        shifted = shifted * weights
+    total = np.add.reduce(shifted, axis=axis, keepdims=True)
+    if (all_finite and weights is None) or np.minimum.reduce(total, axis=None) > 0:
         # Unweighted, every finite maximum adds exp(0) = 1, so no total is 0.
-        out = np.log(total) + top
+        np.log(total, out=total)
     else:
         with np.errstate(divide="ignore"):
-            out = np.log(total) + top
-    if axis is None:
-        return float(out.reshape(()))
-    return np.squeeze(out, axis=axis)
+            np.log(total, out=total)
+    total += top
+    if isinstance(axis, int):
+        # Drop the kept axis by a reshape, which is cheaper than np.squeeze.
+        position = axis % total.ndim
+        return total.reshape(total.shape[:position] + total.shape[position + 1 :])
+    return np.squeeze(total, axis=axis)
 
 
 def find_root(function, low: float, high: float, *, xtol: float = 1e-15) -> float:
