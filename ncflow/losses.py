@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, partial
+from typing import NamedTuple
 
 import numpy as np
 
@@ -224,8 +225,10 @@ def _binary_terms(outputs: np.ndarray, signs: np.ndarray, loss: str) -> LossTerm
         loss_rule = partial(np.negative, margins)
         hessian_rule = partial(_exponential_hessians, n)
     else:
-        # g = 2 y sigmoid(-m) and dg/df = -2 sigmoid(-m) sigmoid(m).
-        log_scales = LOG2 + log_sigmoid(-margins)
+        # g = 2 y sigmoid(-m) and dg/df = -2 sigmoid(-m) sigmoid(m), and
+        # log sigmoid(-m) = -softplus(m).
+        log_scales = softplus(margins)
+        np.subtract(LOG2, log_scales, out=log_scales)
         loss_rule = partial(_logistic_losses, margins)
         hessian_rule = partial(_logistic_hessians, margins)
     return LossTerms(
@@ -248,25 +251,105 @@ def _logistic_hessians(margins: np.ndarray) -> np.ndarray:
     return _as_blocks(-np.exp(log_sigmoid(margins)))
 
 
+class _ClassIndex(NamedTuple):
+    """Labels of ``n`` samples and their flat indices into a C-ordered ``(n, K)``
+    array.
+
+    Column ``i`` of ``class_flat`` contains sample ``i``'s true class ``k_i`` first,
+    then its wrong classes in increasing order, so that a reduction over the
+    wrong classes runs over the leading axis. All arrays are read-only.
+    """
+
+    labels: np.ndarray  # (n,), a copy of the labels
+    class_flat: np.ndarray  # (K, n)
+    true_flat: np.ndarray  # class_flat[0]
+    wrong_flat: np.ndarray  # class_flat[1:]
+
+
+# Indices of the labels arrays seen recently, keyed by the outputs' shape and the
+# labels' shape and content. The integrator passes the same targets (or one
+# tiled copy per stack size) thousands of times a run. Keying by content, not by
+# the array's identity, means that changing an array in place cannot return
+# stale indices.
+_CLASS_INDEX_CACHE: dict[tuple, _ClassIndex] = {}
+_CLASS_INDEX_CACHE_SIZE = 32
+
+
+def _class_index(labels: np.ndarray, outputs_shape: tuple[int, int]) -> _ClassIndex:
+    """Return the flat indices of ``labels`` in an array of ``outputs_shape``."""
+    labels = np.asarray(labels, dtype=np.int64)
+    key = (outputs_shape, labels.shape, labels.tobytes())
+    index = _CLASS_INDEX_CACHE.get(key)
+    if index is not None:
+        return index
+
+    n, num_classes = outputs_shape
+    if num_classes < 2:
+        raise InvalidArgument(
+            f"cross-entropy outputs have shape {outputs_shape}; give at least 2 "
+            "classes (columns)"
+        )
+    if labels.shape != (n,):
+        raise InvalidArgument(
+            f"labels has shape {labels.shape} but the outputs have {n} rows; give "
+            "one label per row"
+        )
+    outside = (labels < 0) | (labels >= num_classes)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise InvalidArgument(
+            f"labels[{i}]={int(labels[i])} is outside 0..{num_classes - 1} for "
+            f"{num_classes} classes; give class indices 0..{num_classes - 1}"
+        )
+
+    flat = np.arange(n * num_classes).reshape(n, num_classes)
+    is_true = labels[:, None] == np.arange(num_classes)
+    # Boolean indexing keeps C order, so row i of each part lists sample i's
+    # classes in increasing order.
+    class_flat = np.vstack(
+        [flat[is_true], flat[~is_true].reshape(n, num_classes - 1).T]
+    )
+    labels = labels.copy()
+    labels.flags.writeable = False
+    class_flat.flags.writeable = False
+    index = _ClassIndex(labels, class_flat, class_flat[0], class_flat[1:])
+
+    if len(_CLASS_INDEX_CACHE) >= _CLASS_INDEX_CACHE_SIZE:
+        # Emptied whole, because clear() is safe under concurrent callers.
+        _CLASS_INDEX_CACHE.clear()
+    _CLASS_INDEX_CACHE[key] = index
+    return index
+
+
 def _cross_entropy_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
     n, num_classes = outputs.shape
-    rows = np.arange(n)
+    index = _class_index(labels, outputs.shape)
+    # take() gathers by flat C-order index whatever the memory layout of outputs.
+    class_outputs = outputs.take(index.class_flat)  # (K, n), true class first
+    true_outputs = class_outputs[0]
+    wrong_outputs = class_outputs[1:]
 
     # z_i = logsumexp_{l != k} f_l - f_k: the log-odds of the wrong classes.
-    wrong = outputs.copy()
-    wrong[rows, labels] = -np.inf
-    log_wrong = logsumexp(wrong, axis=1)
-    z = log_wrong - outputs[rows, labels]
+    if num_classes == 2:
+        log_wrong = wrong_outputs[0]
+    elif num_classes == 3:
+        log_wrong = np.logaddexp(wrong_outputs[0], wrong_outputs[1])
+    else:
+        log_wrong = logsumexp(wrong_outputs, axis=0)
+    z = log_wrong - true_outputs
     # l_i = log(1 + exp(z_i)); q_i = 1 - p_{i,k_i} = sigmoid(z_i), formed from z
     # because 1 - p cancels catastrophically once the sample is fitted.
-    log_q = z - softplus(z)
+    log_q = softplus(z)
+    np.subtract(z, log_q, out=log_q)
 
     # Scaled by q_i: g_i / q_i = e_{k_i} - p_i / q_i, with its k_i entry exactly 1.
     # r_l = p_l / q is the softmax of the wrong-class outputs alone, so it keeps
     # full precision however large the margin is.
-    ratio = np.exp(wrong - log_wrong[:, None])  # 0 on the true class
-    unit_gradients = -ratio
-    unit_gradients[rows, labels] = 1.0
+    wrong_ratio = np.subtract(wrong_outputs, log_wrong)  # (K - 1, n)
+    np.exp(wrong_ratio, out=wrong_ratio)
+    unit_gradients = np.empty((n, num_classes))
+    unit_gradients.put(index.true_flat, 1.0)
+    unit_gradients.put(index.wrong_flat, np.negative(wrong_ratio))
 
     # H_i / q_i = -(diag(p) - p p^T) / q. Off the diagonal, entry (a, b) is
     # p_a p_b / q, formed as p_a r_b (or p_b r_a when b is the true class) so
@@ -277,24 +360,32 @@ def _cross_entropy_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
         loss_rule=partial(log_softplus, z),
         # A copy: the caller may reuse its outputs array before the Hessians are
         # formed.
-        hessian_rule=partial(_cross_entropy_hessians, outputs.copy(), ratio, z, labels),
+        hessian_rule=partial(
+            _cross_entropy_hessians, outputs.copy(), wrong_ratio, z, index
+        ),
     )
 
 
 def _cross_entropy_hessians(
-    outputs: np.ndarray, ratio: np.ndarray, z: np.ndarray, labels: np.ndarray
+    outputs: np.ndarray, wrong_ratio: np.ndarray, z: np.ndarray, index: _ClassIndex
 ) -> np.ndarray:
-    """Form the unit Hessians ``H_i / q_i`` of the cross-entropy, shape (n, K, K)."""
+    """Form the unit Hessians ``H_i / q_i`` of the cross-entropy, shape (n, K, K).
+
+    ``wrong_ratio`` is ``r_l = p_l / q`` laid out like ``index.wrong_flat``.
+    """
     n, num_classes = outputs.shape
     rows = np.arange(n)
+    labels = index.labels
+    ratio = np.zeros((n, num_classes))  # 0 on the true class
+    ratio.put(index.wrong_flat, wrong_ratio)
     probs = np.exp(outputs - logsumexp(outputs, axis=1)[:, None])
     probs_true = np.exp(-softplus(z))  # p_k = 1 - q = sigmoid(-z)
     unit_hessians = probs[:, :, None] * ratio[:, None, :]
     unit_hessians[rows, :, labels] = probs_true[:, None] * ratio
     diagonal = -ratio * (1.0 - probs)
     diagonal[rows, labels] = -probs_true
-    index = np.arange(num_classes)
-    unit_hessians[:, index, index] = diagonal
+    diagonal_index = np.arange(num_classes)
+    unit_hessians[:, diagonal_index, diagonal_index] = diagonal
     return unit_hessians
 
 

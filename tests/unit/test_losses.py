@@ -408,3 +408,113 @@ def test_binary_log_losses_are_their_own_array(loss):
     scales = terms.log_scales.copy()
     terms.log_losses[:] = 0.0
     assert np.array_equal(terms.log_scales, scales)
+
+
+# Scales of the reference comparisons: from outputs far below 1 to margins of
+# 1e12, where float64 keeps about 4 digits after the point of f.
+REFERENCE_SCALES = [1e-6, 1.0, 30.0, 1e4, 1e8, 1e12]
+
+
+def _cross_entropy_reference(
+    outputs: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return ``log q``, the unit gradients and ``log l`` of each sample from the
+    definitions, in 50-digit mpmath, rounded to float64."""
+    n, num_classes = outputs.shape
+    log_q = np.empty(n)
+    unit_gradients = np.empty((n, num_classes))
+    log_losses = np.empty(n)
+    with mpmath.workdps(50):
+        for i in range(n):
+            f = [mpmath.mpf(float(value)) for value in outputs[i]]
+            k = int(labels[i])
+            wrong = [f[l] for l in range(num_classes) if l != k]
+            log_wrong = mpmath.log(mpmath.fsum(mpmath.exp(value) for value in wrong))
+            z = log_wrong - f[k]
+            softplus_z = mpmath.log1p(mpmath.exp(z))
+            log_q[i] = float(z - softplus_z)
+            log_losses[i] = float(mpmath.log(softplus_z))
+            for l in range(num_classes):
+                ratio = mpmath.exp(f[l] - log_wrong)
+                unit_gradients[i, l] = 1.0 if l == k else -float(ratio)
+    return log_q, unit_gradients, log_losses
+
+
+def _assert_cross_entropy_matches_reference(
+    outputs: np.ndarray, labels: np.ndarray
+) -> None:
+    """Assert that ``loss_terms`` is within its roundoff bound of the reference."""
+    n, num_classes = outputs.shape
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        terms = loss_terms(outputs, labels, "cross_entropy")
+    log_q, unit_gradients, log_losses = _cross_entropy_reference(outputs, labels)
+
+    # Each float64 step errs by at most one ulp of a value no larger than
+    # B = 2 max_l |f_l| + log K + 1, the bound of every log-domain intermediate
+    # (the log-sum-exp of the wrong classes, z, softplus(z), f_l minus that
+    # log-sum-exp). Each later step passes an earlier error on with a factor of
+    # at most 1. The wrong-class log-sum-exp takes up to K + 2 steps (shift,
+    # exp, K - 2 additions, log, adding the shift back), z 1 more, and
+    # log q = z - softplus(z) 5 more. log l = log softplus(z) takes up to 7
+    # after z (the series branch), and r_l = exp(f_l - log-sum-exp) 2 after the
+    # log-sum-exp, which exp turns into a relative error. The reference rounds
+    # once more.
+    bound = 2 * np.max(np.abs(outputs), axis=1) + math.log(num_classes) + 1
+    log_q_steps = num_classes + 2 + 1 + 5 + 1
+    log_loss_steps = num_classes + 2 + 1 + 7 + 1
+    ratio_steps = num_classes + 2 + 2 + 1
+    assert np.all(np.abs(terms.log_scales - log_q) <= log_q_steps * EPS * bound)
+    assert np.all(np.abs(terms.log_losses - log_losses) <= log_loss_steps * EPS * bound)
+    # The smallest normal number absorbs entries that underflow to subnormals.
+    tiny = np.finfo(np.float64).tiny
+    ratio_tol = ratio_steps * EPS * bound[:, None] * np.abs(unit_gradients) + tiny
+    assert np.all(np.abs(terms.unit_gradients - unit_gradients) <= ratio_tol)
+    assert np.all(terms.unit_gradients[np.arange(n), labels] == 1.0)
+
+
+@pytest.mark.parametrize("num_classes", [2, 3, 5])
+@pytest.mark.parametrize("scale", REFERENCE_SCALES)
+def test_cross_entropy_terms_match_mpmath(num_classes, scale):
+    rng = np.random.default_rng(int(np.log10(scale)) + 40 + num_classes)
+    outputs = rng.normal(size=(30, num_classes)) * scale
+    labels = rng.integers(num_classes, size=30)
+    _assert_cross_entropy_matches_reference(outputs, labels)
+
+
+def test_cross_entropy_terms_follow_labels_changed_in_place():
+    # Indices are cached by the labels' content, so an array changed in place
+    # must give the terms of its new labels.
+    rng = np.random.default_rng(11)
+    outputs = rng.standard_normal((6, 3))
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    loss_terms(outputs, labels, "cross_entropy")
+    labels[:] = [2, 2, 1, 1, 0, 0]
+    _assert_cross_entropy_matches_reference(outputs, labels)
+
+
+def test_cross_entropy_terms_ignore_memory_layout():
+    rng = np.random.default_rng(12)
+    outputs = rng.standard_normal((8, 4)) * 100.0
+    labels = rng.integers(4, size=8)
+    expected = loss_terms(outputs, labels, "cross_entropy")
+    for layout in (np.asfortranarray(outputs), np.repeat(outputs, 2, axis=1)[:, ::2]):
+        terms = loss_terms(layout, labels, "cross_entropy")
+        assert np.array_equal(terms.log_scales, expected.log_scales)
+        assert np.array_equal(terms.unit_gradients, expected.unit_gradients)
+        assert np.array_equal(terms.unit_hessians, expected.unit_hessians)
+
+
+@pytest.mark.parametrize("label", [-1, 3])
+def test_cross_entropy_rejects_label_outside_classes(label):
+    labels = np.array([0, label, 1])
+    with pytest.raises(InvalidArgument, match=rf"labels\[1\]={label} is outside 0..2"):
+        loss_terms(np.zeros((3, 3)), labels, "cross_entropy")
+
+
+@pytest.mark.parametrize("shape", [(2,), (4,), (3, 1)])
+def test_cross_entropy_rejects_labels_of_wrong_shape(shape):
+    # Cached for the right shape first, so that the check cannot rely on a miss.
+    loss_terms(np.zeros((3, 3)), np.zeros(3, dtype=np.int64), "cross_entropy")
+    labels = np.zeros(shape, dtype=np.int64)
+    with pytest.raises(InvalidArgument, match="give one label per row"):
+        loss_terms(np.zeros((3, 3)), labels, "cross_entropy")
