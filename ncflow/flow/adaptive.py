@@ -381,7 +381,7 @@ class AdaptiveFlow:
         )
 
     def _record(self, kind: str, z: np.ndarray, log_t: float) -> None:
-        """Keep the polar state of a record; :meth:`_finish` converts them all."""
+        """Keep the polar state of a record; :meth:`_trajectory` converts them all."""
         y = np.array(self.coords.to_polar(z), copy=True)
         self.pending_records.append((kind, log_t, y, self.pattern.copy()))
 
