@@ -134,10 +134,17 @@ def pytest_testnodedown(node, error):
 
 
 def _summary(verdicts: list) -> dict:
+    """Rows of the end-of-run table, keyed by ``(claim, exploration)``.
+
+    One id may be a claim in one family and an exploration in another (C3 is
+    proved for K >= 3 and only explored for binary problems), so the flag is
+    part of the key: mixed into one row, whichever verdict arrived first would
+    decide whether the row's INCONCLUSIVE share can fail the run.
+    """
     table: dict = {}
     for item in verdicts:
         row = table.setdefault(
-            item["claim"],
+            (item["claim"], item["exploration"]),
             {
                 "tried": 0,
                 "PASS": 0,
@@ -160,8 +167,8 @@ def _summary(verdicts: list) -> dict:
 
 def _inconclusive_claims(verdicts: list) -> list:
     failing = []
-    for claim, row in _summary(verdicts).items():
-        if row["exploration"]:
+    for (claim, exploration), row in _summary(verdicts).items():
+        if exploration:
             continue
         share = row["INCONCLUSIVE"] / row["tried"]
         if share > MAX_INCONCLUSIVE_SHARE:
@@ -184,8 +191,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         f"{'claim':<7}{'tried':>6}{'PASS':>6}{'FAIL':>6}{'INCONC':>8}  "
         f"{'worst margin':>12}  counterexamples"
     )
-    for claim in sorted(table, key=_claim_order):
-        row = table[claim]
+    for key in sorted(table, key=lambda key: (_claim_order(key[0]), key[1])):
+        claim, row = key[0], table[key]
         worst = "-" if row["worst"] is None else f"{row['worst']:.3g}"
         records = ", ".join(sorted(row["records"])) or "-"
         note = " (exploration)" if row["exploration"] else ""
