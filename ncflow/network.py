@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ncflow._validation import InvalidArgument, check_array, check_choice
+from ncflow._validation import InvalidArgument, check_array, check_choice, check_int
 from ncflow.losses import check_loss, is_binary, loss_terms
 
 ACTIVATIONS = ("relu", "linear")
@@ -97,6 +97,10 @@ class Problem:
     loss : str
         One of ``ncflow.losses.LOSSES``; a binary loss means a scalar output.
     activation : {"relu", "linear"}
+    signs : ndarray of float, shape (n,), optional
+        Binary losses only: ``y_i = +1`` or ``-1``, one sign per class and
+        opposite signs for the two classes. Default: +1 for class 0, -1 for
+        class 1.
     """
 
     X: np.ndarray
@@ -107,6 +111,10 @@ class Problem:
     signs: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        num_classes = check_int(
+            "num_classes", self.num_classes, 1, fix="give the number of classes K"
+        )
+        object.__setattr__(self, "num_classes", num_classes)
         X = check_array("X", self.X, ndim=2)
         if X.shape[0] == 0 or X.shape[1] == 0:
             raise InvalidArgument(
@@ -219,6 +227,14 @@ def _check_rows(name: str, X: np.ndarray) -> None:
     # A zero sample has output 0 for every theta, with either activation, so it
     # adds nothing to the gradient and its loss term never falls below l(0).
     zero_rows = np.flatnonzero(norms2 == 0)
+    tiny = zero_rows[np.any(X[zero_rows] != 0, axis=1)]
+    if tiny.size:
+        i = int(tiny[0])
+        raise InvalidArgument(
+            f"{name}[{i}] has entries up to {np.max(np.abs(X[i])):.3g}, whose "
+            f"squared norm underflows float64 to 0; rescale {name}, or remove the "
+            "row if the sample is meant to be zero"
+        )
     if zero_rows.size:
         raise InvalidArgument(
             f"{name}[{zero_rows[0]}] is invalid: the sample is a zero vector "
@@ -251,6 +267,27 @@ def _check_signs(name: str, signs: np.ndarray, labels: np.ndarray) -> None:
             f"{name}[{i}]={float(signs[i])!r} is invalid: {name} must be +1 or -1, "
             "one per sample"
         )
+    # The neurons' classes and the separation checks read each class's sign from
+    # its first sample, so a class must have one sign, and the two classes
+    # opposite ones.
+    first_of_class = {}
+    for k in np.unique(labels):
+        members = np.flatnonzero(labels == k)
+        other = members[signs[members] != signs[members[0]]]
+        if other.size:
+            raise InvalidArgument(
+                f"{name}[{int(other[0])}]={float(signs[other[0]]):+g} differs from "
+                f"{name}[{int(members[0])}]={float(signs[members[0]]):+g} in class "
+                f"{int(k)}: give all samples of a class the same sign"
+            )
+        first_of_class[int(k)] = int(members[0])
+    if len(first_of_class) == 2:
+        i, j = first_of_class.values()
+        if signs[i] == signs[j]:
+            raise InvalidArgument(
+                f"both classes have sign {float(signs[i]):+g} ({name}[{i}] and "
+                f"{name}[{j}]): give the two classes opposite signs"
+            )
 
 
 def activation_mask(preactivations: np.ndarray, activation: str) -> np.ndarray:

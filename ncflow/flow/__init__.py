@@ -25,6 +25,7 @@ from ncflow.flow.events import (
     as_event,
     check_groups,
     default_groups,
+    event_value,
     separation_report,
 )
 from ncflow.flow.result import STATUS_MESSAGES, FlowResult, Trajectory
@@ -140,20 +141,24 @@ def solve_flow(
     if t_max is not None:
         check_positive("t_max", t_max)
     check_int("records_per_decade", records_per_decade, 1, 1000)
-    # One event may be given alone, as SciPy's solve_ivp allows.
+    # One event may be given alone, and None stands for none, as SciPy's
+    # solve_ivp allows.
+    if events is None:
+        events = ()
     events = [events] if callable(events) else list(events)
     for index, event in enumerate(events):
         if not callable(event):
             raise InvalidArgument(f"events[{index}]={event!r} is not callable")
+    if groups is None:
+        groups = default_groups(problem, params0.V)
+    groups = check_groups("groups", groups, params0.width, problem.num_classes)
+    # A Separated event without groups of its own uses the run's.
     events = [
-        event.bind(problem, params0) if isinstance(event, Separated) else event
+        event.bind(problem, params0, groups) if isinstance(event, Separated) else event
         for event in events
     ]
     # A plain function gets SciPy's defaults: not terminal, either direction.
     events = [as_event(event) for event in events]
-    if groups is None:
-        groups = default_groups(problem, params0.V)
-    groups = check_groups("groups", groups, params0.width, problem.num_classes)
     _warn_events_past_at_start(problem, params0, events)
     has_end = t_max is not None or any(getattr(e, "terminal", False) for e in events)
     if not has_end and max_steps is None:
@@ -165,6 +170,11 @@ def solve_flow(
     # Small dense products and factorisations run fastest on one BLAS thread;
     # with several, threads contend (measured up to 27 times slower on two busy
     # cores), and the order of reductions would depend on the thread count.
+    # The methods are imported first: the limit applies to the BLAS libraries
+    # loaded when it is set, and the adaptive method loads SciPy's. Imported
+    # inside the block, the first call of a process ran with two threads and
+    # ended 4e-13 away from every later identical call.
+    _import_methods()
     with threadpool_limits(limits=1, user_api="blas"):
         return _solve(
             problem,
@@ -183,6 +193,12 @@ def solve_flow(
         )
 
 
+def _import_methods() -> None:
+    """Import the integrators (kept out of ``import ncflow``, for start-up time)."""
+    import ncflow.flow.adaptive  # noqa: F401
+    import ncflow.flow.euler  # noqa: F401
+
+
 def _warn_events_past_at_start(problem, params0, events) -> None:
     """Warn about a terminal event whose value at ``t = 0`` is already on the far
     side of 0 for its direction: it fires only on a crossing, so it may never end
@@ -197,7 +213,7 @@ def _warn_events_past_at_start(problem, params0, events) -> None:
         if state is None:
             pattern = activation_mask(problem.X @ params0.W, problem.activation)
             state = FlowState(problem, params0, -np.inf, pattern)
-        value = float(event(state))
+        value = event_value(event, state)
         if value * direction > 0:
             warnings.warn(
                 f"events[{index}]={event!r} is already past its threshold at t = 0 "

@@ -60,6 +60,7 @@ from ncflow.flow.events import (
     FlowState,
     Separated,
     crosses,
+    event_value,
     stacked_log_losses,
     stacked_outputs,
     terminal_after,
@@ -744,7 +745,8 @@ class AdaptiveFlow:
             return [None] * len(self.events)
         state = self._state(z, log_t)
         return [
-            None if event.discrete else float(event(state)) for event in self.events
+            None if event.discrete else event_value(event, state)
+            for event in self.events
         ]
 
     def _first_event(self, step: Step, clock: StepTime, limit: float):
@@ -768,7 +770,7 @@ class AdaptiveFlow:
 
             def along(s, event=event):
                 state = self._state(step.interpolate(s), self._log_t_at(clock, s))
-                return float(event(state))
+                return event_value(event, state)
 
             s = find_root(along, 0.0, limit)
             if best is None or s < best[0]:
@@ -780,7 +782,7 @@ class AdaptiveFlow:
         for index, event in enumerate(self.events):
             if not event.discrete:
                 continue
-            value = float(event(state))
+            value = event_value(event, state)
             if crosses(self.discrete_values[index], value, event.direction):
                 self._fire(index)
             self.discrete_values[index] = value

@@ -18,7 +18,13 @@ import math
 import numpy as np
 
 from ncflow.flow import result as res
-from ncflow.flow.events import FlowState, Separated, crosses, terminal_after
+from ncflow.flow.events import (
+    FlowState,
+    Separated,
+    crosses,
+    event_value,
+    terminal_after,
+)
 from ncflow.network import Parameters, Problem, activation_mask, gradient_arrays
 
 
@@ -51,7 +57,7 @@ def solve_euler(
     pattern = activation_mask(X @ W, problem.activation)
     first = state(log_t, pattern)
     recorder.add("start", log_t, first.log_loss, first.params, pattern)
-    values = [float(ev(first)) for ev in events]
+    values = [event_value(ev, first) for ev in events]
     t_events = [[] for _ in events]
     fired: list[int] = []
     activation_events: list[res.ActivationEvent] = []
@@ -121,7 +127,7 @@ def solve_euler(
         if events:
             current = current or state(log_t, pattern)
             for index, event in enumerate(events):
-                value = float(event(current))
+                value = event_value(event, current)
                 if crosses(values[index], value, event.direction):
                     t_events[index].append(log_t)
                     fired.append(index)

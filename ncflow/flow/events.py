@@ -11,6 +11,7 @@ change value.
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 
 import numpy as np
@@ -247,6 +248,22 @@ def _occurrences(function, terminal) -> int:
     )
 
 
+def event_value(event, state: FlowState) -> float:
+    """Return ``event(state)`` as a float, or raise an InvalidArgument that names
+    the event where the value is not a number (None, NaN, a string)."""
+    value = event(state)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if math.isnan(number):
+        raise InvalidArgument(
+            f"event {event!r} returned {value!r} at log t = {state.log_t:.6g}; an "
+            "event must return a number, whose sign tells the side of the event"
+        )
+    return number
+
+
 def terminal_after(event, occurrences: int) -> bool:
     """Return whether ``event`` ends the run at its ``occurrences``-th firing."""
     terminal = getattr(event, "terminal", False)
@@ -266,7 +283,7 @@ class LossBelow(_Event):
     def __init__(self, level: float, terminal: bool = True) -> None:
         self.level = check_positive("level", level)
         self.log_level = float(np.log(self.level))
-        self.terminal = terminal
+        self.terminal = _occurrences(self, terminal)
 
     def __call__(self, state: FlowState) -> float:
         return state.log_loss - self.log_level
@@ -288,7 +305,7 @@ class Norm2Above(_Event):
     def __init__(self, target: float, terminal: bool = True) -> None:
         self.target = check_positive("target", target)
         self.log_target = float(np.log(self.target))
-        self.terminal = terminal
+        self.terminal = _occurrences(self, terminal)
 
     def __call__(self, state: FlowState) -> float:
         return state.log_norm2 - self.log_target
@@ -304,7 +321,8 @@ class Separated(_Event):
     Parameters
     ----------
     groups : ndarray of int, shape (h,), optional
-        Class of each neuron. Default: by the sign of ``v_j0`` (binary) or
+        Class of each neuron. Default: the ``groups`` given to ``solve_flow``,
+        whose own default is by the sign of ``v_j0`` (binary) or
         ``argmax_k v_j0[k]`` (K outputs), taken from the initial parameters.
     """
 
@@ -315,13 +333,21 @@ class Separated(_Event):
         # Kept as given, so that bind() can name a float or out-of-range entry
         # instead of a cast to int64 hiding it.
         self.groups = None if groups is None else np.asarray(groups)
-        self.terminal = terminal
+        self.terminal = _occurrences(self, terminal)
 
-    def bind(self, problem: Problem, params0: Parameters) -> Separated:
+    def bind(
+        self,
+        problem: Problem,
+        params0: Parameters,
+        run_groups: np.ndarray | None = None,
+    ) -> Separated:
         """Return a copy with ``groups`` checked against ``problem`` and the width
-        of ``params0``, or set to the default groups when none were given."""
+        of ``params0``. Without groups of its own, the copy takes ``run_groups``
+        (the run's, already checked), or else the default groups."""
         if self.groups is None:
-            groups = default_groups(problem, params0.V)
+            groups = (
+                default_groups(problem, params0.V) if run_groups is None else run_groups
+            )
         else:
             groups = check_groups(
                 "Separated groups", self.groups, params0.width, problem.num_classes
@@ -338,4 +364,6 @@ class Separated(_Event):
         return -1.0 if separated else 1.0
 
     def __repr__(self) -> str:
-        return "Separated()"
+        if self.groups is None:
+            return "Separated()"
+        return f"Separated(groups={self.groups.tolist()!r})"

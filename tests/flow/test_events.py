@@ -556,3 +556,28 @@ def test_event_on_projected_crossing_fires():
     assert result.status == STATUS_TERMINAL_EVENT, result.message
     assert result.t_events[0].size == 1
     assert result.t_events[0][0] == events.log_t[2]
+
+
+@pytest.mark.parametrize("terminal", [-1, 1.5, "yes"])
+@pytest.mark.parametrize("event", [LossBelow, Norm2Above])
+def test_builtin_event_rejects_invalid_terminal(event, terminal):
+    with pytest.raises(InvalidArgument, match=f"terminal={terminal!r}"):
+        event(1.0, terminal=terminal)
+
+
+@pytest.mark.parametrize("value", [None, math.nan, "above"])
+@pytest.mark.parametrize("method", ["adaptive", "euler"])
+def test_event_that_returns_no_number_is_named(method, value):
+    problem, params0 = _problem()
+
+    def broken(state):
+        return value
+
+    with pytest.raises(InvalidArgument, match="event .*broken.* returned"):
+        solve_flow(problem, params0, method=method, step=0.1, t_max=1.0, events=broken)
+
+
+def test_events_none_means_no_events():
+    problem, params0 = _problem()
+    result = solve_flow(problem, params0, t_max=1.0, events=None)
+    assert result.t_events == []

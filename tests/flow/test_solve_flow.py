@@ -19,9 +19,11 @@ from ncflow.flow import (
     Norm2Above,
     Separated,
     adaptive,
+    default_groups,
     solve_flow,
 )
 from ncflow.flow import result as res
+from ncflow.init import balanced_init, balanced_shapes
 from ncflow.losses import loss_terms
 from ncflow.network import Parameters, Problem, outputs
 from strategies.shapes import width_two_example
@@ -552,3 +554,68 @@ def test_noise_floor_message_states_rtol_met():
     assert result.status == res.STATUS_TERMINAL_EVENT, result.message
     assert "reached the float64 noise floor" in result.message
     assert "below it, so rtol was still met" in result.message
+
+
+_FIRST_CALL_SCRIPT = """
+import numpy as np
+from ncflow.flow import Norm2Above, solve_flow
+from ncflow.init import balanced_init, balanced_shapes
+from ncflow.network import Problem
+X = np.array([[1.0, 0.3, 0, 0], [0.8, 0.5, 0, 0], [1.0, 0.1, 0, 0],
+              [0, 0, 1.0, 0.2], [0, 0, 0.6, 0.9]])
+problem = Problem(X, np.array([0, 0, 0, 1, 1]), 2, "exponential")
+params = balanced_init(balanced_shapes(np.random.default_rng(0), 4, 6, 1), 1e-3)
+runs = [solve_flow(problem, params, events=Norm2Above(1e6)) for _ in range(2)]
+print(runs[0].log_t == runs[1].log_t and
+      bool(np.array_equal(runs[0].params.W, runs[1].params.W)))
+"""
+
+
+def test_first_call_of_a_process_matches_later_calls():
+    # The BLAS thread limit applies to the libraries loaded when it is set. The
+    # first call of a process loads SciPy's, so it must do so before the limit;
+    # otherwise it runs on several threads (with two cores or more) and its
+    # reductions may end in a different last bit. A fresh process is needed,
+    # without the thread variables that conftest.py sets for the test session
+    # (a user's shell does not set them).
+    import os
+    import subprocess
+    import sys
+
+    threads = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    env = {key: value for key, value in os.environ.items() if key not in threads}
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_CALL_SCRIPT],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.stdout.strip() == "True", done.stderr
+
+
+def test_separated_without_groups_uses_the_runs_groups():
+    # With the default groups (by argmax v_j0) this start never separates; with
+    # the groups given to solve_flow it does, and an event without groups of
+    # its own must fire there rather than keep the default's verdict.
+    X = np.array(
+        [
+            [1.0, 0.3, 0, 0, 0, 0],
+            [0.7, 0.6, 0, 0, 0, 0],
+            [0, 0, 1.0, 0.2, 0, 0],
+            [0, 0, 0.5, 0.9, 0, 0],
+            [0, 0, 0, 0, 1.0, 0.4],
+            [0, 0, 0, 0, 0.3, 1.0],
+        ]
+    )
+    problem = Problem(X, np.array([0, 0, 1, 1, 2, 2]), 3, "cross_entropy")
+    params0 = balanced_init(balanced_shapes(np.random.default_rng(0), 6, 9, 3), 1e-3)
+    groups = np.array([0, 1, 2, 1, 2, 2, 0, 2, 2])
+    assert not np.array_equal(groups, default_groups(problem, params0.V))
+    result = solve_flow(
+        problem, params0, events=[Separated(), Norm2Above(1e6)], groups=groups
+    )
+    assert result.separation_log_t is not None
+    assert result.fired == [0]
+    assert result.t_events[0][0] == result.separation_log_t

@@ -524,3 +524,39 @@ def test_sample_margins_of_k_outputs_subtract_the_largest_other_output():
     margins = sample_margins(problem, f)
 
     assert margins.tolist() == [1.0, -3.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("signs", "fragment"),
+    [
+        (
+            [1.0, -1.0, 1.0, -1.0],
+            r"signs\[1\]=-1 differs from signs\[0\]=\+1 in class 0",
+        ),
+        ([1.0, 1.0, 1.0, 1.0], r"both classes have sign \+1"),
+    ],
+)
+def test_problem_rejects_signs_that_contradict_labels(signs, fragment):
+    X = np.eye(4) + 0.1
+    with pytest.raises(InvalidArgument, match=fragment):
+        Problem(X, [0, 0, 1, 1], 2, "exponential", signs=np.array(signs))
+
+
+def test_problem_accepts_either_sign_per_class():
+    X = np.eye(4) + 0.1
+    signs = np.array([-1.0, -1.0, 1.0, 1.0])
+    problem = Problem(X, [0, 0, 1, 1], 2, "exponential", signs=signs)
+    assert list(problem.signs) == [-1, -1, 1, 1]
+
+
+def test_problem_names_a_row_whose_norm_underflows():
+    X = np.eye(3) + 0.1
+    X[1] = [1e-200, 0.0, 0.0]
+    with pytest.raises(InvalidArgument, match=r"X\[1\] .* underflows float64 to 0"):
+        Problem(X, [0, 1, 1], 2, "exponential")
+
+
+@pytest.mark.parametrize("num_classes", [3.0, "2", True, 0])
+def test_problem_rejects_invalid_num_classes(num_classes):
+    with pytest.raises(InvalidArgument, match="num_classes="):
+        Problem(np.eye(3) + 0.1, [0, 1, 1], num_classes, "exponential")
