@@ -813,7 +813,7 @@ def add_verify_command(subcommands: Any) -> argparse.ArgumentParser:
     command.add_argument(
         "--profile",
         metavar="NAME",
-        help="budget: dev (a few examples per claim, a few minutes on two cores), "
+        help="budget: dev (a few examples per claim, about 15 s on two cores), "
         "ci (25 per claim), thorough (500 per claim); default dev",
     )
     command.add_argument(

@@ -105,7 +105,7 @@ class Profile:
 
 
 PROFILES = {
-    # A few minutes on two cores: a handful of examples per claim.
+    # About 15 s on two cores: a handful of examples per claim.
     "dev": Profile("dev", 6, 3, 3, 2, 3),
     "ci": Profile("ci", 25, 25, 25, 8, 2),
     "thorough": Profile("thorough", 500, 500, 500, 32, 5),
