@@ -135,7 +135,9 @@ class Problem:
             )
         labels = raw.astype(np.int64)
         _check_labels("labels", labels, self.num_classes)
-        check_choice("activation", self.activation, ACTIVATIONS + FAULT_ACTIVATIONS)
+        # The planted fault is accepted but not offered in the message.
+        if self.activation not in FAULT_ACTIVATIONS:
+            check_choice("activation", self.activation, ACTIVATIONS)
         check_loss(self.loss, 1 if is_binary(self.loss) else self.num_classes)
         if is_binary(self.loss):
             if self.num_classes != 2:

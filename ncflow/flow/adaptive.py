@@ -1004,9 +1004,10 @@ class AdaptiveFlow:
             self.detail = (
                 f"the step in tau grew past {MAX_TAU_STEP:g} at log t = "
                 f"{self.log_t:.6g}, ||theta||^2 = {R:.6g}: the flow no longer moves "
-                f"in tau at float64 resolution, and {len(wrong)} samples (first: "
-                f"{wrong[:5]}) are not classified correctly, so the norm clock "
-                "cannot take over"
+                f"in tau at float64 resolution, and {len(wrong)} "
+                f"sample{'s' if len(wrong) != 1 else ''} (first: {wrong[:5]}) "
+                f"{'are' if len(wrong) != 1 else 'is'} not classified correctly, "
+                "so the norm clock cannot take over"
             )
             return
         if self.coords.clock != "norm2" or landing.step is None:
