@@ -61,6 +61,9 @@ class Tolerance:
         parts = [
             f"{term.name} {term.value:.3g} ({term.derivation})" for term in self.terms
         ]
+        if not parts:
+            # An exact quantity (a yes-or-no outcome, an integer count): no part.
+            return f"{self.total:.3g} (exact comparison)"
         return f"{self.total:.3g} = " + " + ".join(parts)
 
 

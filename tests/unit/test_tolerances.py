@@ -72,3 +72,9 @@ def test_infinite_tolerance_gives_inconclusive_not_pass():
 
     assert verdict.outcome is Outcome.INCONCLUSIVE
     assert "not finite" in verdict.reason
+
+
+def test_empty_tolerance_is_described_as_exact():
+    # A yes-or-no quantity has no tolerance part; its description must not end
+    # in a bare "=".
+    assert tol.tolerance().describe() == "0 (exact comparison)"
