@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 import pickle
 
+# mpmath comes with torch (through sympy). A plain import, not importorskip: a
+# missing mpmath must fail this module, not skip every loss test in it.
+import mpmath
 import numpy as np
 import pytest
 import torch
 
 from ncflow._validation import InvalidArgument
 from ncflow.losses import check_loss, log_softplus, loss_terms
-
-mpmath = pytest.importorskip("mpmath")
 
 EPS = float(np.finfo(np.float64).eps)
 LOG2 = math.log(2.0)
