@@ -131,3 +131,15 @@ def check_array(
             f"{float(array[tuple(bad)])!r}; remove or replace NaN and inf entries"
         )
     return array
+
+
+def check_labels(name: str, labels: np.ndarray, num_classes: int) -> None:
+    """Raise an InvalidArgument naming the first of ``labels`` outside
+    ``0..num_classes-1``."""
+    outside = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if outside.size:
+        i = int(outside[0])
+        raise InvalidArgument(
+            f"{name}[{i}]={int(labels[i])} is outside 0..{num_classes - 1} for "
+            f"{num_classes} classes; give class indices 0..{num_classes - 1}"
+        )

@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ncflow._numeric import logsumexp
-from ncflow._validation import InvalidArgument, check_choice
+from ncflow._validation import InvalidArgument, check_choice, check_labels
 
 BINARY_LOSSES = ("exponential", "logistic")
 MULTICLASS_LOSSES = ("cross_entropy",)
@@ -294,13 +294,7 @@ def _class_index(labels: np.ndarray, outputs_shape: tuple[int, int]) -> _ClassIn
             f"labels has shape {labels.shape} but the outputs have {n} rows; give "
             "one label per row"
         )
-    outside = (labels < 0) | (labels >= num_classes)
-    if outside.any():
-        i = int(np.flatnonzero(outside)[0])
-        raise InvalidArgument(
-            f"labels[{i}]={int(labels[i])} is outside 0..{num_classes - 1} for "
-            f"{num_classes} classes; give class indices 0..{num_classes - 1}"
-        )
+    check_labels("labels", labels, num_classes)
 
     flat = np.arange(n * num_classes).reshape(n, num_classes)
     is_true = labels[:, None] == np.arange(num_classes)

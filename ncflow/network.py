@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ncflow._validation import InvalidArgument, check_array, check_choice, check_int
+from ncflow._validation import (
+    InvalidArgument,
+    check_array,
+    check_choice,
+    check_int,
+    check_labels,
+)
 from ncflow.losses import check_loss, is_binary, loss_terms
 
 ACTIVATIONS = ("relu", "linear")
@@ -134,7 +140,7 @@ class Problem:
                 "map labels with ncflow.data.Dataset.from_arrays"
             )
         labels = raw.astype(np.int64)
-        _check_labels("labels", labels, self.num_classes)
+        check_labels("labels", labels, self.num_classes)
         # The planted fault is accepted but not offered in the message.
         if self.activation not in FAULT_ACTIVATIONS:
             check_choice("activation", self.activation, ACTIVATIONS)
@@ -199,7 +205,7 @@ class Problem:
         """
         check_array("problem.X", self.X, ndim=2)
         _check_rows("problem.X", self.X)
-        _check_labels("problem.labels", self.labels, self.num_classes)
+        check_labels("problem.labels", self.labels, self.num_classes)
         if self.binary:
             _check_signs("problem.signs", self.signs, self.labels)
 
@@ -243,16 +249,6 @@ def _check_rows(name: str, X: np.ndarray) -> None:
             f"(zero rows: {zero_rows.size} of {X.shape[0]}). The network's "
             "output on a zero sample is 0 for all weights, so its loss term is "
             "constant and it adds nothing to the gradient; remove the zero rows"
-        )
-
-
-def _check_labels(name: str, labels: np.ndarray, num_classes: int) -> None:
-    outside = (labels < 0) | (labels >= num_classes)
-    if outside.any():
-        i = int(np.flatnonzero(outside)[0])
-        raise InvalidArgument(
-            f"{name}[{i}]={int(labels[i])} is outside 0..{num_classes - 1} "
-            f"for num_classes={num_classes}"
         )
 
 
