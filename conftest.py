@@ -136,10 +136,10 @@ def pytest_testnodedown(node, error):
 def _summary(verdicts: list) -> dict:
     """Rows of the end-of-run table, keyed by ``(claim, exploration)``.
 
-    One id may be a claim in one family and an exploration in another (C3 is
-    proved for K >= 3 and only explored for binary problems), so the flag is
-    part of the key: mixed into one row, whichever verdict arrived first would
-    decide whether the row's INCONCLUSIVE share can fail the run.
+    One id may be a claim in one family and an exploration in another: C3 is
+    proved for K >= 3 and only explored for binary problems. In one shared row,
+    the first verdict to arrive would decide whether the row's INCONCLUSIVE
+    share can fail the run, so the flag is part of the key.
     """
     table: dict = {}
     for item in verdicts:

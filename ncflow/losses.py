@@ -338,7 +338,7 @@ def _cross_entropy_terms(outputs: np.ndarray, labels: np.ndarray) -> LossTerms:
 
     # Scaled by q_i: g_i / q_i = e_{k_i} - p_i / q_i, with its k_i entry exactly 1.
     # r_l = p_l / q is the softmax of the wrong-class outputs alone, so the margin
-    # does not enter its error: that is about eps times the size of the
+    # does not enter its error. That error is about eps times the size of the
     # wrong-class outputs, from their difference with log_wrong.
     wrong_ratio = np.subtract(wrong_outputs, log_wrong)  # (K - 1, n)
     np.exp(wrong_ratio, out=wrong_ratio)

@@ -233,7 +233,7 @@ def _check_rows(name: str, X: np.ndarray) -> None:
             f"overflow float64; rescale {name}"
         )
     # A zero sample has output 0 for every theta, with either activation, so it
-    # adds nothing to the gradient and its loss term never falls below l(0).
+    # adds nothing to the gradient and its loss term stays at l(0).
     zero_rows = np.flatnonzero(norms2 == 0)
     tiny = zero_rows[np.any(X[zero_rows] != 0, axis=1)]
     if tiny.size:

@@ -62,7 +62,7 @@ class Tolerance:
             f"{term.name} {term.value:.3g} ({term.derivation})" for term in self.terms
         ]
         if not parts:
-            # An exact quantity (a yes-or-no outcome, an integer count): no part.
+            # An exact quantity, such as a yes-or-no outcome, has no part.
             return f"{self.total:.3g} (exact comparison)"
         return f"{self.total:.3g} = " + " + ".join(parts)
 

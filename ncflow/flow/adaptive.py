@@ -85,14 +85,14 @@ from ncflow.network import Parameters, Problem, sample_margins
 SAFETY = 0.9  # fraction of the predicted optimal step that is taken
 MAX_GROWTH = 5.0  # largest step increase after an accepted step
 MAX_SHRINK = 0.2  # largest step decrease after a rejected step
-# In the norm clock a step may grow R by at most a quarter: larger steps put the stages
-# far from the solution, where the error estimate stops being reliable. Caps of 0.4
-# and 0.5 made runs to R = 1e12 stall on roundoff, from R = 3.8e7 (rtol = 1e-2) and
-# 1.3e11 (rtol = 1e-6) on, while a cap of 0.5 below R = 1e7 passed every flow
-# test. The Newton iteration's basin in the fast part of the state shrinks like
-# 1/R, so below EARLY_NORM_BELOW, a thousand times under the largest R where 0.5
-# was seen to hold, a step may double R. On the three-class benchmark problem that
-# takes the run to error 1e-6 in 733 evaluations instead of 846.
+# In the norm clock a step may grow R by at most a quarter, because larger steps put
+# the stages far from the solution, where the error estimate stops being reliable.
+# The Newton iteration's basin in the fast part of the state shrinks like 1/R, so
+# below EARLY_NORM_BELOW a step may double R. A cap of 0.5 below R = 1e7 passed
+# every flow test, a thousand times above that bound. On the three-class benchmark
+# problem the larger cap cuts the evaluations to error 1e-6 from 846 to 733.
+# NOTE: caps of 0.4 and 0.5 at every R made runs to R = 1e12 stall on roundoff,
+# from R = 3.8e7 (rtol = 1e-2) and 1.3e11 (rtol = 1e-6) on, for a reason not found.
 MAX_NORM_STEP = 0.25
 EARLY_NORM_STEP = 0.5
 EARLY_NORM_BELOW = 1e4
@@ -167,8 +167,8 @@ RETRY = object()
 
 
 def _norm_step_cap(R: float) -> float:
-    """Largest step in the norm clock from ``R``: ``EARLY_NORM_STEP R`` below
-    ``EARLY_NORM_BELOW``, ``MAX_NORM_STEP R`` from there on."""
+    """Return the largest step in the norm clock from ``R``: ``EARLY_NORM_STEP R``
+    below ``EARLY_NORM_BELOW``, ``MAX_NORM_STEP R`` from there on."""
     return (EARLY_NORM_STEP if R < EARLY_NORM_BELOW else MAX_NORM_STEP) * R
 
 

@@ -96,15 +96,15 @@ class FlowState:
 
 
 def stacked_outputs(problem: Problem, W: np.ndarray, V: np.ndarray) -> np.ndarray:
-    """Outputs of a stack of networks, ``W`` (m, D, h) and ``V`` (m, d_y, h) to
-    shape (m, n, d_y), computed as :attr:`FlowState.outputs` is for one."""
+    """Return the outputs (m, n, d_y) of a stack of networks, ``W`` (m, D, h)
+    and ``V`` (m, d_y, h), computed as :attr:`FlowState.outputs` is for one."""
     Z = problem.X @ W
     phi = Z * activation_mask(Z, problem.activation)
     return phi @ V.transpose(0, 2, 1)
 
 
 def stacked_log_losses(problem: Problem, outputs: np.ndarray) -> np.ndarray:
-    """``log L`` of each network of a stack from its outputs (m, n, d_y), shape (m,)."""
+    """Return ``log L`` of each network of a stack from its outputs (m, n, d_y)."""
     m, n = outputs.shape[:2]
     if not is_per_sample(problem.loss):
         return np.array(

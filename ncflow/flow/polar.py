@@ -138,8 +138,8 @@ class PolarSystem:
         return Parameters(W[0], V[0])
 
     def parameters_many(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``W`` and ``V`` of each row of ``states`` (m, size), shapes (m, D, h)
-        and (m, d_y, h), ``frozen_V`` included."""
+        """Return ``W`` and ``V`` of each row of ``states`` (m, size), shapes
+        (m, D, h) and (m, d_y, h), ``frozen_V`` included."""
         blocks = states.reshape(states.shape[0], self.h, self.block)
         scale = np.exp(blocks[:, :, :1])
         W = (scale * blocks[:, :, 1 : 1 + self.D]).transpose(0, 2, 1)
@@ -161,7 +161,7 @@ class PolarSystem:
         return self.X @ a.T
 
     def log_norm2(self, state: np.ndarray) -> float:
-        """``log ||theta||_F^2 = log sum_j exp(2 sigma_j) ||omega_j||^2``."""
+        """Return ``log ||theta||_F^2 = log sum_j exp(2 sigma_j) ||omega_j||^2``."""
         blocks = state.reshape(self.h, self.block)
         omega = blocks[:, 1:]
         two_sigma = 2 * blocks[:, 0]

@@ -567,7 +567,7 @@ def test_builtin_event_rejects_invalid_terminal(event, terminal):
 
 @pytest.mark.parametrize("value", [None, math.nan, "above"])
 @pytest.mark.parametrize("method", ["adaptive", "euler"])
-def test_event_that_returns_no_number_is_named(method, value):
+def test_event_returning_non_number_rejected(method, value):
     problem, params0 = _problem()
 
     def broken(state):

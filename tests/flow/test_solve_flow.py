@@ -207,7 +207,7 @@ def _writable_width_two() -> tuple[Problem, Parameters]:
     ],
     ids=["X-nan", "X-inf", "X-zero-row", "signs-nan", "labels-5", "W-nan", "V-inf"],
 )
-def test_array_changed_after_construction_is_rejected(
+def test_array_changed_after_construction_rejected(
     method, array, index, value, fragment
 ):
     problem, params0 = _writable_width_two()
@@ -571,13 +571,13 @@ print(runs[0].log_t == runs[1].log_t and
 """
 
 
-def test_first_call_of_a_process_matches_later_calls():
-    # The BLAS thread limit applies to the libraries loaded when it is set. The
-    # first call of a process loads SciPy's, so it must do so before the limit;
-    # otherwise it runs on several threads (with two cores or more) and its
-    # reductions may end in a different last bit. A fresh process is needed,
-    # without the thread variables that conftest.py sets for the test session
-    # (a user's shell does not set them).
+def test_first_call_matches_later_calls():
+    # The BLAS thread limit applies only to the libraries loaded when it is set.
+    # The first call of a process loads SciPy's, so it must do so before the
+    # limit, or it runs on several threads (with two cores or more) and its
+    # reductions may end in a different last bit. The test needs a fresh
+    # process without the thread variables that conftest.py sets, because a
+    # user's shell does not set them.
     import os
     import subprocess
     import sys
@@ -595,10 +595,10 @@ def test_first_call_of_a_process_matches_later_calls():
     assert done.stdout.strip() == "True", done.stderr
 
 
-def test_separated_without_groups_uses_the_runs_groups():
-    # With the default groups (by argmax v_j0) this start never separates; with
-    # the groups given to solve_flow it does, and an event without groups of
-    # its own must fire there rather than keep the default's verdict.
+def test_separated_uses_run_groups():
+    # With the default groups (by argmax v_j0) this start never separates. With
+    # the groups given to solve_flow it does, so an event without groups of its
+    # own must fire there.
     X = np.array(
         [
             [1.0, 0.3, 0, 0, 0, 0],

@@ -482,7 +482,7 @@ def test_cross_entropy_terms_match_mpmath(num_classes, scale):
     _assert_cross_entropy_matches_reference(outputs, labels)
 
 
-def test_cross_entropy_terms_follow_labels_changed_in_place():
+def test_cross_entropy_labels_changed_in_place():
     # Indices are cached by the labels' content, so an array changed in place
     # must give the terms of its new labels.
     rng = np.random.default_rng(11)

@@ -536,7 +536,7 @@ def test_sample_margins_of_k_outputs_subtract_the_largest_other_output():
         ([1.0, 1.0, 1.0, 1.0], r"both classes have sign \+1"),
     ],
 )
-def test_problem_rejects_signs_that_contradict_labels(signs, fragment):
+def test_problem_rejects_contradicting_signs(signs, fragment):
     X = np.eye(4) + 0.1
     with pytest.raises(InvalidArgument, match=fragment):
         Problem(X, [0, 0, 1, 1], 2, "exponential", signs=np.array(signs))
@@ -549,7 +549,7 @@ def test_problem_accepts_either_sign_per_class():
     assert list(problem.signs) == [-1, -1, 1, 1]
 
 
-def test_problem_names_a_row_whose_norm_underflows():
+def test_problem_rejects_underflowing_row():
     X = np.eye(3) + 0.1
     X[1] = [1e-200, 0.0, 0.0]
     with pytest.raises(InvalidArgument, match=r"X\[1\] .* underflows float64 to 0"):

@@ -16,7 +16,7 @@ EPS = np.finfo(np.float64).eps
 
 def _reference_logsumexp(values: np.ndarray, weights: np.ndarray | None) -> float:
     """Return log sum weights exp(values) in 50-digit mpmath, rounded to float64."""
-    import mpmath  # comes with torch (through sympy); its absence must fail
+    import mpmath  # comes with torch through sympy, so a missing one fails
 
     if weights is None:
         weights = np.ones_like(values)

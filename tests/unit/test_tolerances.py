@@ -74,7 +74,7 @@ def test_infinite_tolerance_gives_inconclusive_not_pass():
     assert "not finite" in verdict.reason
 
 
-def test_empty_tolerance_is_described_as_exact():
-    # A yes-or-no quantity has no tolerance part; its description must not end
-    # in a bare "=".
+def test_empty_tolerance_described_exact():
+    # A yes-or-no quantity has no tolerance part, and its description must not
+    # end in a bare "=".
     assert tol.tolerance().describe() == "0 (exact comparison)"

@@ -15,7 +15,7 @@ def _verdict(claim: str, outcome: str, exploration: bool) -> dict:
     }
 
 
-def test_exploration_rows_do_not_hide_a_claim_of_the_same_id():
+def test_inconclusive_gate_ignores_arrival_order():
     # C3 is explored for binary problems and claimed for K >= 3. The gate must
     # fail five INCONCLUSIVE claim verdicts in either arrival order.
     explored = _verdict("C3", "PASS", True)
@@ -24,7 +24,7 @@ def test_exploration_rows_do_not_hide_a_claim_of_the_same_id():
         assert conftest._inconclusive_claims(verdicts) == [("C3", 5, 5)]
 
 
-def test_summary_keeps_separate_rows_for_claim_and_exploration():
+def test_summary_splits_claim_and_exploration():
     verdicts = [_verdict("C3", "PASS", True), _verdict("C3", "FAIL", False)]
     table = conftest._summary(verdicts)
     assert table[("C3", True)]["PASS"] == 1
