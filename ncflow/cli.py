@@ -803,9 +803,10 @@ def add_verify_command(subcommands: Any) -> argparse.ArgumentParser:
             "theorem of Min, Zhu and Vidal (NeurIPS 2025) on them and run the "
             "counterexample searches X1-X8. Prints one table and writes a report "
             "directory (report.md, report.json, figures, counterexample records). "
-            "Exit status: 0 when every claim C1-C14 that ran is PASS; 1 when one "
-            "is FAIL, or INCONCLUSIVE on more than a fifth of its examples, or a "
-            "check raised an error, or a task was lost; 2 for an invalid option; "
+            "Exit status: 0 when every claim C1-C14 and E1-E3 that ran is PASS; 1 "
+            "when one is FAIL, or INCONCLUSIVE on more than a fifth of its "
+            "examples, or a check raised an error, or a task was lost; 2 for an "
+            "invalid option; "
             "130 when interrupted. Explorations that find a counterexample and "
             "claims whose module is missing (NOT AVAILABLE) do not fail the run."
         ),

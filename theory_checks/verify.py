@@ -724,15 +724,14 @@ class VerifyReport:
     def failed(self) -> bool:
         """Whether the run fails (exit status 1).
 
-        It fails when a C claim is FAIL, or INCONCLUSIVE (the run verified too
-        little of it to pass), or when a check or search raised an error.
-        NOT AVAILABLE claims and exploration findings do not fail it.
+        It fails when a claim (C1-C14 or an erratum E1-E3) is FAIL, or
+        INCONCLUSIVE (the run verified too little of it to pass), or when a check
+        or search raised an error, as the pytest gate does. An erratum states a
+        derivation of this suite, so its failure is a regression too. NOT
+        AVAILABLE claims and exploration findings do not fail the run.
         """
         failing = (Outcome.FAIL.value, Outcome.INCONCLUSIVE.value)
-        claim_failed = any(
-            row["verdict"] in failing and row["claim"].startswith("C")
-            for row in self.claims
-        )
+        claim_failed = any(row["verdict"] in failing for row in self.claims)
         errors = any(row["errors"] for row in self.claims) or any(
             row["status"] == ERROR for row in self.explorations
         )
