@@ -34,7 +34,12 @@ from typing import NamedTuple
 import numpy as np
 
 from ncflow._numeric import logsumexp
-from ncflow._validation import InvalidArgument, check_choice, check_labels
+from ncflow._validation import (
+    InvalidArgument,
+    check_array,
+    check_choice,
+    check_labels,
+)
 
 BINARY_LOSSES = ("exponential", "logistic")
 MULTICLASS_LOSSES = ("cross_entropy",)
@@ -178,6 +183,26 @@ def loss_terms(outputs: np.ndarray, targets: np.ndarray, loss: str) -> LossTerms
     Returns
     -------
     LossTerms
+
+    Raises
+    ------
+    InvalidArgument
+        If ``outputs`` is not 2-D or has a NaN or inf entry, which would give
+        NaN terms and numpy warnings.
+    """
+    outputs = check_array("outputs", outputs, ndim=2)
+    return loss_terms_unchecked(outputs, targets, loss)
+
+
+def loss_terms_unchecked(
+    outputs: np.ndarray, targets: np.ndarray, loss: str
+) -> LossTerms:
+    """:func:`loss_terms` without the check of ``outputs``, for inner loops.
+
+    Non-finite outputs give non-finite terms, and numpy may warn while it forms
+    them. A caller that can pass them therefore calls this and reads the terms
+    inside ``np.errstate``, and reports the non-finite state by its own status,
+    as the integrators do.
     """
     outputs = np.asarray(outputs, dtype=np.float64)
     base, log_factor = base_loss(loss)

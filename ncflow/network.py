@@ -29,7 +29,7 @@ from ncflow._validation import (
     check_int,
     check_labels,
 )
-from ncflow.losses import check_loss, is_binary, loss_terms
+from ncflow.losses import check_loss, is_binary, loss_terms_unchecked
 
 ACTIVATIONS = ("relu", "linear")
 # Planted fault for the power tests: a ReLU whose derivative at 0 is 1, as
@@ -308,6 +308,32 @@ def outputs(problem: Problem, params: Parameters) -> np.ndarray:
     return features(problem.X, params.W, problem.activation) @ params.V.T
 
 
+def check_outputs(
+    problem: Problem, params: Parameters, name: str = "params"
+) -> np.ndarray:
+    """Validate ``params`` and return its outputs on ``problem.X``, shape (n, d_y).
+
+    Raises InvalidArgument if ``params`` does not fit ``problem``, if ``params.W``
+    or ``params.V`` has a NaN or inf entry, or if an output overflows float64.
+    Messages call the parameters ``name``. The entries are checked again because
+    the arrays of a Parameters stay writable after construction.
+    """
+    check_array(f"{name}.W", params.W)
+    check_array(f"{name}.V", params.V)
+    problem.check_parameters(params)
+    with np.errstate(over="ignore", invalid="ignore"):
+        f = outputs(problem, params)
+    overflowed = np.argwhere(~np.isfinite(f))
+    if overflowed.size:
+        i, k = overflowed[0]
+        raise InvalidArgument(
+            f"the outputs of {name} overflow float64: f[{i}, {k}] = "
+            f"{float(f[i, k])!r}; scale {name}.W and {name}.V down, because "
+            "scaling both by c scales the outputs by c**2"
+        )
+    return f
+
+
 def sample_margins(problem: Problem, f: np.ndarray) -> np.ndarray:
     """Margin of each sample for outputs ``f``, shape (n,).
 
@@ -348,7 +374,7 @@ def loss_and_gradient(
     gradient : Parameters
         ``(dL/dW, dL/dV)`` (or divided by ``L``), shapes (D, h) and (d_y, h).
     """
-    problem.check_parameters(params)
+    check_outputs(problem, params)
     log_loss, grad_W, grad_V = gradient_arrays(problem, params.W, params.V, relative)
     return log_loss, Parameters(grad_W, grad_V)
 
@@ -360,7 +386,7 @@ def gradient_arrays(
     Z = problem.X @ W
     mask = activation_mask(Z, problem.activation)
     phi = Z * mask
-    terms = loss_terms(phi @ V.T, problem.targets, problem.loss)
+    terms = loss_terms_unchecked(phi @ V.T, problem.targets, problem.loss)
     log_loss = terms.log_total
     shift = log_loss if relative else 0.0
     G = np.exp(terms.log_scales - shift)[:, None] * terms.unit_gradients

@@ -51,13 +51,14 @@ from ncflow.flow.result import (
 )
 from ncflow.geometry import separability
 from ncflow.init import balanced_init, balanced_shapes, gaussian_init, semilocal_shapes
-from ncflow.losses import loss_terms
+from ncflow.losses import loss_terms_unchecked
 from ncflow.metrics import MetricUndefined, nc1_paper, nc2_paper, nc3_paper, nc_summary
 from ncflow.network import (
     ACTIVATIONS,
     Parameters,
     Problem,
     activation_mask,
+    check_outputs,
     features,
     gradient_arrays,
     outputs,
@@ -148,8 +149,8 @@ def curvature_bound(problem: Problem, params: Parameters) -> float:
     float
         The bound, in units of loss per squared parameter.
     """
-    problem.check_parameters(params)
-    terms = loss_terms(outputs(problem, params), problem.targets, problem.loss)
+    f = check_outputs(problem, params)
+    terms = loss_terms_unchecked(f, problem.targets, problem.loss)
     scales = np.exp(terms.log_scales)
     gradient_norms = scales * np.linalg.norm(terms.unit_gradients, axis=1)
     hessian_norms = scales * np.linalg.norm(terms.unit_hessians, ord=2, axis=(1, 2))

@@ -11,7 +11,6 @@ from threadpoolctl import threadpool_limits
 from ncflow._validation import (
     InvalidArgument,
     NcflowWarning,
-    check_array,
     check_choice,
     check_int,
     check_positive,
@@ -29,7 +28,7 @@ from ncflow.flow.events import (
     separation_report,
 )
 from ncflow.flow.result import STATUS_MESSAGES, FlowResult, Trajectory
-from ncflow.network import Parameters, Problem, activation_mask
+from ncflow.network import Parameters, Problem, activation_mask, check_outputs
 
 METHODS = ("adaptive", "euler", "loss_scaled")
 
@@ -125,12 +124,11 @@ def solve_flow(
             f"params0 must be ncflow.network.Parameters, got {type(params0).__name__}"
         )
     # Both dataclasses are frozen, but their arrays stay writable, so check
-    # again what construction checked. NaN written into them would otherwise
-    # end the run with only an infinite error estimate.
+    # again what construction checked. NaN written into them, or weights whose
+    # outputs overflow, would otherwise end the run with only an infinite error
+    # estimate.
     problem.check_arrays()
-    check_array("params0.W", params0.W)
-    check_array("params0.V", params0.V)
-    problem.check_parameters(params0)
+    check_outputs(problem, params0, "params0")
     # The separation time is tracked per class, so every class needs a sample.
     missing = np.setdiff1d(np.arange(problem.num_classes), problem.labels)
     if missing.size:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ncflow._numeric import logsumexp
 from ncflow._validation import InvalidArgument, check_positive
-from ncflow.losses import is_per_sample, loss_terms
+from ncflow.losses import is_per_sample, loss_terms_unchecked
 from ncflow.network import Parameters, Problem, activation_mask
 
 
@@ -108,9 +108,12 @@ def stacked_log_losses(problem: Problem, outputs: np.ndarray) -> np.ndarray:
     m, n = outputs.shape[:2]
     if not is_per_sample(problem.loss):
         return np.array(
-            [loss_terms(f, problem.targets, problem.loss).log_total for f in outputs]
+            [
+                loss_terms_unchecked(f, problem.targets, problem.loss).log_total
+                for f in outputs
+            ]
         )
-    terms = loss_terms(
+    terms = loss_terms_unchecked(
         outputs.reshape(m * n, -1), np.tile(problem.targets, m), problem.loss
     )
     return np.atleast_1d(logsumexp(terms.log_losses.reshape(m, n), axis=1))

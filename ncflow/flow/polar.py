@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ncflow._numeric import logsumexp
-from ncflow.losses import is_per_sample, loss_terms
+from ncflow.losses import is_per_sample, loss_terms_unchecked
 from ncflow.network import Parameters, Problem, activation_mask
 
 
@@ -263,7 +263,7 @@ class PolarSystem:
         outputs = (active * np.exp(2 * sigma)[:, None, :]) @ b
         if not self.scalar_output:
             outputs = outputs @ self.Q.T
-        terms = loss_terms(
+        terms = loss_terms_unchecked(
             outputs.reshape(m * self.n, -1), self._stacked_targets(m), self.problem.loss
         )
         log_scales = terms.log_scales.reshape(m, self.n)
@@ -302,7 +302,9 @@ class PolarSystem:
         outputs = (active * np.exp(2 * sigma)) @ b
         if not self.scalar_output:
             outputs = outputs @ self.Q.T
-        return outputs, loss_terms(outputs, self.problem.targets, self.problem.loss)
+        return outputs, loss_terms_unchecked(
+            outputs, self.problem.targets, self.problem.loss
+        )
 
     def norm_clock_terms(self, state: np.ndarray, pattern: np.ndarray):
         """Return ``log N`` and ``dR/dtau`` at ``state``, from the outputs alone.

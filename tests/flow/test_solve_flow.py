@@ -229,6 +229,22 @@ def test_array_changed_after_construction_rejected(
     assert fragment in str(error.value)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_overflowing_initial_outputs_rejected(method):
+    problem, params0 = _width_two()
+    # Finite weights can have outputs that overflow. The run would start from a
+    # non-finite loss, so this is an invalid argument, not a divergence.
+    huge = params0.scaled(1e160)
+    step = 1e-2 if method != "adaptive" else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InvalidArgument) as error:
+            solve_flow(problem, huge, method=method, step=step, t_max=1.0)
+    message = str(error.value)
+    assert "overflow" in message
+    assert "scale params0.W and params0.V down" in message
+
+
 # --- Result fields and status table ---------------------------------------------------
 
 STATUSES = {
@@ -387,6 +403,16 @@ def _tie_iterates(step: float, params0: Parameters) -> list[tuple[float, float]]
             if not (np.isfinite(w) and np.isfinite(v)):
                 return iterates
             iterates.append((float(w), float(v)))
+
+
+def test_divergent_euler_step_warns_nothing():
+    # The integrator reports an overflow inside the run by its status, so no
+    # numpy warning may reach the caller.
+    problem, params0 = _tie_problem()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = solve_flow(problem, params0, method="euler", step=10.0, max_steps=100)
+    assert result.status == res.STATUS_NONFINITE
 
 
 def test_divergent_euler_step_keeps_last_finite_iterate():

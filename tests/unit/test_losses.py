@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import warnings
 
 # mpmath comes with torch (through sympy). A plain import, not importorskip: a
 # missing mpmath must fail this module, not skip every loss test in it.
@@ -13,7 +14,13 @@ import pytest
 import torch
 
 from ncflow._validation import InvalidArgument
-from ncflow.losses import check_loss, log_softplus, loss_terms
+from ncflow.losses import (
+    check_loss,
+    is_binary,
+    log_softplus,
+    loss_terms,
+    loss_terms_unchecked,
+)
 
 EPS = float(np.finfo(np.float64).eps)
 LOG2 = math.log(2.0)
@@ -519,3 +526,58 @@ def test_cross_entropy_rejects_labels_of_wrong_shape(shape):
     labels = np.zeros(shape, dtype=np.int64)
     with pytest.raises(InvalidArgument, match="give one label per row"):
         loss_terms(np.zeros((3, 3)), labels, "cross_entropy")
+
+
+NONFINITE = [math.nan, math.inf, -math.inf]
+NONFINITE_IDS = ["nan", "inf", "-inf"]
+ALL_LOSS_VARIANTS = [
+    "exponential",
+    "logistic",
+    "logistic_mean",
+    "logistic_half",
+    "cross_entropy",
+    "cross_entropy_mean",
+    "cross_entropy_wrong_axis",
+]
+
+
+def _outputs_with(loss: str, value: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return zero outputs of three samples, ``value`` at ``[1, 0]``, and targets."""
+    if is_binary(loss):
+        outputs, targets = np.zeros((3, 1)), np.array([1.0, -1.0, 1.0])
+    else:
+        outputs, targets = np.zeros((3, 3)), np.array([0, 1, 2])
+    outputs[1, 0] = value
+    return outputs, targets
+
+
+@pytest.mark.parametrize("value", NONFINITE, ids=NONFINITE_IDS)
+@pytest.mark.parametrize("loss", ALL_LOSS_VARIANTS)
+def test_loss_terms_rejects_nonfinite_outputs(loss, value):
+    outputs, targets = _outputs_with(loss, value)
+    # Warnings become errors, so the test fails if numpy warns before the check.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InvalidArgument) as error:
+            loss_terms(outputs, targets, loss)
+    message = str(error.value)
+    assert f"outputs[1, 0] = {value!r}" in message
+    assert "remove or replace NaN and inf entries" in message
+
+
+@pytest.mark.parametrize("loss", ["exponential", "cross_entropy"])
+def test_loss_terms_rejects_outputs_not_2d(loss):
+    targets = _outputs_with(loss, 0.0)[1]
+    with pytest.raises(InvalidArgument, match="outputs is invalid: it must have 2"):
+        loss_terms(np.zeros(3), targets, loss)
+
+
+@pytest.mark.parametrize("loss", ALL_LOSS_VARIANTS)
+def test_unchecked_loss_terms_propagate_nan(loss):
+    # The integrators call this path inside np.errstate and detect a non-finite
+    # state by their status, so NaN must come back instead of an exception.
+    outputs, targets = _outputs_with(loss, math.nan)
+    with np.errstate(invalid="ignore"):
+        terms = loss_terms_unchecked(outputs, targets, loss)
+        log_total = terms.log_total
+    assert math.isnan(log_total)

@@ -9,6 +9,7 @@ at most ``m eps`` times that sum.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -255,6 +256,32 @@ def test_loss_and_gradient_rejects_misfit_parameters():
     params = Parameters(rng.standard_normal((3, 5)), rng.standard_normal((2, 5)))
     with pytest.raises(InvalidArgument):
         loss_and_gradient(problem, params)
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_loss_and_gradient_rejects_overflowing_outputs(loss):
+    problem, params = _random_problem(loss, "relu", seed=3)
+    # Weights of size 1e160 are finite, but the outputs, of size 1e320, are not.
+    huge = params.scaled(1e160)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InvalidArgument) as error:
+            loss_and_gradient(problem, huge)
+    message = str(error.value)
+    assert "params" in message
+    assert "overflow" in message
+    assert "scale params.W and params.V down" in message
+
+
+@pytest.mark.parametrize("name", ["W", "V"])
+def test_loss_and_gradient_rejects_nan_parameters(name):
+    problem, params = _random_problem("logistic", "relu", seed=4)
+    # Parameters validates at construction, but its arrays stay writable.
+    getattr(params, name)[0, 1] = math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InvalidArgument, match=rf"params\.{name}\[0, 1\] = nan"):
+            loss_and_gradient(problem, params)
 
 
 def _dataset(labels) -> Dataset:

@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -171,6 +172,20 @@ def test_curvature_bound_holds_at_random_parameters(loss):
     # eigvalsh is backward stable: eigenvalues off by about size * EPS * ||H||.
     tol = 8 * hessian.shape[0] * EPS * spectral_norm
     assert spectral_norm <= bound + tol
+
+
+def test_curvature_bound_rejects_overflowing_outputs():
+    rng = np.random.default_rng(4)
+    problem = Problem(rng.standard_normal((6, 3)), np.arange(6) % 3, 3,
+                      "cross_entropy")  # fmt: skip
+    # Finite weights of size 1e160 give outputs of size 1e320, which overflow.
+    params = Parameters(
+        1e160 * rng.standard_normal((3, 4)), 1e160 * rng.standard_normal((3, 4))
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InvalidArgument, match="scale params.W and params.V down"):
+            curvature_bound(problem, params)
 
 
 def test_default_step_is_stable_at_small_initialisation():
