@@ -93,6 +93,9 @@ class Parameters:
 class Problem:
     """Data, targets, loss and activation of one training run.
 
+    The problem stores read-only copies of ``X``, ``labels`` and ``signs``, so
+    changing the caller's arrays afterwards does not change the problem.
+
     Attributes
     ----------
     X : ndarray, shape (n, D)
@@ -121,7 +124,7 @@ class Problem:
             "num_classes", self.num_classes, 1, fix="give the number of classes K"
         )
         object.__setattr__(self, "num_classes", num_classes)
-        X = check_array("X", self.X, ndim=2)
+        X = _read_only_copy(check_array("X", self.X, ndim=2))
         if X.shape[0] == 0 or X.shape[1] == 0:
             raise InvalidArgument(
                 f"X has shape {X.shape}; give at least one sample of at least one "
@@ -139,7 +142,7 @@ class Problem:
                 f"labels must be integer class indices 0..K-1, got dtype {raw.dtype}; "
                 "map labels with ncflow.data.Dataset.from_arrays"
             )
-        labels = raw.astype(np.int64)
+        labels = _read_only_copy(raw.astype(np.int64))
         check_labels("labels", labels, self.num_classes)
         # The planted fault is accepted but not offered in the message.
         if self.activation not in FAULT_ACTIVATIONS:
@@ -154,7 +157,7 @@ class Problem:
             signs = self.signs
             if signs is None:
                 signs = np.where(labels == 0, 1.0, -1.0)
-            signs = np.asarray(signs, dtype=np.float64)
+            signs = _read_only_copy(np.asarray(signs, dtype=np.float64))
             _check_signs("signs", signs, labels)
         else:
             signs = None
@@ -199,9 +202,10 @@ class Problem:
     def check_arrays(self) -> None:
         """Check ``X``, ``labels`` and ``signs`` again, as construction does.
 
-        The dataclass is frozen but its arrays stay writable, so NaN, inf or a
-        zero row written into ``problem.X`` after construction would reach the
-        flow. ``solve_flow`` calls this once at its start. It takes O(n D) time.
+        The arrays are read-only copies, but a caller can set their
+        ``writeable`` flag again, and NaN, inf or a zero row then written into
+        ``problem.X`` would reach the flow. ``solve_flow`` calls this once at its
+        start. It takes O(n D) time.
         """
         check_array("problem.X", self.X, ndim=2)
         _check_rows("problem.X", self.X)
@@ -221,6 +225,12 @@ class Problem:
                 f"fit this problem: W must be ({self.D}, h) and V "
                 f"({self.num_outputs}, h)"
             )
+
+
+def _read_only_copy(array: np.ndarray) -> np.ndarray:
+    copy = np.array(array, copy=True)
+    copy.flags.writeable = False
+    return copy
 
 
 def _check_rows(name: str, X: np.ndarray) -> None:

@@ -37,8 +37,14 @@ from ncflow.losses import BINARY_LOSSES, check_loss
 from ncflow.network import ACTIVATIONS, Parameters, Problem
 
 
-def _as_tensor(values: np.ndarray | torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(values, dtype=torch.float64)
+def _as_tensor(
+    values: np.ndarray | torch.Tensor, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    # torch.as_tensor shares the memory of an ndarray and (torch 2.13) warns when
+    # it is read-only, as the arrays of a Problem are, so those are copied.
+    if isinstance(values, np.ndarray) and not values.flags.writeable:
+        return torch.tensor(values, dtype=dtype)
+    return torch.as_tensor(values, dtype=dtype)
 
 
 class TwoLayerNet(nn.Module):
@@ -142,7 +148,7 @@ def summed_loss(
     """
     check_loss(loss, outputs.shape[1])
     if loss == "cross_entropy":
-        labels = torch.as_tensor(targets, dtype=torch.int64)
+        labels = _as_tensor(targets, torch.int64)
         return F.cross_entropy(outputs, labels, reduction="sum")
 
     margins = _as_tensor(targets) * outputs[:, 0]
@@ -221,4 +227,4 @@ def autograd_euler(
 def _targets(problem: Problem) -> torch.Tensor:
     if problem.loss in BINARY_LOSSES:
         return _as_tensor(problem.signs)
-    return torch.as_tensor(problem.labels, dtype=torch.int64)
+    return _as_tensor(problem.labels, torch.int64)

@@ -123,10 +123,10 @@ def solve_flow(
         raise InvalidArgument(
             f"params0 must be ncflow.network.Parameters, got {type(params0).__name__}"
         )
-    # Both dataclasses are frozen, but their arrays stay writable, so check
-    # again what construction checked. NaN written into them, or weights whose
-    # outputs overflow, would otherwise end the run with only an infinite error
-    # estimate.
+    # The arrays of Parameters stay writable, and a caller can make those of a
+    # Problem writable again, so check again what construction checked. NaN
+    # written into them, or weights whose outputs overflow, would otherwise end
+    # the run with only an infinite error estimate.
     problem.check_arrays()
     check_outputs(problem, params0, "params0")
     # The separation time is tracked per class, so every class needs a sample.

@@ -181,15 +181,14 @@ def test_separated_with_valid_groups_fires(groups):
 
 
 def _writable_width_two() -> tuple[Problem, Parameters]:
-    """``_width_two`` with writable copies of every array, as a caller may hold."""
+    """``_width_two`` with every array writable.
+
+    A Problem stores read-only copies, so its arrays are made writable again
+    here, as a caller may do, to reach the check that ``solve_flow`` repeats.
+    """
     problem, params0 = _width_two()
-    problem = Problem(
-        np.array(problem.X),
-        np.array(problem.labels),
-        problem.num_classes,
-        problem.loss,
-        signs=np.array(problem.signs),
-    )
+    for array in (problem.X, problem.labels, problem.signs):
+        array.flags.writeable = True
     return problem, Parameters(np.array(params0.W), np.array(params0.V))
 
 

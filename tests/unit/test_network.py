@@ -243,6 +243,40 @@ def test_problem_rejects_labels_outside_classes(labels, num_classes, loss):
         Problem(np.ones((2, 2)), labels, num_classes, loss)
 
 
+def _caller_arrays() -> dict[str, np.ndarray]:
+    """Return arrays of a binary problem in the dtypes Problem stores, so that
+    converting them makes no copy."""
+    return {
+        "X": np.array([[1.0, 0.5], [-1.0, 0.2], [0.8, 0.9]]),
+        "labels": np.array([0, 1, 0], dtype=np.int64),
+        "signs": np.array([-1.0, 1.0, -1.0]),
+    }
+
+
+@pytest.mark.parametrize("name", ["X", "labels", "signs"])
+def test_problem_keeps_own_copy(name):
+    arrays = _caller_arrays()
+    problem = Problem(
+        arrays["X"], arrays["labels"], 2, "logistic", signs=arrays["signs"]
+    )
+    expected = getattr(problem, name).copy()
+
+    arrays[name][0] = arrays[name][1]
+
+    assert np.array_equal(getattr(problem, name), expected)
+    assert not np.shares_memory(getattr(problem, name), arrays[name])
+
+
+@pytest.mark.parametrize("name", ["X", "labels", "signs"])
+def test_problem_arrays_are_read_only(name):
+    arrays = _caller_arrays()
+    problem = Problem(
+        arrays["X"], arrays["labels"], 2, "logistic", signs=arrays["signs"]
+    )
+    with pytest.raises(ValueError, match="read-only"):
+        getattr(problem, name)[0] = getattr(problem, name)[1]
+
+
 def test_check_parameters_rejects_wrong_output_count():
     problem = Problem(np.ones((2, 3)), [0, 1], 2, "exponential")
     params = Parameters(np.ones((3, 5)), np.ones((2, 5)))

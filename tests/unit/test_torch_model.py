@@ -9,6 +9,9 @@ at most ``m eps`` times that sum.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -370,3 +373,40 @@ def test_autograd_euler_rejects_parameters_that_do_not_fit():
     params = Parameters(np.ones((problem.D, 4)), np.ones((2, 4)))
     with pytest.raises(InvalidArgument, match="do not fit this problem"):
         autograd_euler(problem, params, 0.1, 1)
+
+
+# Build a binary and a three-class problem, whose arrays are read-only, and run
+# every entry point that turns them into tensors. Warnings become errors after
+# the imports.
+_READ_ONLY_SCRIPT = textwrap.dedent(
+    """
+    import warnings
+
+    import numpy as np
+
+    from ncflow.network import Parameters, Problem
+    from ncflow.torch_model import autograd_euler, autograd_gradient
+
+    warnings.simplefilter("error")
+    X = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, -1.0]])
+    for loss, num_classes in (("logistic", 2), ("cross_entropy", 3)):
+        labels = np.array([0, 1, num_classes - 1])
+        problem = Problem(X, labels, num_classes, loss)
+        params = Parameters(np.ones((2, 3)), np.ones((problem.num_outputs, 3)))
+        autograd_gradient(problem, params)
+        autograd_euler(problem, params, 1e-3, 2)
+    """
+)
+
+
+def test_read_only_problem_arrays_warn_nothing():
+    # torch 2.13 warns about a read-only ndarray only once per process, and an
+    # earlier test may have used up that warning. The check therefore runs in a
+    # fresh interpreter.
+    done = subprocess.run(
+        [sys.executable, "-c", _READ_ONLY_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
