@@ -70,8 +70,9 @@ class Parameters:
         return self.V.shape[0]
 
     def norm2(self) -> float:
-        """``||theta||_F^2 = ||W||_F^2 + ||V||_F^2``."""
-        return float(np.sum(self.W**2) + np.sum(self.V**2))
+        """``||theta||_F^2 = ||W||_F^2 + ||V||_F^2``; inf where it overflows."""
+        with np.errstate(over="ignore"):
+            return float(np.sum(self.W**2) + np.sum(self.V**2))
 
     def neuron_norms2(self) -> tuple[np.ndarray, np.ndarray]:
         """``(||w_j||^2, ||v_j||^2)`` per neuron, each shape (h,)."""

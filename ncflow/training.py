@@ -571,6 +571,18 @@ def _steps_per_call(problem: Problem, width: int) -> int:
     return max(1, RECORD_MEMORY_BUDGET // record_bytes - 2)
 
 
+def _outputs_finite(problem: Problem, params: Parameters) -> bool:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.all(np.isfinite(outputs(problem, params))))
+
+
+def _divergence_message(failed_step: int, step: float) -> str:
+    return (
+        f"{STATUS_MESSAGES[STATUS_NONFINITE]}: at step {failed_step} of "
+        f"step={step:.6g}; reduce the step"
+    )
+
+
 def _gradient_descent(
     problem: Problem,
     params0: Parameters,
@@ -608,29 +620,22 @@ def _gradient_descent(
             if progress is not None:
                 progress(offset + steps_in_call, total)
 
-        try:
-            result = solve_flow(
-                problem,
-                params,
-                method="euler",
-                step=step,
-                max_steps=budget,
-                groups=groups0,
-                progress=report,
-            )
-        except InvalidArgument:
-            failed_at, last = _first_nonfinite_step(problem, params, step, budget)
-            if failed_at is None:
-                raise
-            # The activation events of this last call are lost with its result.
-            params, done = last, offset + failed_at - 1
+        if done > 0 and not _outputs_finite(problem, params):
+            # The last call ended on finite weights whose outputs overflow, which
+            # solve_flow rejects as a start. One long call would take the next
+            # step from there and overflow on it, and report it so.
             status = STATUS_NONFINITE
-            message = (
-                f"{STATUS_MESSAGES[STATUS_NONFINITE]}: at step {offset + failed_at} "
-                f"of step={step:.6g}; reduce the step"
-            )
+            message = _divergence_message(done + 1, step)
             break
-
+        result = solve_flow(
+            problem,
+            params,
+            method="euler",
+            step=step,
+            max_steps=budget,
+            groups=groups0,
+            progress=report,
+        )
         nfev += result.nfev
         done = offset + result.n_accepted
         params = result.params
@@ -641,6 +646,12 @@ def _gradient_descent(
         if separation_log_t is None and result.separation_log_t is not None:
             separation_log_t = _shifted_log_time(offset_log_t, result.separation_log_t)
 
+        if result.status == STATUS_NONFINITE:
+            # The call keeps its last finite state; its message counts the steps
+            # of this call only.
+            status = STATUS_NONFINITE
+            message = _divergence_message(done + 1, step)
+            break
         if result.status != STATUS_BUDGET:
             status, message = result.status, result.message
             break
@@ -680,29 +691,6 @@ def _gradient_descent(
         },
         pattern=final.pattern.copy(),
     )
-
-
-def _first_nonfinite_step(
-    problem: Problem, params: Parameters, step: float, max_steps: int
-) -> tuple[int | None, Parameters]:
-    """Repeat the Euler steps from ``params`` and find the first non-finite state.
-
-    Returns the 1-based index of that step (None if every state stays finite) and
-    the last finite parameters.
-
-    NOTE: ``solve_flow(method="euler")`` raises ``InvalidArgument`` (non-finite
-    ``W``) instead of returning its non-finite status when a step overflows. Until
-    it returns the status, a failed call is repeated here to tell a divergence from
-    a genuine argument error. The update is the solver's, so the steps agree.
-    """
-    W, V = params.W.copy(), params.V.copy()
-    for k in range(1, max_steps + 1):
-        _, grad_W, grad_V = gradient_arrays(problem, W, V)
-        W_next, V_next = W - step * grad_W, V - step * grad_V
-        if not (np.all(np.isfinite(W_next)) and np.all(np.isfinite(V_next))):
-            return k, Parameters(W, V)
-        W, V = W_next, V_next
-    return None, params
 
 
 # --------------------------------------------------------------------------------
@@ -783,10 +771,7 @@ def _sgd(
         W_next, V_next = W - step * grad_W, V - step * grad_V
         if not (np.all(np.isfinite(W_next)) and np.all(np.isfinite(V_next))):
             status = STATUS_NONFINITE
-            message = (
-                f"{STATUS_MESSAGES[STATUS_NONFINITE]}: at step {done + 1} of "
-                f"step={step:.6g}; reduce the step"
-            )
+            message = _divergence_message(done + 1, step)
             break
         W, V = W_next, V_next
         done += 1

@@ -74,9 +74,10 @@ class FlowState:
 
     @cached_property
     def outputs(self) -> np.ndarray:
-        Z = self.problem.X @ self.params.W
-        phi = Z * activation_mask(Z, self.problem.activation)
-        return phi @ self.params.V.T
+        """``f(x_i; theta)``, shape (n, d_y); inf or NaN where it overflows, as
+        at the last state of a diverged fixed-step run."""
+        W, V = self.params.W[None], self.params.V[None]
+        return stacked_outputs(self.problem, W, V)[0]
 
     @cached_property
     def log_loss(self) -> float:
@@ -97,10 +98,11 @@ class FlowState:
 
 def stacked_outputs(problem: Problem, W: np.ndarray, V: np.ndarray) -> np.ndarray:
     """Return the outputs (m, n, d_y) of a stack of networks, ``W`` (m, D, h)
-    and ``V`` (m, d_y, h), computed as :attr:`FlowState.outputs` is for one."""
-    Z = problem.X @ W
-    phi = Z * activation_mask(Z, problem.activation)
-    return phi @ V.transpose(0, 2, 1)
+    and ``V`` (m, d_y, h); inf or NaN where they overflow."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        Z = problem.X @ W
+        phi = Z * activation_mask(Z, problem.activation)
+        return phi @ V.transpose(0, 2, 1)
 
 
 def stacked_log_losses(problem: Problem, outputs: np.ndarray) -> np.ndarray:

@@ -113,7 +113,8 @@ class TrajectoryRecorder:
         pattern: np.ndarray,
     ) -> None:
         """Add a record whose arrays the recorder may keep without copying."""
-        norm2 = float(np.sum(W**2) + np.sum(V**2))
+        with np.errstate(over="ignore"):
+            norm2 = float(np.sum(W**2) + np.sum(V**2))
         self._rows.append((log_t, log_loss, norm2, W, V, pattern, kind))
 
     def finish(self) -> Trajectory:

@@ -21,6 +21,7 @@ import ncflow.training as training
 from ncflow._validation import InvalidArgument
 from ncflow.data import Dataset
 from ncflow.flow import solve_flow
+from ncflow.flow.result import STATUS_NONFINITE
 from ncflow.metrics import MetricUndefined
 from ncflow.network import Parameters, Problem, gradient_arrays
 from ncflow.report_io import read_json, to_jsonable, write_json_atomic
@@ -287,6 +288,18 @@ def test_sgd_run_is_reproducible_for_a_seed():
 # --------------------------------------------------------------------------------
 
 
+def _one_call(run, steps: int):
+    """The steps of a training run as one ``solve_flow`` call."""
+    return solve_flow(
+        run.problem,
+        run.params0,
+        method="euler",
+        step=run.settings.step,
+        max_steps=steps,
+        groups=run.groups0,
+    )
+
+
 def test_chained_calls_match_one_long_call(monkeypatch):
     dataset = _antipodal_dataset()
     # 128 bytes per record here (8 (D + d_y) h + n h), so 9 records: 7 steps a call.
@@ -294,14 +307,7 @@ def test_chained_calls_match_one_long_call(monkeypatch):
     run = train(dataset, width=4, steps=400, seed=3, init="balanced")
     assert run.flow.settings["steps_per_call"] == 7
 
-    single = solve_flow(
-        run.problem,
-        run.params0,
-        method="euler",
-        step=run.settings.step,
-        max_steps=400,
-        groups=run.groups0,
-    )
+    single = _one_call(run, 400)
     assert single.separation_log_t is not None
     assert np.array_equal(run.params.W, single.params.W)
     assert np.array_equal(run.params.V, single.params.V)
@@ -320,6 +326,21 @@ def test_gradient_descent_reports_divergence():
     assert "non-finite" in run.message
     assert run.steps < 200
     assert np.all(np.isfinite(run.params.W))
+
+
+def test_divergence_across_calls_matches_one_call():
+    # From this start the third step leaves finite weights whose outputs
+    # overflow; the record grid ends a call there, and solve_flow rejects such a
+    # start. The chain must stop as the single call does, on the same step.
+    dataset = _antipodal_dataset()
+    run = train(dataset, width=4, steps=400, step=1.2, seed=0, init_scale=0.3)
+    single = _one_call(run, 400)
+    assert single.status == STATUS_NONFINITE
+    assert run.status == STATUS_NONFINITE
+    assert run.steps == single.n_accepted
+    assert f"at step {single.n_accepted + 1} of" in run.message
+    assert np.array_equal(run.params.W, single.params.W)
+    assert np.array_equal(run.params.V, single.params.V)
 
 
 def test_trajectory_metrics_mark_undefined_records():
