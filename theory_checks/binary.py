@@ -20,6 +20,7 @@ here it is an exploration.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from theory_checks.common import (
     Quantity,
     add_resolution_terms,
     alive_neurons,
+    block_quantities,
+    class_rays,
+    collapse_quantities,
     combine,
     early_run,
     features,
@@ -37,6 +41,7 @@ from theory_checks.common import (
     frame_quantity,
     length_sensitivities,
     limit_quantities,
+    rate_quantities,
     refine_eps,
     refine_norm,
     run_or_reason,
@@ -424,21 +429,13 @@ def _limit(example: Example) -> Limit:
     return predict(example.dataset, multiclass=False, faults=example.faults)
 
 
-def _measure_features(example: Example, limit: Limit):
-    X, labels = example.dataset.X, example.dataset.labels
-    lengths = limit.feature_lengths(X, labels)
-    x_max = float(np.max(np.linalg.norm(X, axis=1)))
+def _quantities_of(run: Run, points) -> Callable:
+    """``limit_quantities`` bound to this run and its limit points."""
 
-    def rays(theta: Parameters) -> tuple[np.ndarray, np.ndarray]:
-        phi = features(example, X, theta.W)
-        ray = np.zeros((limit.K, phi.shape[1]))
-        for k in range(limit.K):
-            mean = phi[labels == k].sum(axis=0)
-            size = np.linalg.norm(mean)
-            ray[k] = mean / size if size > 0 else mean
-        return phi, ray
+    def quantities_of(measure, predictions, **options) -> list:
+        return limit_quantities(points, measure, predictions, run=run, **options)
 
-    return X, labels, lengths, x_max, rays
+    return quantities_of
 
 
 def check_c6(example: Example, settings: RunSettings, reports: list) -> Verdict:
@@ -500,28 +497,8 @@ def check_c7(example: Example, settings: RunSettings, reports: list) -> Verdict:
     if verdict is not None:
         return verdict
     run, points = found
-    limit = _limit(example)
-    X, labels, lengths, x_max, rays = _measure_features(example, limit)
-
-    def measure(theta: Parameters) -> dict:
-        phi, ray = rays(theta)
-        out = {}
-        for k in range(limit.K):
-            members = labels == k
-            predicted = lengths[members, None] * ray[k][None, :]
-            error = np.linalg.norm(phi[members] - predicted, axis=1).max()
-            out[f"class {k}: max_i ||phi_i - a_i phibar_k|| / (s_k X_max)"] = error / (
-                limit.s[k] * x_max
-            )
-        return out
-
-    names = {name: 0.0 for name in measure(points.end)}
-    quantities = limit_quantities(
-        points,
-        measure,
-        names,
-        roundoff=(X.shape[1] + example.shapes.width, 1.0),
-        run=run,
+    quantities = collapse_quantities(
+        example, _limit(example), points, _quantities_of(run, points)
     )
     return combine(
         "C7", "directional collapse of the features", quantities, run, reports
@@ -533,9 +510,7 @@ def check_c8(example: Example, settings: RunSettings, reports: list) -> Verdict:
     if verdict is not None:
         return verdict
     run, points = found
-    limit = _limit(example)
-    _, _, _, _, rays = _measure_features(example, limit)
-    _, ray = rays(points.end)
+    _, ray = class_rays(example, points.end)
     quantity = frame_quantity(example, ray, "class means and their products")
     return combine("C8", "orthogonal class-mean frame", [quantity], run, reports)
 
@@ -546,11 +521,10 @@ def check_c9(example: Example, settings: RunSettings, reports: list) -> Verdict:
         return verdict
     run, points = found
     limit = _limit(example)
-    _, _, _, _, rays = _measure_features(example, limit)
     alive = alive_neurons(example, run.result.params)
 
     def measure(theta: Parameters) -> dict:
-        _, ray = rays(theta)
+        _, ray = class_rays(example, theta)
         predicted = sum(
             limit.class_signs[k] * limit.s[k] * ray[k] for k in range(limit.K)
         )
@@ -578,84 +552,13 @@ def check_c10(example: Example, settings: RunSettings, reports: list) -> Verdict
     if verdict is not None:
         return verdict
     run, points = found
-    limit = _limit(example)
-    groups = run.groups
     alive = alive_neurons(example, run.result.params)
-    K = limit.K
-
-    def measure(theta: Parameters) -> dict:
-        out = {}
-        for k in range(K):
-            members = (groups == k) & alive
-            Wk = theta.W[:, members]
-            Vk = theta.V[:, members]
-            g = Wk.T @ limit.u[k]
-            g_norm = np.linalg.norm(g)
-            g_unit = g / g_norm if g_norm > 0 else g
-            residual = np.linalg.norm(Wk - limit.s[k] * np.outer(limit.u[k], g_unit))
-            out[f"class {k}: ||W_bar_k - s_k u_k g_k^T||_F"] = float(residual)
-            out[f"class {k}: ||W_bar_k||_F"] = float(np.linalg.norm(Wk))
-            out[f"class {k}: ||V_bar_k||_F"] = float(np.linalg.norm(Vk))
-            out[f"class {k}: min entry of g_k"] = (
-                float(g_unit.min()) if g_unit.size else 0.0
-            )
-        singular = np.linalg.svd(theta.W, compute_uv=False)
-        out["sigma_{K+1}(W_bar) / sigma_1(W_bar)"] = (
-            float(singular[K] / singular[0]) if singular.size > K else 0.0
-        )
-        return out
-
-    predictions = {}
-    kinds = {}
-    for k in range(K):
-        predictions[f"class {k}: ||W_bar_k - s_k u_k g_k^T||_F"] = 0.0
-        predictions[f"class {k}: ||W_bar_k||_F"] = limit.s[k]
-        predictions[f"class {k}: ||V_bar_k||_F"] = limit.s[k]
-        predictions[f"class {k}: min entry of g_k"] = 0.0
-        kinds[f"class {k}: min entry of g_k"] = "at_least"
-    predictions["sigma_{K+1}(W_bar) / sigma_1(W_bar)"] = 0.0
-    quantities = limit_quantities(
-        points,
-        measure,
-        predictions,
-        kinds=kinds,
-        roundoff=(example.dataset.D * example.shapes.width, 1.0),
-        run=run,
-    )
-    add_resolution_terms(quantities, example, limit, points, _u_dependent(limit))
-
-    def dead_share(theta: Parameters) -> dict:
-        dead = ~alive
-        share = math.sqrt(
-            float(np.sum(theta.W[:, dead] ** 2) + np.sum(theta.V[:, dead] ** 2))
-        )
-        return {"||theta_bar restricted to dead neurons||_F": share}
-
-    quantities += limit_quantities(
-        points,
-        dead_share,
-        {"||theta_bar restricted to dead neurons||_F": 0.0},
-        run=run,
+    quantities = block_quantities(
+        example, _limit(example), points, run.groups, alive, _quantities_of(run, points)
     )
     return combine(
         "C10", "block structure of W_bar and V_bar", quantities, run, reports
     )
-
-
-def _u_dependent(limit: Limit) -> dict[str, tuple[int, float]]:
-    """Map the C10 quantities that use ``u_k`` to ``(k, change per unit change
-    of u_k)``.
-
-    The residual is ``min_g ||W_k - s_k u g^T||_F``, which is ``s_k``-Lipschitz
-    in ``u``. The unit ``g_k = W_k^T u / ||W_k^T u||`` changes by at most
-    ``2 ||W_k||_F / ||W_k^T u_k||`` times the change of ``u``, which is 2 at
-    the limit ``W_k = s_k u_k g_k^T``.
-    """
-    out = {}
-    for k in range(limit.K):
-        out[f"class {k}: ||W_bar_k - s_k u_k g_k^T||_F"] = (k, float(limit.s[k]))
-        out[f"class {k}: min entry of g_k"] = (k, 2.0)
-    return out
 
 
 def check_c11(example: Example, settings: RunSettings, reports: list) -> Verdict:
@@ -700,7 +603,8 @@ def check_c12(example: Example, settings: RunSettings, reports: list) -> Verdict
         return verdict
     run, points = found
     limit = _limit(example)
-    X, labels, lengths, _, rays = _measure_features(example, limit)
+    X, labels = example.dataset.X, example.dataset.labels
+    lengths = limit.feature_lengths(X, labels)
     K = limit.K
     means = np.array([lengths[labels == k].mean() for k in range(K)])
     nc1_limit = metrics.nc1_paper_limit(lengths, labels, K)
@@ -715,7 +619,7 @@ def check_c12(example: Example, settings: RunSettings, reports: list) -> Verdict
         return float(np.linalg.norm(M / np.linalg.norm(M) - target))
 
     def measure(theta: Parameters) -> dict:
-        phi, ray = rays(theta)
+        phi, ray = class_rays(example, theta)
         unit = phi / np.maximum(np.linalg.norm(phi, axis=1, keepdims=True), 1e-300)
         class_means = metrics.class_means(phi, labels, K).T  # (h, K)
         return {
@@ -767,54 +671,8 @@ def check_c13(example: Example, settings: RunSettings, reports: list) -> Verdict
     if verdict is not None:
         return verdict
     run, points = found
-    limit = _limit(example)
-    result = run.result
-    index_ref = _reference_index(run, points)
-
-    def rates(norm2: float, log_t: float, log_loss: float) -> dict:
-        return {
-            "||theta||^2 / log t": norm2 / log_t,
-            "L t log t": math.exp(log_loss + log_t + math.log(log_t)),
-        }
-
-    end = rates(result.norm2, result.log_t, result.log_loss)
-    trajectory = result.trajectory
-    reference = rates(
-        trajectory.norm2[index_ref],
-        trajectory.log_t[index_ref],
-        trajectory.log_loss[index_ref],
-    )
-    loose = None
-    if run.loose is not None and run.loose.success:
-        loose = rates(run.loose.norm2, run.loose.log_t, run.loose.log_loss)
-    predictions = {
-        "||theta||^2 / log t": limit.norm_rate(),
-        "L t log t": limit.loss_rate(),
-    }
-    x_max = float(np.max(np.linalg.norm(example.dataset.X, axis=1)))
-    quantities = []
-    for name, predicted in predictions.items():
-        # log L has an absolute roundoff of the margins, (D + h) eps R X_max^2 at
-        # most, which is a relative error of L t log t.
-        scale = points.R * x_max**2 if name == "L t log t" else 1.0
-        # NOTE: L t log t needs log t to an absolute accuracy of about 1e-4 near
-        # R = 1e8, where log t is near 1e7 and each step keeps it only to
-        # rtol |log t|. The change between rtol and 10 rtol estimates that error
-        # without a bound. Measured on the benchmark problems, L t log t at
-        # R = 1e8 agrees to 1e-6 across rtol from 1e-6 to 1e-10, and the worst
-        # example of the ci profile sits at 0.09 of this tolerance. Before the
-        # clock's fit was centred, log t carried a roundoff floor of 7e-5 there,
-        # which the change did not bound.
-        terms = [
-            tol.integrator_change(
-                end[name], None if loose is None else loose[name], name
-            ),
-            tol.asymptotic(end[name], reference[name], points.R, points.R_ref, "slow"),
-            tol.roundoff(
-                example.dataset.D + example.shapes.width, scale * abs(end[name]), name
-            ),
-        ]
-        quantities.append(Quantity(name, end[name], predicted, tol.tolerance(*terms)))
+    roundoff_terms = example.dataset.D + example.shapes.width
+    quantities = rate_quantities(example, run, points, _limit(example), roundoff_terms)
     return combine(
         "C13",
         "late-phase rates (our derivation of the constants)",
@@ -822,12 +680,6 @@ def check_c13(example: Example, settings: RunSettings, reports: list) -> Verdict
         run,
         reports,
     )
-
-
-def _reference_index(run: Run, points) -> int:
-    from theory_checks.runs import record_at_or_below
-
-    return record_at_or_below(run.result, points.R_ref * (1 + 1e-12))
 
 
 _CHECKS = {

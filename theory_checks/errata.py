@@ -44,6 +44,7 @@ from theory_checks import multiclass
 from theory_checks import tolerances as tol
 from theory_checks.common import (
     Quantity,
+    class_rays,
     combine,
     early_run,
     first_unverified,
@@ -201,7 +202,7 @@ def check_e2(example: Example, settings: RunSettings, reports: list) -> Verdict:
     floor = nc3_printed_floor(K)
 
     def measure(theta: Parameters) -> dict:
-        _, ray = multiclass._rays(example, theta)
+        _, ray = class_rays(example, theta)
         means = limit.s[:, None] * ray
         return {
             "NC3, printed target": metrics.nc3_paper(

@@ -48,6 +48,7 @@ distance it has not yet closed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -60,14 +61,19 @@ from theory_checks.common import (
     Quantity,
     add_resolution_terms,
     alive_neurons,
+    block_quantities,
+    class_rays,
+    collapse_quantities,
     combine,
     early_run,
     features,
     first_unverified,
     frame_quantity,
+    input_norm_max,
     integration_roundoff,
     length_sensitivities,
     limit_quantities,
+    rate_quantities,
     refine_eps,
     refine_norm,
     run_or_reason,
@@ -253,7 +259,7 @@ def check_c3(example: Example, settings: RunSettings, reports: list) -> Verdict:
         )
 
     trajectory = result.trajectory
-    x_max = _x_max(example)
+    x_max = input_norm_max(example)
     norm_bound = example.eps / math.sqrt(h)
     output_bound = 2 * example.eps * x_max * math.sqrt(h)
     w2 = np.sum(trajectory.W**2, axis=1).max(axis=1)
@@ -299,10 +305,6 @@ def check_c3(example: Example, settings: RunSettings, reports: list) -> Verdict:
         reports,
         details={"T": T, "records": len(trajectory)},
     )
-
-
-def _x_max(example: Example) -> float:
-    return float(np.max(np.linalg.norm(example.dataset.X, axis=1)))
 
 
 # -- separation -----------------------------------------------------------------
@@ -630,6 +632,15 @@ def _limit_quantities(run: Run, points, measure, predictions, **options) -> list
     return quantities
 
 
+def _quantities_of(run: Run, points) -> Callable:
+    """``_limit_quantities`` bound to this run and its limit points."""
+
+    def quantities_of(measure, predictions, **options) -> list:
+        return _limit_quantities(run, points, measure, predictions, **options)
+
+    return quantities_of
+
+
 def _ladder(run: Run, points) -> list[tuple[Parameters, float]]:
     """Return ``theta_bar`` and ``R`` at the records at or below ``R r^-m/2`` for
     ``m = 4, 3, 2, 1`` (``r`` the reference ratio) and at the end; shorter when the
@@ -770,18 +781,6 @@ def _larger_asymptotic(term: tol.ToleranceTerm, tail: float) -> tol.ToleranceTer
     )
 
 
-def _rays(example: Example, theta: Parameters) -> tuple[np.ndarray, np.ndarray]:
-    """Features ``phi`` (n, h) and unit class-sum directions ``phibar_k`` (K, h)."""
-    labels = example.dataset.labels
-    phi = features(example, example.dataset.X, theta.W)
-    ray = np.zeros((example.dataset.K, phi.shape[1]))
-    for k in range(example.dataset.K):
-        total = phi[labels == k].sum(axis=0)
-        size = np.linalg.norm(total)
-        ray[k] = total / size if size > 0 else total
-    return phi, ray
-
-
 def check_c6(example: Example, settings: RunSettings, reports: list) -> Verdict:
     """Check that the path of ``theta/||theta||`` contracts.
 
@@ -850,28 +849,8 @@ def check_c7(example: Example, settings: RunSettings, reports: list) -> Verdict:
     if verdict is not None:
         return verdict
     run, points = found
-    limit = _limit(example)
-    X, labels = example.dataset.X, example.dataset.labels
-    lengths = limit.feature_lengths(X, labels)
-    x_max = _x_max(example)
-
-    def measure(theta: Parameters) -> dict:
-        phi, ray = _rays(example, theta)
-        out = {}
-        for k in range(limit.K):
-            members = labels == k
-            predicted = lengths[members, None] * ray[k][None, :]
-            error = np.linalg.norm(phi[members] - predicted, axis=1).max()
-            name = f"class {k}: max_i ||phi_i - a_i phibar_k|| / (s_k X_max)"
-            out[name] = float(error / (limit.s[k] * x_max))
-        return out
-
-    quantities = _limit_quantities(
-        run,
-        points,
-        measure,
-        {name: 0.0 for name in measure(points.end)},
-        roundoff=(X.shape[1] + example.shapes.width, 1.0),
+    quantities = collapse_quantities(
+        example, _limit(example), points, _quantities_of(run, points)
     )
     return combine(
         "C7", "directional collapse of the features", quantities, run, reports
@@ -883,7 +862,7 @@ def check_c8(example: Example, settings: RunSettings, reports: list) -> Verdict:
     if verdict is not None:
         return verdict
     run, points = found
-    _, ray = _rays(example, points.end)
+    _, ray = class_rays(example, points.end)
     quantity = frame_quantity(example, ray, "class sums and their products")
     return combine("C8", "orthogonal class-mean frame", [quantity], run, reports)
 
@@ -898,7 +877,7 @@ def check_c9(example: Example, settings: RunSettings, reports: list) -> Verdict:
     name = "||V_bar - E~ [s_k phibar_k]^T||_F over alive neurons"
 
     def measure(theta: Parameters) -> dict:
-        _, ray = _rays(example, theta)
+        _, ray = class_rays(example, theta)
         predicted = limit.pseudo_labels @ (limit.s[:, None] * ray)  # (K, h)
         return {name: float(np.linalg.norm((theta.V - predicted)[:, alive]))}
 
@@ -919,58 +898,10 @@ def check_c10(example: Example, settings: RunSettings, reports: list) -> Verdict
     if verdict is not None:
         return verdict
     run, points = found
-    limit = _limit(example)
-    groups = run.groups
     alive = alive_neurons(example, run.result.params)
-    K = limit.K
-
-    def measure(theta: Parameters) -> dict:
-        out = {}
-        for k in range(K):
-            members = (groups == k) & alive
-            Wk, Vk = theta.W[:, members], theta.V[:, members]
-            g = Wk.T @ limit.u[k]
-            g_norm = np.linalg.norm(g)
-            g_unit = g / g_norm if g_norm > 0 else g
-            residual = np.linalg.norm(Wk - limit.s[k] * np.outer(limit.u[k], g_unit))
-            out[f"class {k}: ||W_bar_k - s_k u_k g_k^T||_F"] = float(residual)
-            out[f"class {k}: ||W_bar_k||_F"] = float(np.linalg.norm(Wk))
-            out[f"class {k}: ||V_bar_k||_F"] = float(np.linalg.norm(Vk))
-            out[f"class {k}: min entry of g_k"] = (
-                float(g_unit.min()) if g_unit.size else 0.0
-            )
-        singular = np.linalg.svd(theta.W, compute_uv=False)
-        out["sigma_{K+1}(W_bar) / sigma_1(W_bar)"] = (
-            float(singular[K] / singular[0]) if singular.size > K else 0.0
-        )
-        return out
-
-    predictions, kinds = {}, {}
-    for k in range(K):
-        predictions[f"class {k}: ||W_bar_k - s_k u_k g_k^T||_F"] = 0.0
-        predictions[f"class {k}: ||W_bar_k||_F"] = limit.s[k]
-        predictions[f"class {k}: ||V_bar_k||_F"] = limit.s[k]
-        predictions[f"class {k}: min entry of g_k"] = 0.0
-        kinds[f"class {k}: min entry of g_k"] = "at_least"
-    predictions["sigma_{K+1}(W_bar) / sigma_1(W_bar)"] = 0.0
-    quantities = _limit_quantities(
-        run,
-        points,
-        measure,
-        predictions,
-        kinds=kinds,
-        roundoff=(example.dataset.D * example.shapes.width, 1.0),
+    quantities = block_quantities(
+        example, _limit(example), points, run.groups, alive, _quantities_of(run, points)
     )
-    add_resolution_terms(quantities, example, limit, points, binary._u_dependent(limit))
-
-    dead_name = "||theta_bar restricted to dead neurons||_F"
-
-    def dead_share(theta: Parameters) -> dict:
-        dead = ~alive
-        share = float(np.sum(theta.W[:, dead] ** 2) + np.sum(theta.V[:, dead] ** 2))
-        return {dead_name: math.sqrt(share)}
-
-    quantities += _limit_quantities(run, points, dead_share, {dead_name: 0.0})
     return combine(
         "C10", "block structure of W_bar and V_bar", quantities, run, reports
     )
@@ -1030,7 +961,7 @@ def check_c12(example: Example, settings: RunSettings, reports: list) -> Verdict
     classes = np.arange(K)
 
     def measure(theta: Parameters) -> dict:
-        phi, ray = _rays(example, theta)
+        phi, ray = class_rays(example, theta)
         unit = phi / np.maximum(np.linalg.norm(phi, axis=1, keepdims=True), 1e-300)
         return {
             "NC3 with class means s_k phibar_k": metrics.nc3_paper(
@@ -1111,51 +1042,8 @@ def check_c13(example: Example, settings: RunSettings, reports: list) -> Verdict
         return verdict
     run, points = found
     limit = _limit(example)
-    result = run.result
-    trajectory = result.trajectory
-    index_ref = record_at_or_below(result, points.R_ref * (1 + 1e-12))
-
-    def rates(norm2: float, log_t: float, log_loss: float) -> dict:
-        return {
-            "||theta||^2 / log t": norm2 / log_t,
-            "L t log t": math.exp(log_loss + log_t + math.log(log_t)),
-        }
-
-    end = rates(result.norm2, result.log_t, result.log_loss)
-    reference = rates(
-        trajectory.norm2[index_ref],
-        trajectory.log_t[index_ref],
-        trajectory.log_loss[index_ref],
-    )
-    loose = None
-    if run.loose is not None and run.loose.success:
-        loose = rates(run.loose.norm2, run.loose.log_t, run.loose.log_loss)
-    predictions = {
-        "||theta||^2 / log t": limit.norm_rate(),
-        "L t log t": limit.loss_rate(),
-    }
-    x_max = _x_max(example)
-    quantities = []
-    for name, predicted in predictions.items():
-        # log L carries the absolute roundoff of the margins, at most
-        # (D + h + K) eps R X_max^2, which is a relative error of L t log t.
-        scale = points.R * x_max**2 if name == "L t log t" else 1.0
-        # NOTE: as in the binary check, the change between rtol and 10 rtol
-        # estimates the absolute error of log t that L t log t needs, without a
-        # bound (see there for what was measured).
-        terms = [
-            tol.integrator_change(
-                end[name], None if loose is None else loose[name], name
-            ),
-            tol.asymptotic(end[name], reference[name], points.R, points.R_ref, "slow"),
-            tol.roundoff(
-                example.dataset.D + example.shapes.width + limit.K,
-                scale * abs(end[name]),
-                name,
-            ),
-            tol.scaled(integration_roundoff(run), abs(end[name])),
-        ]
-        quantities.append(Quantity(name, end[name], predicted, tol.tolerance(*terms)))
+    roundoff_terms = example.dataset.D + example.shapes.width + limit.K
+    quantities = rate_quantities(example, run, points, limit, roundoff_terms)
     return combine(
         "C13",
         "late-phase rates (our derivation of the constants)",
