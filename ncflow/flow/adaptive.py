@@ -769,9 +769,16 @@ class AdaptiveFlow:
         best = None
         log_t_end = self._log_t_at(clock, limit)
         if self.log_t < self.log_t_max <= log_t_end:
-            s = find_root(
-                lambda s: self._log_t_at(clock, s) - self.log_t_max, 0.0, limit
+            # On a first step log t(s) falls like log s towards s = 0, where a
+            # t_max far below the step's end puts the root, so the root is
+            # searched in log s, where the function is nearly linear, from the
+            # smallest normal float up.
+            log_s = find_root(
+                lambda u: self._log_t_at(clock, math.exp(u)) - self.log_t_max,
+                math.log(np.finfo(float).tiny),
+                math.log(limit),
             )
+            s = math.exp(log_s)
             best = (s, -1)
         if not self.events:
             return best

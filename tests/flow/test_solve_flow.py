@@ -355,6 +355,18 @@ def test_fixed_step_run_ends_on_t_max(method, eta, t_max, steps):
         assert result.n_accepted == steps
 
 
+@pytest.mark.parametrize("t_max", [1e-300, 1e-20, 2e-19, 1e-15])
+def test_adaptive_run_ends_on_tiny_t_max(t_max):
+    # t_max far inside the first step: the step is cut there. The clock keeps
+    # log t to (atol + rtol) max(1, |log t|) per step.
+    problem, params0 = _width_two()
+    rtol, atol = 1e-6, 1e-12
+    result = solve_flow(problem, params0, t_max=t_max, rtol=rtol, atol=atol)
+    allowed = (atol + rtol) * max(1.0, abs(math.log(t_max)))
+    assert result.status == res.STATUS_END_OF_SPAN
+    assert abs(result.log_t - math.log(t_max)) <= allowed
+
+
 def test_shortened_last_step_takes_that_fraction():
     # One step of 1.0 cut to t_max = 0.25 is one Euler step of 0.25.
     problem, params0 = _width_two()
