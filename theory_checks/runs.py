@@ -125,17 +125,31 @@ class Example:
         return replace(self, eps=float(eps))
 
     def fingerprint(self) -> str:
-        """Content hash of everything that determines the trajectory."""
+        """Content hash of everything that determines the trained run.
+
+        It covers every input of :meth:`problem` and of :func:`train`: ``X``,
+        the class indices, ``K``, the shapes, ``eps``, the loss, the
+        activation, the groups and the faults. For a binary loss it also covers
+        the signs ``y_i``, because ``Dataset.signs`` derives them from the class
+        names. ``balanced`` and ``label`` change no run and are left out.
+        """
         digest = hashlib.sha256()
-        for array in (
-            self.dataset.X,
-            self.dataset.labels,
-            self.shapes.W,
-            self.shapes.V,
-        ):
+        arrays = [self.dataset.X, self.dataset.labels, self.shapes.W, self.shapes.V]
+        if self.binary:
+            arrays.append(self.dataset.signs)
+        for array in arrays:
             digest.update(np.ascontiguousarray(array).tobytes())
             digest.update(str(array.shape).encode())
-        text = repr((self.eps, self.loss, self.activation, self.groups, self.faults))
+        text = repr(
+            (
+                self.dataset.K,
+                self.eps,
+                self.loss,
+                self.activation,
+                self.groups,
+                self.faults,
+            )
+        )
         digest.update(text.encode())
         return digest.hexdigest()
 

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from ncflow.data import Dataset
 from ncflow.init import balanced_shapes
+from ncflow.network import Parameters
 from theory_checks.common import refine_norm
-from theory_checks.runs import Example, RunSettings, train
+from theory_checks.runs import Example, RunSettings, clear_cache, train
 from theory_checks.verdict import Outcome, Verdict
 
+SAMPLES = np.array([[1.0, 0.2], [0.9, 0.1], [-0.1, -1.0], [-0.2, -0.8]])
 
-def _example(eps: float) -> Example:
-    X = np.array([[1.0, 0.2], [0.9, 0.1], [-0.1, -1.0], [-0.2, -0.8]])
-    dataset = Dataset.from_arrays(X, np.array([0, 0, 1, 1]))
+
+def _example(eps: float, y=(0, 0, 1, 1)) -> Example:
+    dataset = Dataset.from_arrays(SAMPLES, np.array(y))
     shapes = balanced_shapes(np.random.default_rng(3), 2, 4, 1)
     return Example(dataset, shapes, eps, "exponential")
 
@@ -89,3 +93,65 @@ def test_refine_norm_keeps_fail_after_inconclusive_repeat():
 
     assert verdict.outcome is Outcome.FAIL
     assert "the run stalled" in verdict.reason
+
+
+# -- fingerprint and run cache ---------------------------------------------------
+
+
+def test_class_names_that_flip_signs_get_own_runs():
+    # Class names "-1" and "1" keep each sample's sign, while "a" and "b" make
+    # class 0 the + class. X, class indices and shapes agree, so only the signs
+    # differ.
+    numeric = _example(1e-3, y=(-1, -1, 1, 1))
+    named = _example(1e-3, y=("a", "a", "b", "b"))
+    assert np.array_equal(numeric.dataset.labels, named.dataset.labels)
+    assert np.array_equal(numeric.problem().signs, -named.problem().signs)
+    settings = RunSettings(rtol=1e-6, norm2_target=10.0)
+    clear_cache()
+
+    run_numeric = train(numeric, settings, loose=False)
+    run_named = train(named, settings, loose=False)
+
+    assert numeric.fingerprint() != named.fingerprint()
+    assert run_named is not run_numeric
+    assert np.array_equal(run_numeric.problem.signs, numeric.problem().signs)
+    assert np.array_equal(run_named.problem.signs, named.problem().signs)
+
+
+def _with_dataset(example: Example, X=None, y=None) -> Example:
+    X = example.dataset.X if X is None else X
+    y = example.dataset.labels if y is None else y
+    return replace(example, dataset=Dataset.from_arrays(X, np.array(y)))
+
+
+TRAINING_INPUT_CHANGES = {
+    "X": lambda ex: _with_dataset(ex, X=2 * SAMPLES),
+    "labels": lambda ex: _with_dataset(ex, y=(1, 1, 0, 0)),
+    "class names": lambda ex: _with_dataset(ex, y=(-1, -1, 1, 1)),
+    "W shapes": lambda ex: replace(
+        ex, shapes=Parameters(0.5 * ex.shapes.W, ex.shapes.V)
+    ),
+    "V shapes": lambda ex: replace(
+        ex, shapes=Parameters(ex.shapes.W, 0.5 * ex.shapes.V)
+    ),
+    "eps": lambda ex: ex.with_eps(2e-3),
+    "loss": lambda ex: replace(ex, loss="logistic"),
+    "activation": lambda ex: replace(ex, activation="linear"),
+    "groups": lambda ex: replace(ex, groups=(0, 1, 0, 1)),
+    "faults": lambda ex: replace(ex, faults=("mean_loss",)),
+}
+
+
+@pytest.mark.parametrize("field", sorted(TRAINING_INPUT_CHANGES))
+def test_fingerprint_covers_training_input(field):
+    example = _example(1e-3)
+    changed = TRAINING_INPUT_CHANGES[field](example)
+    assert changed.fingerprint() != example.fingerprint()
+
+
+@pytest.mark.parametrize(
+    "changes", [{"label": "another source"}, {"balanced": False}], ids=str
+)
+def test_fingerprint_ignores_description(changes):
+    example = _example(1e-3)
+    assert replace(example, **changes).fingerprint() == example.fingerprint()
