@@ -524,14 +524,13 @@ def _build_example(arrays: dict[str, np.ndarray], data: dict) -> Example:
     if not np.array_equal(arrays["y"], expected_y):
         raise InvalidArgument("the arrays y and labels name different classes")
 
-    groups = data["groups"]
     return Example(
         dataset=dataset,
         shapes=Parameters(arrays["W0"], arrays["V0"]),
         eps=data["eps"],
         loss=data["loss"],
         activation=data["activation"],
-        groups=None if groups is None else tuple(int(group) for group in groups),
+        groups=data["groups"],
         balanced=bool(data["balanced"]),
         faults=tuple(data["faults"]),
         label=data["label"],

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ncflow._validation import InvalidArgument, check_positive
+from ncflow._validation import InvalidArgument, check_choice, check_positive
 from ncflow.data import Dataset
 from ncflow.flow import FlowResult, Norm2Above, solve_flow
-from ncflow.flow.events import default_groups
-from ncflow.network import Parameters, Problem
+from ncflow.flow.events import check_groups, default_groups
+from ncflow.losses import BINARY_LOSSES, LOSSES
+from ncflow.network import ACTIVATIONS, FAULT_ACTIVATIONS, Parameters, Problem
 
 # A second run at this multiple of rtol estimates the integration error.
 LOOSE_FACTOR = 10.0
@@ -62,9 +63,9 @@ class Example:
         ``"exponential"``, ``"logistic"`` (scalar output) or ``"cross_entropy"``.
     activation : str
         ``"relu"``, or ``"linear"`` for the exploration without ReLU.
-    groups : tuple of int, optional
-        Class of each neuron (the partition ``N_1..N_K``); default by the sign
-        of ``v_j0`` (binary) or ``argmax_k v_j0[k]``.
+    groups : sequence of int, optional
+        Class of each neuron (the partition ``N_1..N_K``), stored as a tuple;
+        default by the sign of ``v_j0`` (binary) or ``argmax_k v_j0[k]``.
     balanced : bool
         Whether the shapes are meant to satisfy A2 (balanced, norm <= 1).
     faults : tuple of str
@@ -84,12 +85,43 @@ class Example:
     label: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.dataset, Dataset):
+            raise InvalidArgument(
+                f"dataset must be an ncflow.data.Dataset, got "
+                f"{type(self.dataset).__name__}; build one with "
+                "Dataset.from_arrays(X, y)"
+            )
+        if not isinstance(self.shapes, Parameters):
+            raise InvalidArgument(
+                f"shapes must be ncflow.network.Parameters, got "
+                f"{type(self.shapes).__name__}; pass Parameters(W0, V0)"
+            )
         check_positive("eps", self.eps)
+        self._check_loss_and_activation()
         unknown = [f for f in self.faults if f not in FAULTS]
         if unknown:
             raise InvalidArgument(
                 f"faults contains {unknown[0]!r}; known faults are {', '.join(FAULTS)}"
             )
+        if self.groups is not None:
+            # Stored as a tuple of int, so that a list read from a record and
+            # the same tuple give one fingerprint.
+            groups = check_groups(
+                "groups", self.groups, self.shapes.width, self.dataset.K
+            )
+            object.__setattr__(self, "groups", tuple(int(k) for k in groups))
+
+    def _check_loss_and_activation(self) -> None:
+        check_choice("loss", self.loss, LOSSES)
+        if self.loss in BINARY_LOSSES and self.dataset.K != 2:
+            raise InvalidArgument(
+                f"loss={self.loss!r} has a scalar output for two classes, but the "
+                f"dataset {self.dataset.name!r} has K={self.dataset.K} classes; "
+                "use loss='cross_entropy'"
+            )
+        # The planted fault is accepted but not offered in the message.
+        if self.activation not in FAULT_ACTIVATIONS:
+            check_choice("activation", self.activation, ACTIVATIONS)
 
     @property
     def binary(self) -> bool:

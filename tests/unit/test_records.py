@@ -31,6 +31,7 @@ from theory_checks import check
 from theory_checks.records import (
     FORMAT,
     RecordError,
+    content_hash,
     read_record,
     replay,
     write_record,
@@ -413,6 +414,27 @@ def test_unknown_format_version_is_rejected(tmp_path):
 
     with pytest.raises(RecordError, match="unsupported record format"):
         read_record(path)
+
+
+def _rewrite_rehashed(path: Path, change) -> None:
+    """Apply ``change(contents, meta)`` to a record and store the new content hash,
+    as a record written with those values would have."""
+    with np.load(path) as archive:
+        contents = {name: archive[name] for name in archive.files}
+    meta = json.loads(contents.pop("meta").item())
+    change(contents, meta)
+    meta["hash"] = content_hash(contents, meta)
+    np.savez_compressed(path, meta=np.array(json.dumps(meta)), **contents)
+
+
+def test_record_with_text_groups_names_groups(tmp_path):
+    path = _write(tmp_path)
+    _rewrite_rehashed(path, lambda contents, meta: meta["example"].update(groups="ab"))
+
+    with pytest.raises(RecordError) as error:
+        read_record(path)
+    assert "groups has shape ()" in str(error.value)
+    assert "invalid literal" not in str(error.value)
 
 
 def test_npz_without_metadata_is_rejected(tmp_path):

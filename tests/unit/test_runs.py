@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from ncflow._validation import InvalidArgument
 from ncflow.data import Dataset
 from ncflow.init import balanced_shapes
 from ncflow.network import Parameters
@@ -155,3 +156,65 @@ def test_fingerprint_covers_training_input(field):
 def test_fingerprint_ignores_description(changes):
     example = _example(1e-3)
     assert replace(example, **changes).fingerprint() == example.fingerprint()
+
+
+# -- Example validation ------------------------------------------------------------
+
+
+def _three_class_dataset() -> Dataset:
+    X = np.vstack([SAMPLES, [[0.1, 1.0], [0.2, 0.9]]])
+    return Dataset.from_arrays(X, np.array([0, 0, 1, 1, 2, 2]))
+
+
+INVALID_EXAMPLE_FIELDS = {
+    "unknown loss": (
+        {"loss": "bogus"},
+        ["loss='bogus'", "'exponential'", "'cross_entropy'"],
+    ),
+    "fault loss": ({"loss": "exponential_mean"}, ["loss='exponential_mean'"]),
+    "unknown activation": (
+        {"activation": "tanh"},
+        ["activation='tanh'", "'relu'", "'linear'"],
+    ),
+    "binary loss on K=3": (
+        {"dataset": _three_class_dataset()},
+        ["K=3", "use loss='cross_entropy'"],
+    ),
+    "groups string": ({"groups": "ab"}, ["groups has shape ()", "shape (4,)"]),
+    "groups too short": ({"groups": (0, 1)}, ["groups has shape (2,)"]),
+    "groups outside classes": (
+        {"groups": (0, 1, 2, 0)},
+        ["groups[2]=2 is not a class", "0..1"],
+    ),
+    "groups float": ({"groups": (0.0, 1.0, 0.0, 1.0)}, ["groups has dtype float64"]),
+    "dataset array": ({"dataset": SAMPLES}, ["dataset must be an ncflow.data.Dataset"]),
+    "shapes tuple": (
+        {"shapes": (SAMPLES, SAMPLES)},
+        ["shapes must be ncflow.network.Parameters"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID_EXAMPLE_FIELDS))
+def test_example_rejects_invalid_field(case):
+    changes, fragments = INVALID_EXAMPLE_FIELDS[case]
+    example = _example(1e-3)
+    with pytest.raises(InvalidArgument) as error:
+        replace(example, **changes)
+    for fragment in fragments:
+        assert fragment in str(error.value)
+
+
+def test_example_stores_groups_as_tuple():
+    example = _example(1e-3)
+    from_list = replace(example, groups=[0, 1, 0, 1])
+    from_array = replace(example, groups=np.array([0, 1, 0, 1]))
+
+    assert from_list.groups == (0, 1, 0, 1)
+    assert from_array.groups == (0, 1, 0, 1)
+    assert from_list.fingerprint() == from_array.fingerprint()
+
+
+def test_example_accepts_planted_fault_activation():
+    example = replace(_example(1e-3), activation="relu_derivative_one")
+    assert example.activation == "relu_derivative_one"
