@@ -28,6 +28,13 @@ def _fail(name: str, value: Any, requirement: str, fix: str | None) -> None:
     raise InvalidArgument(message)
 
 
+def round_up(value: float, digits: int = 3) -> float:
+    """Return ``value > 0`` rounded up to ``digits`` significant digits, so that a
+    lower bound printed in a message with ``digits`` digits still holds."""
+    unit = 10.0 ** (math.floor(math.log10(value)) - digits + 1)
+    return math.ceil(value / unit) * unit
+
+
 def check_real(name: str, value: Any) -> float:
     """Return ``value`` as a finite float, or raise naming ``name``."""
     if isinstance(value, bool) or not isinstance(

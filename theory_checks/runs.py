@@ -22,10 +22,16 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ncflow._validation import InvalidArgument, check_choice, check_positive
+from ncflow._validation import (
+    InvalidArgument,
+    check_choice,
+    check_positive,
+    round_up,
+)
 from ncflow.data import Dataset
 from ncflow.flow import FlowResult, Norm2Above, solve_flow
 from ncflow.flow.events import check_groups, default_groups
+from ncflow.flow.polar import MIN_NEURON_NORM2, neuron_norms
 from ncflow.losses import BINARY_LOSSES, LOSSES
 from ncflow.network import ACTIVATIONS, FAULT_ACTIVATIONS, Parameters, Problem
 
@@ -97,6 +103,7 @@ class Example:
                 f"{type(self.shapes).__name__}; pass Parameters(W0, V0)"
             )
         check_positive("eps", self.eps)
+        self._check_eps_above_underflow()
         self._check_loss_and_activation()
         unknown = [f for f in self.faults if f not in FAULTS]
         if unknown:
@@ -110,6 +117,35 @@ class Example:
                 "groups", self.groups, self.shapes.width, self.dataset.K
             )
             object.__setattr__(self, "groups", tuple(int(k) for k in groups))
+
+    def _check_eps_above_underflow(self) -> None:
+        """Reject an ``eps`` at which ``eps^2 ||(w_j0, v_j0)||^2`` of a neuron is
+        below float64's smallest normal number, the limit of the polar
+        coordinates that every adaptive run uses.
+
+        Such an example cannot be trained, but its hypotheses hold, so it is an
+        invalid input rather than an INCONCLUSIVE verdict. A zero shape is left
+        to ``solve_flow``, which names it.
+        """
+        norms = neuron_norms(self.shapes)
+        nonzero = np.flatnonzero(norms > 0)
+        if nonzero.size == 0:
+            return
+        j = int(nonzero[np.argmin(norms[nonzero])])
+        floor = math.sqrt(MIN_NEURON_NORM2)
+        eps_min = floor / norms[j]
+        if self.eps < eps_min:
+            raise InvalidArgument(
+                f"eps={self.eps!r} is invalid: it must be >= {round_up(eps_min):.3g} "
+                f"for these shapes. That is sqrt({MIN_NEURON_NORM2:.3g}) / "
+                f"{norms[j]:.3g}, with {MIN_NEURON_NORM2:.3g} the smallest normal "
+                f"float64 number and {norms[j]:.3g} the smallest shape norm "
+                f"||(w_j0, v_j0)|| (neuron {j}). Below it the squares of the "
+                "weights underflow, and the adaptive method needs them. Even above "
+                "it, the adaptive method currently stops with status -1 for eps "
+                "below about 1e-85 to 1e-90, depending on the problem (see the "
+                "README's known limits)"
+            )
 
     def _check_loss_and_activation(self) -> None:
         check_choice("loss", self.loss, LOSSES)

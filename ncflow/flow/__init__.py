@@ -27,6 +27,7 @@ from ncflow.flow.events import (
     event_value,
     separation_report,
 )
+from ncflow.flow.polar import check_neuron_norms, neuron_norms
 from ncflow.flow.result import STATUS_MESSAGES, FlowResult, Trajectory
 from ncflow.network import Parameters, Problem, activation_mask, check_outputs
 
@@ -129,6 +130,8 @@ def solve_flow(
     # the run with only an infinite error estimate.
     problem.check_arrays()
     check_outputs(problem, params0, "params0")
+    if method == "adaptive":
+        check_neuron_norms(neuron_norms(params0), "params0")
     # The separation time is tracked per class, so every class needs a sample.
     missing = np.setdiff1d(np.arange(problem.num_classes), problem.labels)
     if missing.size:

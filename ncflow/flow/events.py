@@ -86,14 +86,28 @@ class FlowState:
 
     @property
     def log_norm2(self) -> float:
-        """``log ||theta||_F^2``."""
+        """``log ||theta||_F^2``, finite where ``||theta||_F^2`` underflows."""
         if self._log_norm2 is None:
-            self._log_norm2 = float(np.log(self.params.norm2()))
+            self._log_norm2 = _log_norm2(self.params)
         return self._log_norm2
 
     @property
     def norm2(self) -> float:
         return float(np.exp(self.log_norm2))
+
+
+def _log_norm2(params: Parameters) -> float:
+    """Return ``log ||theta||_F^2``, from the weights divided by their largest
+    entry where the sum of squares is below the smallest normal float64."""
+    norm2 = params.norm2()
+    if norm2 >= np.finfo(np.float64).tiny:
+        return math.log(norm2)
+    theta = params.flat()
+    largest = float(np.max(np.abs(theta)))
+    if largest == 0:
+        return -math.inf
+    scaled = theta / largest
+    return 2 * math.log(largest) + math.log(float(scaled @ scaled))
 
 
 def stacked_outputs(problem: Problem, W: np.ndarray, V: np.ndarray) -> np.ndarray:

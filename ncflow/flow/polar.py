@@ -43,8 +43,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ncflow._numeric import logsumexp
+from ncflow._validation import InvalidArgument, round_up
 from ncflow.losses import is_per_sample, loss_terms_unchecked
 from ncflow.network import Parameters, Problem, activation_mask
+
+# Smallest squared neuron norm ||w_j||^2 + ||v_j||^2 that the polar coordinates
+# take: the smallest normal float64 number, 2.2e-308. Below it a square is
+# subnormal, with fewer significant bits, and below 2.5e-324 it is 0.
+MIN_NEURON_NORM2 = float(np.finfo(np.float64).tiny)
 
 
 @dataclass
@@ -117,12 +123,11 @@ class PolarSystem:
         """Polar state of ``params`` less ``frozen_V``, every ``omega_j`` of norm 1."""
         reduced = self.Q.T @ (params.V - self.frozen_V)
         omega = np.concatenate([params.W.T, reduced.T], axis=1)
-        norms = np.linalg.norm(omega, axis=1)
-        if np.any(norms == 0):
-            raise ValueError(
-                f"neuron {int(np.argmin(norms))} has w_j = 0 and v_j = 0; polar "
-                "coordinates need every neuron non-zero"
-            )
+        norms = row_norms(omega)
+        # solve_flow has checked the whole weights. Here the part of v_j along
+        # the all-ones vector, which the cross-entropy ignores, is left out.
+        part = "" if self.problem.binary else ", less its all-ones part"
+        check_neuron_norms(norms, "params0", part)
         state = np.empty(self.size)
         blocks = state.reshape(self.h, self.block)
         blocks[:, 0] = np.log(norms)
@@ -451,6 +456,52 @@ class PolarSystem:
         direct[:, 1 + D :, :D] += A_hat.transpose(0, 2, 1)
         J.reshape(-1)[self._direct_index] += direct.reshape(-1)
         return J
+
+
+def row_norms(rows: np.ndarray) -> np.ndarray:
+    """Return the Euclidean norm of each row of ``rows`` (h, k), computed on the
+    rows divided by their largest entry, so that no square underflows."""
+    largest = np.max(np.abs(rows), axis=1)
+    divisor = np.where(largest > 0, largest, 1.0)
+    return largest * np.linalg.norm(rows / divisor[:, None], axis=1)
+
+
+def neuron_norms(params: Parameters) -> np.ndarray:
+    """Return ``||(w_j, v_j)||`` of each neuron, shape (h,), without underflow."""
+    return row_norms(np.concatenate([params.W, params.V]).T)
+
+
+def check_neuron_norms(norms: np.ndarray, name: str, part: str = "") -> None:
+    """Raise an InvalidArgument for the first neuron of ``name`` that the polar
+    coordinates cannot take: one of norm 0, or one whose squared norm is below
+    ``MIN_NEURON_NORM2``. ``part`` names the part of the weights that ``norms``
+    measures, when it is not all of them."""
+    zero = np.flatnonzero(norms == 0)
+    if zero.size:
+        j = int(zero[0])
+        raise InvalidArgument(
+            f"neuron {j} of {name} is zero (w_j = 0 and v_j = 0{part}), but the "
+            "adaptive method's polar coordinates need every neuron non-zero. A "
+            f"zero neuron gets no gradient and never moves, so remove it from "
+            f"{name}, or use method='euler'"
+        )
+
+    j = int(np.argmin(norms))
+    floor = math.sqrt(MIN_NEURON_NORM2)
+    if norms[j] < floor:
+        factor = round_up(floor / norms[j])
+        raise InvalidArgument(
+            f"neuron {j} of {name} has norm ||(w_j, v_j)|| = {norms[j]:.3g}{part}, "
+            "so the squares of its weights underflow float64, whose smallest "
+            f"normal number is {MIN_NEURON_NORM2:.3g}, and the adaptive method's "
+            "polar coordinates need those squares. Multiply the weights by at least "
+            f"{factor:.3g} = sqrt({MIN_NEURON_NORM2:.3g}) / {norms[j]:.3g}, the "
+            f"factor that lifts this squared norm to {MIN_NEURON_NORM2:.3g}. For "
+            "balanced_init(shapes, eps) that means an eps at least that many times "
+            "larger. Even then, the adaptive method currently stops with status -1 "
+            "for eps below about 1e-85 to 1e-90, depending on the problem (see the "
+            "README's known limits)"
+        )
 
 
 def _log_row_norms(rows: np.ndarray) -> np.ndarray:

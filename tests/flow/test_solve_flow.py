@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import warnings
 
 import numpy as np
@@ -143,6 +144,82 @@ def test_non_integer_groups_are_rejected():
     problem, params0 = _width_two()
     with pytest.raises(InvalidArgument, match="groups"):
         solve_flow(problem, params0, t_max=1.0, groups=np.array([0.5, 1.7]))
+
+
+# --- Weights too small for the polar coordinates -------------------------------------
+
+TINY = float(np.finfo(np.float64).tiny)
+
+
+def _width_two_at(eps: float) -> tuple[Problem, Parameters]:
+    example = width_two_example()
+    return Problem.from_dataset(example.dataset), balanced_init(example.shapes, eps)
+
+
+def _printed_factor(message: str) -> float:
+    match = re.search(r"by at least (\S+) = ", message)
+    assert match is not None, message
+    return float(match.group(1))
+
+
+def test_underflowing_weights_give_smallest_factor():
+    problem, params0 = _width_two_at(1e-200)
+    columns = np.vstack([params0.W, params0.V]).T
+    norms = [math.hypot(*column) for column in columns]
+    smallest = int(np.argmin(norms))
+    exact = math.sqrt(TINY) / norms[smallest]
+
+    with pytest.raises(InvalidArgument) as error:
+        solve_flow(problem, params0, t_max=1.0)
+    message = str(error.value)
+    printed = _printed_factor(message)
+
+    assert f"neuron {smallest} of params0" in message
+    assert "underflow float64" in message
+    assert exact <= printed <= 1.01 * exact
+
+
+def test_printed_factor_is_the_smallest_that_works():
+    problem, params0 = _width_two_at(1e-200)
+    with pytest.raises(InvalidArgument) as error:
+        solve_flow(problem, params0, t_max=1.0)
+    factor = _printed_factor(str(error.value))
+
+    result = solve_flow(problem, params0.scaled(factor), t_max=1.0, max_steps=1)
+    assert result.status == res.STATUS_BUDGET, result.message
+    with pytest.raises(InvalidArgument, match="underflow float64"):
+        solve_flow(problem, params0.scaled(factor / 2), t_max=1.0, max_steps=1)
+
+
+def test_euler_accepts_underflowing_weights():
+    # The fixed-step methods need no squared neuron norms.
+    problem, params0 = _width_two_at(1e-200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = solve_flow(
+            problem, params0, method="euler", step=0.1, t_max=1.0,
+            events=Norm2Above(1.0),
+        )  # fmt: skip
+    assert result.status == res.STATUS_END_OF_SPAN, result.message
+
+
+@pytest.mark.parametrize(
+    ("three_classes", "fragment"),
+    [(False, "method='euler'"), (True, "less its all-ones part")],
+    ids=["binary", "cross-entropy all-ones part"],
+)
+def test_zero_neuron_is_rejected_by_name(three_classes, fragment):
+    # The cross-entropy ignores the all-ones part of v_j, so there a neuron with
+    # w_j = 0 and v_j = c 1 is zero in the polar coordinates.
+    problem, params0 = _three_class() if three_classes else _width_two()
+    W, V = params0.W.copy(), params0.V.copy()
+    W[:, 1] = 0.0
+    V[:, 1] = 0.3 if three_classes else 0.0
+
+    with pytest.raises(InvalidArgument) as error:
+        solve_flow(problem, Parameters(W, V), t_max=1.0)
+    assert "neuron 1 of params0 is zero" in str(error.value)
+    assert fragment in str(error.value)
 
 
 def _three_class() -> tuple[Problem, Parameters]:

@@ -218,3 +218,37 @@ def test_example_stores_groups_as_tuple():
 def test_example_accepts_planted_fault_activation():
     example = replace(_example(1e-3), activation="relu_derivative_one")
     assert example.activation == "relu_derivative_one"
+
+
+# -- eps below the float64 range of the squared neuron norms -----------------------
+
+
+def _eps_bound(example: Example) -> float:
+    columns = np.vstack([example.shapes.W, example.shapes.V]).T
+    smallest = min(math.hypot(*column) for column in columns)
+    return math.sqrt(np.finfo(np.float64).tiny) / smallest
+
+
+def test_example_rejects_eps_whose_squares_underflow():
+    example = _example(1e-3)
+    bound = _eps_bound(example)
+
+    with pytest.raises(InvalidArgument) as error:
+        example.with_eps(1e-200)
+    message = str(error.value)
+    printed = float(message.split("must be >= ")[1].split()[0])
+
+    assert message.startswith("eps=1e-200 is invalid")
+    assert "underflow" in message
+    assert bound <= printed <= 1.01 * bound
+
+
+def test_example_accepts_printed_eps_bound():
+    example = _example(1e-3)
+    with pytest.raises(InvalidArgument) as error:
+        example.with_eps(1e-200)
+    printed = float(str(error.value).split("must be >= ")[1].split()[0])
+
+    assert example.with_eps(printed).eps == printed
+    with pytest.raises(InvalidArgument, match="underflow"):
+        example.with_eps(printed / 2)
