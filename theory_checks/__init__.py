@@ -11,8 +11,16 @@ examples to ``theory_checks.multiclass``.
 
 from __future__ import annotations
 
+from ncflow._validation import InvalidArgument
 from theory_checks.runs import Example, RunSettings
 from theory_checks.verdict import Outcome, Verdict
+
+# Ids of the theorem's claims (C), the errata (E) and the explorations (X).
+CLAIM_IDS = (
+    *(f"C{number}" for number in range(1, 15)),
+    *(f"E{number}" for number in range(1, 4)),
+    *(f"X{number}" for number in range(1, 9)),
+)
 
 
 def check(
@@ -22,7 +30,24 @@ def check(
     *,
     require_hypotheses: bool = True,
 ) -> Verdict:
-    """Verdict of ``claim`` on ``example``; see the module docstring."""
+    """Verdict of ``claim`` on ``example``; see the module docstring.
+
+    Raises
+    ------
+    InvalidArgument
+        For a claim id not in ``CLAIM_IDS``, a C claim that the example's family
+        (binary or multi-class) does not have, or an ``example`` that is not an
+        :class:`Example`. An example that cannot be integrated at all, such as
+        one whose ``eps`` underflows, cannot be constructed. A run that fails
+        gives an INCONCLUSIVE verdict instead.
+    """
+    _check_claim_id(claim)
+    if not isinstance(example, Example):
+        raise InvalidArgument(
+            f"example must be a theory_checks.runs.Example, got "
+            f"{type(example).__name__}; build one with "
+            "Example(dataset, shapes, eps, loss)"
+        )
     if claim.startswith("X"):
         from theory_checks import explorations
 
@@ -36,16 +61,28 @@ def check(
             claim, example, settings, require_hypotheses=require_hypotheses
         )
     if example.binary:
-        from theory_checks import binary
-
-        return binary.check(
-            claim, example, settings, require_hypotheses=require_hypotheses
+        from theory_checks import binary as family
+    else:
+        from theory_checks import multiclass as family
+    if claim not in family.CLAIMS:
+        kind = "binary" if example.binary else "multi-class"
+        raise InvalidArgument(
+            f"claim={claim!r} is not a {kind} claim; use one of "
+            f"{', '.join(family.CLAIMS)}"
         )
-    from theory_checks import multiclass
+    return family.check(claim, example, settings, require_hypotheses=require_hypotheses)
 
-    return multiclass.check(
-        claim, example, settings, require_hypotheses=require_hypotheses
+
+def _check_claim_id(claim: object) -> None:
+    if isinstance(claim, str) and claim in CLAIM_IDS:
+        return
+    message = (
+        f"claim={claim!r} is invalid: it must be one of the claim ids "
+        f"{', '.join(CLAIM_IDS)}"
     )
+    if isinstance(claim, str) and claim.upper() in CLAIM_IDS:
+        message += f" (ids are upper case: {claim.upper()!r})"
+    raise InvalidArgument(message)
 
 
-__all__ = ["Example", "Outcome", "RunSettings", "Verdict", "check"]
+__all__ = ["CLAIM_IDS", "Example", "Outcome", "RunSettings", "Verdict", "check"]
