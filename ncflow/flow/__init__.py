@@ -22,6 +22,7 @@ from ncflow.flow.events import (
     Norm2Above,
     Separated,
     as_event,
+    check_direction,
     check_groups,
     default_groups,
     event_value,
@@ -160,6 +161,8 @@ def solve_flow(
     ]
     # A plain function gets SciPy's defaults: not terminal, either direction.
     events = [as_event(event) for event in events]
+    for event in events:
+        check_direction(event, event.direction)
     _warn_events_past_at_start(problem, params0, events)
     has_end = t_max is not None or any(getattr(e, "terminal", False) for e in events)
     if not has_end and max_steps is None:

@@ -245,7 +245,7 @@ class CallableEvent(_Event):
     def __init__(self, function) -> None:
         self.function = function
         self.terminal = _occurrences(function, getattr(function, "terminal", False))
-        self.direction = float(getattr(function, "direction", 0.0))
+        self.direction = check_direction(function, getattr(function, "direction", 0.0))
         self.discrete = bool(getattr(function, "discrete", False))
 
     def __call__(self, state: FlowState) -> float:
@@ -253,6 +253,21 @@ class CallableEvent(_Event):
 
     def __repr__(self) -> str:
         return repr(self.function)
+
+
+def check_direction(event, direction) -> float:
+    """Return an event's ``direction`` as a float, or raise an InvalidArgument
+    that names the event where it is not a finite real number."""
+    if (
+        isinstance(direction, (bool, np.bool_))
+        or not isinstance(direction, (int, float, np.integer, np.floating))
+        or not math.isfinite(direction)
+    ):
+        raise InvalidArgument(
+            f"event {event!r} has direction={direction!r}; give a finite number: "
+            "> 0 fires on upward crossings only, < 0 on downward ones, 0 on both"
+        )
+    return float(direction)
 
 
 def _occurrences(function, terminal) -> int:

@@ -558,6 +558,43 @@ def test_event_on_projected_crossing_fires():
     assert result.t_events[0][0] == events.log_t[2]
 
 
+@pytest.mark.parametrize("direction", [math.nan, math.inf, -math.inf, "up", None, True])
+@pytest.mark.parametrize("method", ["adaptive", "euler"])
+def test_plain_function_event_rejects_bad_direction(method, direction):
+    # A NaN direction passed every comparison as "either way", so the event
+    # fired on crossings in both directions.
+    problem, params0 = _problem()
+
+    def event(state):
+        return state.log_loss
+
+    event.direction = direction
+    with pytest.raises(InvalidArgument) as error:
+        solve_flow(problem, params0, method=method, step=0.1, t_max=1.0, events=event)
+    assert f"direction={direction!r}" in str(error.value)
+    assert "give a finite number" in str(error.value)
+
+
+def test_builtin_event_rejects_changed_direction():
+    problem, params0 = _problem()
+    event = Norm2Above(1e3)
+    event.direction = math.nan
+    with pytest.raises(InvalidArgument, match="Norm2Above.* has direction=nan"):
+        solve_flow(problem, params0, t_max=1.0, events=event)
+
+
+@pytest.mark.parametrize("direction", [2, np.float32(-0.5), 0])
+def test_plain_function_event_accepts_finite_direction(direction):
+    problem, params0 = _problem()
+
+    def event(state):
+        return state.log_loss
+
+    event.direction = direction
+    result = solve_flow(problem, params0, t_max=1.0, events=event)
+    assert result.success, result.message
+
+
 @pytest.mark.parametrize("terminal", [-1, 1.5, "yes"])
 @pytest.mark.parametrize("event", [LossBelow, Norm2Above])
 def test_builtin_event_rejects_invalid_terminal(event, terminal):
