@@ -91,7 +91,8 @@ def solve_flow(
         ``min(rtol, 1e-6)``, because a looser state stalls the implicit method
         there (see ``coordinates.LATE_RTOL_MAX``).
     step : float
-        Step ``eta`` of the fixed-step methods.
+        Step ``eta`` of the fixed-step methods, which need it. With
+        ``method="adaptive"`` it must be left out.
     events : callable or sequence of callables
         Event functions of a :class:`FlowState` with ``terminal`` and
         ``direction`` attributes, e.g. ``LossBelow(1e-8)``,
@@ -117,6 +118,12 @@ def solve_flow(
         activation events, event times and the recorded trajectory.
     """
     check_choice("method", method, METHODS)
+    if method == "adaptive" and step is not None:
+        raise InvalidArgument(
+            f"step={step!r} is invalid with method='adaptive', which chooses its own "
+            "steps: step sets the fixed step of method='euler' and "
+            "method='loss_scaled' only. Drop step, or choose one of those methods"
+        )
     if not isinstance(problem, Problem):
         raise InvalidArgument(
             f"problem must be an ncflow.network.Problem, got {type(problem).__name__}"

@@ -477,6 +477,14 @@ def test_loss_level_at_crossing_fires_at_most_once():
         assert len(result.t_events[0]) <= 1, (level, result.t_events[0])
 
 
+def _method(method: str, step: float) -> dict:
+    """Arguments of solve_flow for ``method``: the fixed-step ones need ``step``,
+    and the adaptive one rejects it."""
+    if method == "adaptive":
+        return {"method": method}
+    return {"method": method, "step": step}
+
+
 @pytest.mark.parametrize("method", ["adaptive", "euler"])
 def test_plain_function_event_gets_scipy_defaults(method):
     # As in scipy.integrate.solve_ivp, a plain function is an event that is not
@@ -488,7 +496,7 @@ def test_plain_function_event_gets_scipy_defaults(method):
         return state.log_norm2 - math.log(target)
 
     result = solve_flow(
-        problem, params0, method=method, step=0.01, t_max=20.0, rtol=1e-8, atol=ATOL,
+        problem, params0, **_method(method, 0.01), t_max=20.0, rtol=1e-8, atol=ATOL,
         events=[above],
     )  # fmt: skip
     assert result.status == STATUS_END_OF_SPAN, result.message
@@ -496,7 +504,7 @@ def test_plain_function_event_gets_scipy_defaults(method):
 
     above.terminal = True
     result = solve_flow(
-        problem, params0, method=method, step=0.01, t_max=20.0, rtol=1e-8, atol=ATOL,
+        problem, params0, **_method(method, 0.01), t_max=20.0, rtol=1e-8, atol=ATOL,
         events=[above],
     )  # fmt: skip
     assert result.status == STATUS_TERMINAL_EVENT, result.message
@@ -509,7 +517,7 @@ def test_plain_function_event_stops_after_count(method):
     # which the run stops. log L - level falls through 0 once, so terminal = 2
     # lets the run go on to its end, and terminal = 1 stops it there.
     problem, params0 = _problem()
-    base = solve_flow(problem, params0, method=method, step=0.01, t_max=20.0)
+    base = solve_flow(problem, params0, **_method(method, 0.01), t_max=20.0)
     level = 0.5 * (base.trajectory.log_loss[0] + base.log_loss)
 
     def below(state):
@@ -519,7 +527,7 @@ def test_plain_function_event_stops_after_count(method):
     for count, status in ((2, STATUS_END_OF_SPAN), (1, STATUS_TERMINAL_EVENT)):
         below.terminal = count
         result = solve_flow(
-            problem, params0, method=method, step=0.01, t_max=20.0, events=[below]
+            problem, params0, **_method(method, 0.01), t_max=20.0, events=[below]
         )
         assert result.status == status, result.message
         assert result.t_events[0].size == 1
@@ -570,7 +578,7 @@ def test_plain_function_event_rejects_bad_direction(method, direction):
 
     event.direction = direction
     with pytest.raises(InvalidArgument) as error:
-        solve_flow(problem, params0, method=method, step=0.1, t_max=1.0, events=event)
+        solve_flow(problem, params0, **_method(method, 0.1), t_max=1.0, events=event)
     assert f"direction={direction!r}" in str(error.value)
     assert "give a finite number" in str(error.value)
 
@@ -611,7 +619,7 @@ def test_event_returning_non_number_rejected(method, value):
         return value
 
     with pytest.raises(InvalidArgument, match="event .*broken.* returned"):
-        solve_flow(problem, params0, method=method, step=0.1, t_max=1.0, events=broken)
+        solve_flow(problem, params0, **_method(method, 0.1), t_max=1.0, events=broken)
 
 
 def test_events_none_means_no_events():

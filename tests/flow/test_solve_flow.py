@@ -48,6 +48,11 @@ def _width_two() -> tuple[Problem, Parameters]:
         ({"method": "euler", "t_max": 1.0}, "method='euler' needs step"),
         ({"method": "loss_scaled", "t_max": 1.0}, "method='loss_scaled' needs step"),
         ({"method": "euler", "step": -1.0, "t_max": 1.0}, "step=-1.0"),
+        (
+            {"step": 0.01, "t_max": 1.0},
+            "step=0.01 is invalid with method='adaptive'",
+        ),
+        ({"step": 0.01, "t_max": 1.0}, "method='euler' and method='loss_scaled'"),
         ({"rtol": 0.1, "t_max": 1.0}, "rtol=0.1"),
         ({"rtol": 1e-16, "t_max": 1.0}, "rtol=1e-16"),
         ({"atol": -1.0, "t_max": 1.0}, "atol=-1.0"),
