@@ -25,11 +25,13 @@ import numpy as np
 from ncflow._validation import (
     InvalidArgument,
     check_choice,
+    check_int,
     check_positive,
+    check_range,
     round_up,
 )
 from ncflow.data import Dataset
-from ncflow.flow import FlowResult, Norm2Above, solve_flow
+from ncflow.flow import RTOL_MAX, RTOL_MIN, FlowResult, Norm2Above, solve_flow
 from ncflow.flow.events import check_groups, default_groups
 from ncflow.flow.polar import MIN_NEURON_NORM2, neuron_norms
 from ncflow.losses import BINARY_LOSSES, LOSSES
@@ -41,6 +43,10 @@ LOOSE_FACTOR = 10.0
 # to about 60 kB, so 1024 runs hold about 60 MB, and a thorough profile of 500
 # examples trains each example once for all the claims that share it.
 CACHE_SIZE = 1024
+
+# Methods of a trained run: the adaptive integrator, or fixed-step gradient
+# descent with RunSettings.step.
+RUN_METHODS = ("adaptive", "euler")
 
 FAULTS = (
     "relu_derivative_one",
@@ -251,6 +257,16 @@ class RunSettings:
     method, step : str, float
         ``"adaptive"``, or ``"euler"`` with the fixed ``step`` (planted
         large-step fault).
+
+    Raises
+    ------
+    InvalidArgument
+        At construction, for a value that no run can use: ``rtol`` outside
+        ``[RTOL_MIN, RTOL_MAX]`` of ``solve_flow``, ``atol`` outside
+        ``[0, 1e-2]``, a target or floor that is not positive,
+        ``norm2_max < norm2_target``, ``reference_ratio`` or ``eps_factor`` at
+        most 1, ``max_steps < 1``, an unknown method, or a ``step`` missing for
+        ``"euler"`` or given with ``"adaptive"``.
     """
 
     rtol: float = 1e-8
@@ -264,8 +280,75 @@ class RunSettings:
     method: str = "adaptive"
     step: float | None = None
 
+    def __post_init__(self) -> None:
+        check_range(
+            "rtol",
+            self.rtol,
+            RTOL_MIN,
+            RTOL_MAX,
+            fix=f"use a value in [{RTOL_MIN:g}, {RTOL_MAX:g}], as solve_flow does",
+        )
+        check_range("atol", self.atol, 0.0, 1e-2)
+        self._check_targets()
+        check_int("max_steps", self.max_steps, 1)
+        check_range(
+            "eps_factor",
+            self.eps_factor,
+            1.0,
+            low_open=True,
+            fix="each repeat divides eps by it, such as eps_factor=100",
+        )
+        check_positive("eps_floor", self.eps_floor)
+        self._check_method()
+
+    def _check_targets(self) -> None:
+        check_positive(
+            "norm2_target",
+            self.norm2_target,
+            fix="give the ||theta||_F^2 at which the run ends, such as 1e8",
+        )
+        check_range(
+            "reference_ratio",
+            self.reference_ratio,
+            1.0,
+            low_open=True,
+            fix="each repeat multiplies norm2_target by it, such as 100",
+        )
+        check_positive("norm2_max", self.norm2_max)
+        if self.norm2_max < self.norm2_target:
+            raise InvalidArgument(
+                f"norm2_max={self.norm2_max!r} is invalid: it must be >= "
+                f"norm2_target={self.norm2_target!r}, the ||theta||_F^2 of the first "
+                "run; raise norm2_max or lower norm2_target"
+            )
+
+    def _check_method(self) -> None:
+        check_choice("method", self.method, RUN_METHODS)
+        if self.method == "adaptive":
+            if self.step is not None:
+                raise InvalidArgument(
+                    f"step={self.step!r} is invalid with method='adaptive', which "
+                    "chooses its own steps: step sets the fixed step of "
+                    "method='euler' only. Drop step, or set method='euler'"
+                )
+        elif self.step is None:
+            raise InvalidArgument(
+                "method='euler' needs step=eta > 0, the fixed step (e.g. step=1e-3)"
+            )
+        else:
+            check_positive("step", self.step)
+
     def loose(self) -> RunSettings:
-        return replace(self, rtol=self.rtol * LOOSE_FACTOR)
+        """Return these settings at ``LOOSE_FACTOR * rtol``."""
+        rtol = self.rtol * LOOSE_FACTOR
+        if rtol > RTOL_MAX:
+            raise InvalidArgument(
+                f"rtol={self.rtol!r} is too large for the loose run at "
+                f"{LOOSE_FACTOR:g} * rtol = {rtol:g}, above the integrator's maximum "
+                f"{RTOL_MAX:g}; use rtol <= {RTOL_MAX / LOOSE_FACTOR:g}, or "
+                "train(..., loose=False)"
+            )
+        return replace(self, rtol=rtol)
 
 
 @dataclass

@@ -33,9 +33,14 @@ from ncflow.flow.result import STATUS_MESSAGES, FlowResult, Trajectory
 from ncflow.network import Parameters, Problem, activation_mask, check_outputs
 
 METHODS = ("adaptive", "euler", "loss_scaled")
+# Range of rtol that solve_flow accepts, for every method.
+RTOL_MIN = 1e-14
+RTOL_MAX = 1e-2
 
 __all__ = [
     "METHODS",
+    "RTOL_MAX",
+    "RTOL_MIN",
     "STATUS_MESSAGES",
     "FlowResult",
     "FlowState",
@@ -253,7 +258,13 @@ def _solve(
 ) -> FlowResult:
     # The fixed-step methods do not use rtol and atol, but an invalid value is
     # still a mistake worth naming.
-    check_range("rtol", rtol, 1e-14, 1e-2, fix="use a value in [1e-14, 1e-2]")
+    check_range(
+        "rtol",
+        rtol,
+        RTOL_MIN,
+        RTOL_MAX,
+        fix=f"use a value in [{RTOL_MIN:g}, {RTOL_MAX:g}]",
+    )
     check_range("atol", atol, 0.0, 1e-2)
     if method == "adaptive":
         from ncflow.flow.adaptive import AdaptiveFlow

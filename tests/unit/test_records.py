@@ -437,6 +437,24 @@ def test_record_with_text_groups_names_groups(tmp_path):
     assert "invalid literal" not in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"), [("method", "bogus"), ("norm2_target", -1.0)]
+)
+def test_replay_rejects_invalid_recorded_setting(tmp_path, capsys, setting, value):
+    # Such a record replayed as INCONCLUSIVE before RunSettings checked its values.
+    path = _write(tmp_path)
+    _rewrite_rehashed(
+        path, lambda contents, meta: meta["settings"].update({setting: value})
+    )
+
+    with pytest.raises(RecordError, match=f"{setting}={value!r} is invalid"):
+        read_record(path)
+    status, out, err = _cli(capsys, path)
+    assert status == 2
+    assert out == ""
+    assert f"{setting}={value!r} is invalid" in err
+
+
 def test_npz_without_metadata_is_rejected(tmp_path):
     path = tmp_path / "data.npz"
     np.savez(path, X=_samples(), y=np.array(["+", "+", "-"]))

@@ -252,3 +252,57 @@ def test_example_accepts_printed_eps_bound():
     assert example.with_eps(printed).eps == printed
     with pytest.raises(InvalidArgument, match="underflow"):
         example.with_eps(printed / 2)
+
+
+# -- RunSettings validation --------------------------------------------------------
+
+INVALID_SETTINGS = {
+    "unknown method": ({"method": "bogus"}, "method='bogus'"),
+    "loss-scaled method": ({"method": "loss_scaled"}, "'adaptive', 'euler'"),
+    "rtol too large": ({"rtol": 0.1}, "rtol=0.1 is invalid"),
+    "rtol zero": ({"rtol": 0.0}, "rtol=0.0 is invalid"),
+    "rtol NaN": ({"rtol": math.nan}, "rtol=nan is invalid"),
+    "atol negative": ({"atol": -1e-12}, "atol=-1e-12 is invalid"),
+    "target negative": ({"norm2_target": -1.0}, "norm2_target=-1.0 is invalid"),
+    "target infinite": ({"norm2_target": math.inf}, "norm2_target=inf is invalid"),
+    "target text": ({"norm2_target": "1e8"}, "norm2_target='1e8' is invalid"),
+    "ratio one": ({"reference_ratio": 1.0}, "reference_ratio=1.0 is invalid"),
+    "max below target": (
+        {"norm2_target": 1e8, "norm2_max": 1e6},
+        "norm2_max=1000000.0 is invalid: it must be >= norm2_target=100000000.0",
+    ),
+    "max_steps zero": ({"max_steps": 0}, "max_steps=0 is invalid"),
+    "max_steps float": ({"max_steps": 10.5}, "max_steps=10.5 is invalid"),
+    "eps_factor one": ({"eps_factor": 1.0}, "eps_factor=1.0 is invalid"),
+    "eps_floor zero": ({"eps_floor": 0.0}, "eps_floor=0.0 is invalid"),
+    "euler without step": ({"method": "euler"}, "method='euler' needs step"),
+    "euler negative step": (
+        {"method": "euler", "step": -0.1},
+        "step=-0.1 is invalid",
+    ),
+    "adaptive with step": (
+        {"step": 0.1},
+        "step=0.1 is invalid with method='adaptive'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID_SETTINGS))
+def test_run_settings_reject_invalid_value(case):
+    changes, fragment = INVALID_SETTINGS[case]
+    with pytest.raises(InvalidArgument) as error:
+        RunSettings(**changes)
+    assert fragment in str(error.value)
+
+
+def test_run_settings_accept_euler_with_step():
+    settings = RunSettings(method="euler", step=0.1)
+    assert settings.step == 0.1
+
+
+def test_loose_settings_stay_in_integrator_range():
+    assert RunSettings(rtol=1e-3).loose().rtol == pytest.approx(1e-2)
+    with pytest.raises(InvalidArgument) as error:
+        RunSettings(rtol=5e-3).loose()
+    assert "rtol=0.005 is too large for the loose run" in str(error.value)
+    assert "use rtol <= 0.001" in str(error.value)
