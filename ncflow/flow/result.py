@@ -178,7 +178,9 @@ class FlowResult:
         Accepted and rejected steps.
     activation_events : list of ActivationEvent
     t_events : list of ndarray
-        ``log t`` of the firings of each user event, in the order given.
+        ``log t`` of the firings of each user event, in the order given. SciPy's
+        ``solve_ivp`` stores ``t`` there, but ``t`` overflows float64 late in a
+        run.
     fired : list of int
         Indices (into the events given) of the events that fired, in order.
     separation_log_t : float or None
