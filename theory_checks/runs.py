@@ -147,10 +147,7 @@ class Example:
                 f"{norms[j]:.3g}, with {MIN_NEURON_NORM2:.3g} the smallest normal "
                 f"float64 number and {norms[j]:.3g} the smallest shape norm "
                 f"||(w_j0, v_j0)|| (neuron {j}). Below it the squares of the "
-                "weights underflow, and the adaptive method needs them. Even above "
-                "it, the adaptive method currently stops with status -1 for eps "
-                "below about 1e-85 to 1e-90, depending on the problem (see the "
-                "README's known limits)"
+                "weights underflow, and the adaptive method needs them"
             )
 
     def _check_loss_and_activation(self) -> None:

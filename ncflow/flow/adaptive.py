@@ -96,6 +96,12 @@ MAX_SHRINK = 0.2  # largest step decrease after a rejected step
 MAX_NORM_STEP = 0.25
 EARLY_NORM_STEP = 0.5
 EARLY_NORM_BELOW = 1e4
+# The norm clock starts only once R = ||theta||^2 is at least this. Its Jacobian
+# has entries kappa_j / R^2 and rhs / (dR/dtau)^2 (coordinates.py), which
+# overflow float64 (1.8e308) once R or dR/dtau is below about 1e-154, as after
+# an initial scale eps below about 1e-88. Below the floor the run stays in tau,
+# where every rate is bounded.
+NORM_CLOCK_MIN = 1e-100
 MIN_STEP = 1e-13  # smallest step, relative to the independent variable
 EVENT_REFINEMENTS = 8  # Newton corrections of an event location before giving up
 BISECTIONS = 56  # halvings of a root bracket: 2**-56 is below float64 resolution
@@ -872,6 +878,9 @@ class AdaptiveFlow:
             return size
         # self.ev is the evaluation at self.z, whose outputs are the margins'.
         want_norm = bool(np.all(sample_margins(self.problem, self.ev.outputs) > 0))
+        if want_norm and self.coords.clock == "tau":
+            log_R = self.system.log_norm2(self.coords.to_polar(self.z))
+            want_norm = log_R >= math.log(NORM_CLOCK_MIN)
         growing = self.pattern.any(axis=0)
         if want_norm and self.coords.clock == "norm2":
             if np.array_equal(growing, self.coords.kappa > 0):

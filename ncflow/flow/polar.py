@@ -498,9 +498,7 @@ def check_neuron_norms(norms: np.ndarray, name: str, part: str = "") -> None:
             f"{factor:.3g} = sqrt({MIN_NEURON_NORM2:.3g}) / {norms[j]:.3g}, the "
             f"factor that lifts this squared norm to {MIN_NEURON_NORM2:.3g}. For "
             "balanced_init(shapes, eps) that means an eps at least that many times "
-            "larger. Even then, the adaptive method currently stops with status -1 "
-            "for eps below about 1e-85 to 1e-90, depending on the problem (see the "
-            "README's known limits)"
+            "larger"
         )
 
 
