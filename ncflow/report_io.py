@@ -86,9 +86,9 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
 
     The whole document is serialised first, then written to a temporary file in the
     destination directory, flushed and synced to disk, and moved onto ``path`` with
-    :func:`os.replace`, which is atomic on POSIX and Windows file systems. A failure
-    at any stage removes the temporary file and leaves an existing ``path``
-    unchanged.
+    :func:`os.replace`, which is atomic on POSIX and Windows file systems. The file
+    gets the mode ``open()`` would give it (:func:`set_default_mode`). A failure at
+    any stage removes the temporary file and leaves an existing ``path`` unchanged.
 
     Parameters
     ----------
@@ -125,6 +125,7 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        set_default_mode(handle.name)
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
@@ -132,6 +133,20 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
 
     sync_directory(path.parent)
     return path
+
+
+def set_default_mode(path: str | os.PathLike[str]) -> None:
+    """Set the mode of ``path`` to 0o666 masked by the process umask.
+
+    That is the mode ``open()`` gives a new file. :mod:`tempfile` creates its files
+    with mode 0o600, so a file written through a temporary file needs this before
+    it replaces its target, or only its owner could read it.
+    """
+    # os.umask can only be read by setting it, so it is set back at once. Another
+    # thread that creates a file in between gets the mode 0o666.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def sync_directory(directory: Path) -> None:

@@ -66,7 +66,7 @@ import numpy as np
 from ncflow._validation import InvalidArgument
 from ncflow.data import Dataset
 from ncflow.network import Parameters
-from ncflow.report_io import sync_directory, to_jsonable
+from ncflow.report_io import set_default_mode, sync_directory, to_jsonable
 from theory_checks.runs import Example, RunSettings
 from theory_checks.verdict import (
     HypothesisReport,
@@ -354,10 +354,7 @@ def _write_new(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> Path:
             np.savez_compressed(handle, meta=np.array(text), **arrays)
             handle.flush()
             os.fsync(handle.fileno())
-        # Temporary files are private (0600); a record is for everyone to read.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
+        set_default_mode(temporary)
         _link_unless_exists(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

@@ -265,6 +265,16 @@ def test_write_keeps_record_that_appears_meanwhile(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_record_gets_mode_of_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        path = _write(tmp_path)
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_different_eps_gives_different_file(tmp_path):
     first = _write(tmp_path, eps=1e-3)
     second = _write(tmp_path, eps=1e-4)

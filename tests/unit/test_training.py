@@ -404,6 +404,16 @@ def test_json_write_leaves_no_temporary_file(tmp_path):
     assert read_json(tmp_path / "r.json") == {"a": 2}
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_json_write_gives_mode_of_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        path = write_json_atomic(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_json_failed_serialisation_keeps_old_file(tmp_path):
     path = write_json_atomic(tmp_path / "r.json", {"a": 1})
     with pytest.raises(TypeError):
