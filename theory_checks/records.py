@@ -53,9 +53,6 @@ import platform
 import re
 import sys
 import tempfile
-import tokenize
-import zipfile
-import zlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -65,6 +62,7 @@ import numpy as np
 
 from ncflow._validation import InvalidArgument
 from ncflow.data import Dataset
+from ncflow.data.io import ArchiveError, read_npz
 from ncflow.network import Parameters
 from ncflow.report_io import set_default_mode, sync_directory, to_jsonable
 from theory_checks.runs import Example, RunSettings
@@ -428,24 +426,6 @@ def read_record(path: str | os.PathLike[str]) -> Record:
         ) from None
 
 
-# Exceptions that reading a damaged .npz archive can raise. A damaged zip
-# directory makes zipfile raise NotImplementedError (a version or flag bit it
-# does not support) or RuntimeError (an encryption bit), besides the usual ones.
-# A damaged .npy header inside the archive is parsed as Python literals, so
-# numpy raises SyntaxError or tokenize.TokenError for it (seen with a null byte).
-_ARCHIVE_ERRORS = (
-    OSError,
-    EOFError,
-    KeyError,
-    NotImplementedError,
-    RuntimeError,
-    SyntaxError,
-    tokenize.TokenError,
-    zipfile.BadZipFile,
-    zlib.error,
-)
-
-
 def _load(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     """Return the arrays and the parsed ``meta`` of a record file."""
     if not path.is_file():
@@ -453,22 +433,9 @@ def _load(path: Path) -> tuple[dict[str, np.ndarray], dict]:
         raise RecordError(f"{path}: counterexample record {reason}")
     not_record = f"{path}: not an ncflow counterexample record"
     try:
-        loaded = np.load(path, allow_pickle=False)
-    except ValueError as error:
-        # numpy reads any file that is neither .npy nor .npz as a pickle, which
-        # allow_pickle=False rejects: the file is not an .npz archive.
-        if "pickle" in str(error):
-            raise RecordError(f"{not_record} (not a NumPy .npz archive)") from None
-        raise RecordError(f"{not_record} (numpy cannot read it: {error})") from None
-    except _ARCHIVE_ERRORS as error:
-        raise RecordError(f"{not_record} (numpy cannot read it: {error})") from None
-    if not hasattr(loaded, "files"):
-        raise RecordError(f"{not_record} (a single .npy array, not an .npz archive)")
-    try:
-        with loaded as archive:
-            contents = {name: archive[name] for name in archive.files}
-    except (ValueError, *_ARCHIVE_ERRORS) as error:
-        raise RecordError(f"{not_record} (a damaged .npz archive: {error})") from None
+        contents = read_npz(path)
+    except ArchiveError as error:
+        raise RecordError(f"{not_record} ({error})") from None
 
     meta_array = contents.pop("meta", None)
     if meta_array is None:

@@ -13,7 +13,9 @@ import csv
 import errno
 import os
 import re
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,65 @@ _LABEL_COLUMN_NAMES = ("y", "label")
 
 # The canonical decimal form of an integer, as ``str(int(value))`` writes it.
 _INTEGER_NAME = re.compile(r"-?(0|[1-9][0-9]*)")
+
+# The expected form of a .csv file, named in the error for a file that is not UTF-8.
+_CSV_FORMAT = (
+    "UTF-8 text with one sample per line, comma-separated numeric features and a "
+    "label column (the last one, or one named y or label)"
+)
+
+# Exceptions that reading a damaged .npz archive can raise. A damaged zip
+# directory makes zipfile raise NotImplementedError (a version or flag bit it
+# does not support) or RuntimeError (an encryption bit), besides the usual ones.
+# A damaged .npy header inside the archive is parsed as Python literals, so
+# numpy raises SyntaxError or tokenize.TokenError for it (seen with a null byte).
+ARCHIVE_ERRORS = (
+    OSError,
+    EOFError,
+    KeyError,
+    NotImplementedError,
+    RuntimeError,
+    SyntaxError,
+    tokenize.TokenError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
+
+
+class ArchiveError(InvalidArgument):
+    """A file that numpy cannot read as an ``.npz`` archive.
+
+    The message is the reason alone, without the path, such as ``a single .npy
+    array, not an .npz archive``, so that each caller words its own error.
+    """
+
+
+def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` archive into memory, refusing pickled data.
+
+    Raises
+    ------
+    ArchiveError
+        If the file is not an ``.npz`` archive (text, a pickle, a single ``.npy``
+        array, an empty file) or the archive is damaged.
+    """
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        # numpy reads any file that is neither .npy nor .npz as a pickle, which
+        # allow_pickle=False rejects: the file is not an .npz archive.
+        if "pickle" in str(error):
+            raise ArchiveError("not a NumPy .npz archive") from None
+        raise ArchiveError(f"numpy cannot read it: {error}") from None
+    except ARCHIVE_ERRORS as error:
+        raise ArchiveError(f"numpy cannot read it: {error}") from None
+    if not hasattr(loaded, "files"):
+        raise ArchiveError("a single .npy array, not an .npz archive")
+    try:
+        with loaded as archive:
+            return {name: archive[name] for name in archive.files}
+    except (ValueError, *ARCHIVE_ERRORS) as error:
+        raise ArchiveError(f"a damaged .npz archive: {error}") from None
 
 
 def load_dataset(path: str | os.PathLike[str]) -> Dataset:
@@ -121,13 +182,13 @@ def save_npz(dataset: Dataset, path: str | os.PathLike[str]) -> Path:
 
 def _load_npz(path: Path) -> Dataset:
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (zipfile.BadZipFile, ValueError, OSError) as error:
+        arrays = read_npz(path)
+    except ArchiveError as error:
         raise InvalidArgument(
             f"path={str(path)!r} is invalid: it cannot be read as an .npz archive "
-            f"({error}); write it with numpy.savez or ncflow.data.save_npz"
-        ) from error
+            f"({error}); save the arrays X and y with numpy.savez or "
+            "ncflow.data.save_npz"
+        ) from None
 
     missing = [key for key in ("X", "y") if key not in arrays]
     if missing:
@@ -155,12 +216,18 @@ def _is_number(field: str) -> bool:
 def _load_csv(path: Path) -> Dataset:
     # "utf-8-sig" drops a byte-order mark, which would otherwise make the first field
     # non-numeric and turn the first sample into a header.
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        numbered_rows = [
-            (line_number, [field.strip() for field in row])
-            for line_number, row in enumerate(csv.reader(handle), start=1)
-            if any(field.strip() for field in row)
-        ]
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            numbered_rows = [
+                (line_number, [field.strip() for field in row])
+                for line_number, row in enumerate(csv.reader(handle), start=1)
+                if any(field.strip() for field in row)
+            ]
+    except UnicodeDecodeError as error:
+        raise InvalidArgument(
+            f"path={str(path)!r} is invalid: it is not UTF-8 text ({error.reason} at "
+            f"byte {error.start}); a .csv file must be {_CSV_FORMAT}"
+        ) from None
     if not numbered_rows:
         raise InvalidArgument(
             f"path={str(path)!r} is invalid: the file contains no samples (n=0)"

@@ -175,6 +175,27 @@ def test_missing_file_exits_2(capsys, tmp_path):
     assert "not found" in err
 
 
+def test_non_utf8_csv_exits_2(capsys, tmp_path):
+    path = tmp_path / "b.csv"
+    path.write_bytes(b"\xff\xfe1,0,a\n")
+    status, out, err = _run(capsys, "--data", str(path))
+    assert status == 2
+    assert "b.csv" in err
+    assert "not UTF-8 text" in err
+    assert out == ""
+
+
+def test_npy_renamed_npz_exits_2(capsys, tmp_path):
+    path = tmp_path / "a.npz"
+    with path.open("wb") as handle:
+        np.save(handle, np.zeros(3))
+    status, out, err = _run(capsys, "--data", str(path))
+    assert status == 2
+    assert "a.npz" in err
+    assert "not an .npz archive" in err
+    assert out == ""
+
+
 def test_unknown_file_class_exits_2(capsys, npz_path):
     status, _, err = _run(capsys, "--data", str(npz_path), "--classes", "a,z")
     assert status == 2

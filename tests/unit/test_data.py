@@ -298,6 +298,27 @@ def test_npz_missing_array_names_keys_present(tmp_path: Path):
     assert "'y'" in str(caught.value)
 
 
+def test_npy_named_npz_is_not_an_archive(tmp_path: Path):
+    path = tmp_path / "array.npz"
+    with path.open("wb") as handle:
+        np.save(handle, X4)
+    with pytest.raises(InvalidArgument) as caught:
+        load_dataset(path)
+    assert str(path) in str(caught.value)
+    assert "a single .npy array, not an .npz archive" in str(caught.value)
+    assert "numpy.savez" in str(caught.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"X,y\n1,0\n", b"PK\x03\x04 damaged"])
+def test_npz_unreadable_names_path(tmp_path: Path, content: bytes):
+    path = tmp_path / "bad.npz"
+    path.write_bytes(content)
+    with pytest.raises(InvalidArgument) as caught:
+        load_dataset(path)
+    assert str(path) in str(caught.value)
+    assert "cannot be read as an .npz archive" in str(caught.value)
+
+
 def test_load_rejects_unknown_suffix(tmp_path: Path):
     path = tmp_path / "data.xyz"
     path.write_text("1,2,0\n")
@@ -389,6 +410,16 @@ def test_csv_rejects_empty_file(tmp_path: Path):
     with pytest.raises(InvalidArgument) as caught:
         load_dataset(path)
     assert "n=0" in str(caught.value)
+
+
+def test_csv_rejects_non_utf8_bytes(tmp_path: Path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes(b"\xff\xfe1,0,a\n")
+    with pytest.raises(InvalidArgument) as caught:
+        load_dataset(path)
+    assert str(path) in str(caught.value)
+    assert "not UTF-8 text" in str(caught.value)
+    assert "at byte 0" in str(caught.value)
 
 
 def test_csv_nan_feature_names_entry(tmp_path: Path):
