@@ -3,7 +3,8 @@
 Results go to stdout (a text summary, or JSON with ``--json``); progress, notes and
 the list of written files go to stderr. A user error (an invalid option value, a
 missing file) prints one line ``ncflow COMMAND: error: ...`` to stderr and exits
-with status 2; a training run that stops on a non-finite state exits with 1.
+with status 2; a training run that stops on a non-finite state exits with 1. Ctrl-C
+prints one line ending in ``interrupted`` to stderr and exits with status 130.
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ from ncflow._validation import InvalidArgument, check_int, check_positive
 from ncflow.data import Dataset, load_dataset, load_digits
 from ncflow.losses import BINARY_LOSSES, LOSSES
 from ncflow.network import ACTIVATIONS
-from ncflow.report_io import dumps, write_json_atomic
+from ncflow.report_io import (
+    dumps,
+    make_directories,
+    remove_empty_directories,
+    write_json_atomic,
+)
 from ncflow.training import (
     DEFAULT_EPS,
     DEFAULT_GAUSSIAN_VARIANCE,
@@ -39,6 +45,8 @@ from ncflow.training import (
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_USAGE = 2
+# 128 + SIGINT, the status a shell gives a command ended by Ctrl-C.
+EXIT_INTERRUPTED = 130
 
 DIGITS = "digits"
 DEFAULT_DIGIT_CLASSES = (0, 1, 2)
@@ -85,6 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InvalidArgument, FileNotFoundError) as error:
         print(f"ncflow {args.command}: error: {_error_text(error)}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        # Ctrl-C that a handler does not catch itself (while loading data, or
+        # writing files after the results were printed) ends here. Files already
+        # written are kept.
+        print(f"ncflow {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _error_text(error: Exception) -> str:
@@ -229,12 +243,50 @@ def add_train_command(subcommands: Any) -> argparse.ArgumentParser:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Carry out ``ncflow train`` for parsed arguments; return the exit status."""
+    """Carry out ``ncflow train`` for parsed arguments; return the exit status.
+
+    Ctrl-C during training keeps no partial run, so it writes nothing and removes
+    the ``--out`` directories it created, which are still empty. After training,
+    the summary is printed before the files are written, so that an interruption
+    while they are written still shows it.
+    """
     dataset = _train_dataset(args)
     options = _train_options(args, dataset)
-    if args.out is not None:
-        _make_directory(args.out)
+    created = [] if args.out is None else _make_directory(args.out)
 
+    try:
+        run = _train_with_progress(args, dataset, options)
+    except KeyboardInterrupt:
+        remove_empty_directories(created)
+        print(
+            "ncflow train: interrupted during training; nothing was written",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+
+    summary = summarize(run)
+    summary["notes"] = _notes(args, run)
+    if args.json:
+        sys.stdout.write(dumps(summary))
+    else:
+        _print_summary(summary, sys.stdout)
+    sys.stdout.flush()
+
+    written = []
+    if args.out is not None:
+        written = _write_outputs(args.out, run, summary, digits=args.data == DIGITS)
+    if not args.quiet:
+        for note in summary["notes"]:
+            print(f"note: {note}", file=sys.stderr)
+        for path in written:
+            print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK if run.status >= 0 else EXIT_RUN_FAILED
+
+
+def _train_with_progress(
+    args: argparse.Namespace, dataset: Dataset, options: dict[str, Any]
+) -> TrainingRun:
+    """Train on one BLAS thread, with a progress bar unless quiet or JSON."""
     # One step multiplies matrices of a few thousand entries, where BLAS threads
     # only add synchronisation: on a 2-core machine busy with other work, two
     # OpenBLAS threads made a step 27 times slower than one. One thread also fixes
@@ -246,24 +298,7 @@ def run_train(args: argparse.Namespace) -> int:
         threadpool_limits(limits=1, user_api="blas"),
         _ProgressBar(options["steps"], disabled=args.quiet or args.json) as update,
     ):
-        run = train(dataset, progress=update, **options)
-
-    summary = summarize(run)
-    summary["notes"] = _notes(args, run)
-    written = []
-    if args.out is not None:
-        written = _write_outputs(args.out, run, summary, digits=args.data == DIGITS)
-
-    if args.json:
-        sys.stdout.write(dumps(summary))
-    else:
-        _print_summary(summary, sys.stdout)
-    if not args.quiet:
-        for note in summary["notes"]:
-            print(f"note: {note}", file=sys.stderr)
-        for path in written:
-            print(f"wrote {path}", file=sys.stderr)
-    return EXIT_OK if run.status >= 0 else EXIT_RUN_FAILED
+        return train(dataset, progress=update, **options)
 
 
 def _train_dataset(args: argparse.Namespace) -> Dataset:
@@ -467,10 +502,13 @@ def _write_outputs(
     return [report_path, *plot_paths]
 
 
-def _make_directory(directory: Path) -> None:
-    """Create the ``--out`` directory before training, so a bad path fails at once."""
+def _make_directory(directory: Path) -> list[Path]:
+    """Create the ``--out`` directory before training, so a bad path fails at once.
+
+    Returns the directories created, for :func:`remove_empty_directories`.
+    """
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        return make_directories(directory)
     except OSError as error:
         raise InvalidArgument(
             f"--out={str(directory)!r} is invalid: the directory cannot be created "
@@ -675,12 +713,17 @@ def run_replay(args: argparse.Namespace) -> int:
     # bad file stops the command before minutes of integration.
     records = [read_record(path) for path in _record_paths(args.files)]
 
+    # Ctrl-C stops the replays, and those that finished are printed as usual.
     results = []
-    for record in records:
-        if not args.quiet:
-            print(f"replaying {record.path} ({record.claim})", file=sys.stderr)
-        verdict, recorded = replay(record)
-        results.append((record, verdict, recorded))
+    interrupted = False
+    try:
+        for record in records:
+            if not args.quiet:
+                print(f"replaying {record.path} ({record.claim})", file=sys.stderr)
+            verdict, recorded = replay(record)
+            results.append((record, verdict, recorded))
+    except KeyboardInterrupt:
+        interrupted = True
 
     if args.json:
         sys.stdout.write(dumps([_replay_entry(*result) for result in results]))
@@ -688,6 +731,13 @@ def run_replay(args: argparse.Namespace) -> int:
         for record, verdict, _ in results:
             _print_replay(record, verdict, sys.stdout)
         _print_replay_totals([verdict for _, verdict, _ in results], sys.stdout)
+    if interrupted:
+        print(
+            f"ncflow replay: interrupted after {len(results)} of {len(records)} "
+            "records; the output lists those replayed",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     all_pass = all(verdict.outcome is Outcome.PASS for _, verdict, _ in results)
     return EXIT_OK if all_pass else EXIT_RUN_FAILED
 
@@ -785,8 +835,6 @@ def _indent(text: str, prefix: str) -> str:
 # --------------------------------------------------------------------------------
 # ncflow verify
 # --------------------------------------------------------------------------------
-
-EXIT_INTERRUPTED = 130
 
 
 def add_verify_command(subcommands: Any) -> argparse.ArgumentParser:
@@ -917,10 +965,21 @@ def _verify_progress() -> Callable[..., None]:
 
 
 def _print_interrupted(stop: Any, stream: TextIO) -> None:
-    report = getattr(stop, "report", None)
-    print("verify: interrupted", file=stream)
+    report = stop.report
     if report is None:
+        print(
+            "verify: interrupted while drawing examples; nothing was written",
+            file=stream,
+        )
         return
+    if report.complete:
+        print(
+            f"verify: interrupted while drawing the figures; the report of every task "
+            f"is in {report.config.out}/report.md, without figures",
+            file=stream,
+        )
+        return
+    print("verify: interrupted", file=stream)
     directory = report.config.out / "counterexamples"
     listing = ":" if report.records else ""
     print(

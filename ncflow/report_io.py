@@ -149,6 +149,39 @@ def set_default_mode(path: str | os.PathLike[str]) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+def make_directories(directory: Path) -> list[Path]:
+    """Create ``directory`` and its missing parents; return those created.
+
+    The list runs from the outermost directory created to ``directory``, and is
+    empty when ``directory`` existed. :func:`remove_empty_directories` takes it.
+
+    Raises
+    ------
+    OSError
+        If a directory cannot be created.
+    """
+    missing = []
+    for path in (directory, *directory.parents):
+        if path.is_dir():
+            break
+        missing.append(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    return missing[::-1]
+
+
+def remove_empty_directories(created: list[Path]) -> None:
+    """Remove the directories of :func:`make_directories` that are still empty.
+
+    The innermost goes first, and the first one that is not empty (or cannot be
+    removed) stops the removal, so no file is ever deleted.
+    """
+    for path in reversed(created):
+        try:
+            path.rmdir()
+        except OSError:
+            return
+
+
 def sync_directory(directory: Path) -> None:
     """Sync the directory entry of a replaced file, where the platform allows it."""
     try:

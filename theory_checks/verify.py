@@ -68,6 +68,10 @@ CHECK_ERRORS = explorations.CHECK_ERRORS
 # death marks it lost.
 WORKER_RETRIES = 1
 
+# progress(task, result, message): called as each task ends, with result None
+# for a message about the run (a retry, or drawing examples, where task is None).
+Progress = Callable[["Task | None", "TaskResult | None", str], None]
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -208,21 +212,29 @@ def validate_config(config: VerifyConfig) -> VerifyConfig:
     return replace(config, out=Path(config.out), claims=claims)
 
 
-def prepare_out(out: Path) -> Path:
+def prepare_out(out: Path) -> list[Path]:
     """Create the report directory and its record directory, or raise clearly.
+
+    Returns
+    -------
+    list of Path
+        The directories created, outermost first (:func:`~ncflow.report_io.
+        make_directories`), so that an interrupted run can remove them again.
 
     Raises
     ------
     InvalidArgument
         When ``out`` is a file, or cannot be created or written.
     """
+    from ncflow.report_io import make_directories
+
     if out.exists() and not out.is_dir():
         raise InvalidArgument(
             f"out={str(out)!r} is invalid: it is a file, not a directory; give a "
             "directory path for the report"
         )
     try:
-        (out / COUNTEREXAMPLE_DIR).mkdir(parents=True, exist_ok=True)
+        created = make_directories(out / COUNTEREXAMPLE_DIR)
         probe = out / ".ncflow-write-test"
         probe.write_text("")
         probe.unlink()
@@ -231,7 +243,7 @@ def prepare_out(out: Path) -> Path:
             f"out={str(out)!r} is invalid: it cannot be written ({error.strerror}); "
             "give a writable directory with --out"
         ) from None
-    return out
+    return created
 
 
 # -- tasks ---------------------------------------------------------------------------
@@ -267,8 +279,11 @@ class Task:
         return f"exploration {self.key[1]}"
 
 
-def plan(config: VerifyConfig) -> list[Task]:
-    """Plan the tasks of a run, drawing examples from ``config.seed``, by key."""
+def plan(config: VerifyConfig, progress: Progress | None = None) -> list[Task]:
+    """Plan the tasks of a run, drawing examples from ``config.seed``, by key.
+
+    ``progress(None, None, message)`` is called before each family is drawn.
+    """
     budget = config.budget()
     selected = config.claims
     counts = {
@@ -280,6 +295,8 @@ def plan(config: VerifyConfig) -> list[Task]:
         claims = tuple(c for c in family.claims if selected is None or c in selected)
         if not claims:
             continue
+        if progress:
+            progress(None, None, f"drawing {counts[name]} {name} examples")
         drawn = suite.draw_examples(family.strategy(), counts[name], config.seed)
         for index, example in enumerate(drawn):
             tasks.append(Task((0, name, index), claims, example, name))
@@ -463,11 +480,16 @@ def trajectory_series(run: Any) -> dict[str, Any]:
 
 
 class Interrupted(Exception):
-    """A run stopped by Ctrl-C; carries the results of the tasks that finished."""
+    """A run stopped by Ctrl-C; carries the results of the tasks that finished.
+
+    :func:`verify` sets ``report`` to the report it wrote, or leaves it None when
+    the run stopped before any task ran.
+    """
 
     def __init__(self, results: list) -> None:
         super().__init__("interrupted")
         self.results = results
+        self.report: VerifyReport | None = None
 
 
 def limit_threads() -> None:
@@ -501,7 +523,7 @@ def execute(
     tasks: Sequence[Task],
     out: Path,
     jobs: int,
-    progress: Callable[[Task, TaskResult | None, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[list[TaskResult], list[str]]:
     """Run ``tasks`` (in this process when ``jobs == 1``), results sorted by key.
 
@@ -830,10 +852,7 @@ def build_report(
     )
 
 
-def verify(
-    config: VerifyConfig,
-    progress: Callable[[Task, TaskResult | None, str], None] | None = None,
-) -> VerifyReport:
+def verify(config: VerifyConfig, progress: Progress | None = None) -> VerifyReport:
     """Run every selected claim and exploration and write the report directory.
 
     Raises
@@ -841,14 +860,22 @@ def verify(
     InvalidArgument
         For an invalid option (:func:`validate_config`, :func:`prepare_out`).
     Interrupted
-        On KeyboardInterrupt, after writing the report of the finished tasks
-        (``report.json`` with ``"complete": false``); the exception carries that
-        report as ``report``.
+        On KeyboardInterrupt. While examples are drawn, nothing has been written,
+        so the directories this run created are removed again where empty, and
+        ``report`` is None. Later, the report of the finished tasks is written
+        (``report.json`` with ``"complete": false``, or complete without figures
+        when every task had finished) and carried as ``report``.
     """
     config = validate_config(config)
-    prepare_out(config.out)
+    created = prepare_out(config.out)
     start = time.perf_counter()
-    tasks = plan(config)
+    try:
+        tasks = plan(config, progress)
+    except KeyboardInterrupt:
+        from ncflow.report_io import remove_empty_directories
+
+        remove_empty_directories(created)
+        raise Interrupted([]) from None
     try:
         results, lost = execute(tasks, config.out, config.jobs, progress)
     except Interrupted as stop:
@@ -866,7 +893,14 @@ def verify(
     report = build_report(
         config, tasks, results, lost, complete=True, seconds=time.perf_counter() - start
     )
-    write_report(report, plots=config.plots)
+    try:
+        write_report(report, plots=config.plots)
+    except KeyboardInterrupt:
+        # Every task finished, so only the figures are left out.
+        write_report(report, plots=False)
+        stop = Interrupted(results)
+        stop.report = report
+        raise stop from None
     return report
 
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from ncflow import cli
 from ncflow.cli import main
 from ncflow.report_io import read_json
 
@@ -126,6 +127,52 @@ def test_diverging_run_exits_with_status_one(capsys, npz_path):
                           "--json")  # fmt: skip
     assert status == 1
     assert "non-finite" in json.loads(out)["result"]["message"]
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def _run_interrupted(capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``ncflow train``, failing where KeyboardInterrupt escapes main."""
+    try:
+        return _run(capsys, *args)
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped ncflow train")
+
+
+def test_interrupted_training_removes_new_out(capsys, npz_path, monkeypatch):
+    monkeypatch.setattr(cli, "train", _interrupt)
+    out = npz_path.parent / "new" / "out"
+    status, stdout, err = _run_interrupted(
+        capsys, "--data", str(npz_path), "--out", str(out)
+    )
+    assert status == 130
+    assert stdout == ""
+    assert err == "ncflow train: interrupted during training; nothing was written\n"
+    assert not (npz_path.parent / "new").exists()
+
+
+def test_interrupted_training_keeps_existing_out(capsys, npz_path, monkeypatch):
+    monkeypatch.setattr(cli, "train", _interrupt)
+    status, _, _ = _run_interrupted(
+        capsys, "--data", str(npz_path), "--out", str(npz_path.parent)
+    )
+    assert status == 130
+    assert npz_path.is_file()
+
+
+def test_interrupted_writing_prints_summary(capsys, npz_path, monkeypatch):
+    monkeypatch.setattr(cli, "_write_plots", _interrupt)
+    out = npz_path.parent / "out"
+    status, stdout, err = _run_interrupted(
+        capsys, "--data", str(npz_path), "--width", "4", "--steps", "5",
+        "--out", str(out), "--json",
+    )  # fmt: skip
+    assert status == 130
+    assert json.loads(stdout)["result"]["steps"] == 5
+    assert err.endswith("ncflow train: interrupted\n")
+    assert "Traceback" not in err
 
 
 def test_no_subcommand_prints_help(capsys):

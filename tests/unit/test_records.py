@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import theory_checks.records as records_module
 from ncflow.cli import main
 from ncflow.data import Dataset
 from ncflow.network import Parameters
@@ -598,6 +599,48 @@ def test_cli_replays_a_directory(tmp_path, capsys):
 
     assert status == 1
     assert "replayed 2 records: 1 PASS, 0 FAIL, 1 INCONCLUSIVE" in out
+
+
+def _replay_once(calls: list):
+    """A replay that repeats the recorded verdict once, then is interrupted."""
+
+    def replay(record):
+        calls.append(record.path)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return record.recorded_verdict(), record.verdict
+
+    return replay
+
+
+def test_cli_interrupt_prints_finished_replays(tmp_path, capsys, monkeypatch):
+    first = min(_write(tmp_path), _write(tmp_path, eps=2 * EPS))
+    monkeypatch.setattr(records_module, "replay", _replay_once([]))
+    try:
+        status, out, err = _cli(capsys, tmp_path)
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped ncflow replay")
+
+    assert status == 130
+    assert f"{first}: claim C7" in out
+    assert "replayed 1 record: 0 PASS, 1 FAIL, 0 INCONCLUSIVE" in out
+    assert err == (
+        "ncflow replay: interrupted after 1 of 2 records; the output lists those "
+        "replayed\n"
+    )
+
+
+def test_cli_interrupt_json_lists_finished(tmp_path, capsys, monkeypatch):
+    first = min(_write(tmp_path), _write(tmp_path, eps=2 * EPS))
+    monkeypatch.setattr(records_module, "replay", _replay_once([]))
+    try:
+        status, out, _ = _cli(capsys, "--json", tmp_path)
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped ncflow replay")
+
+    entries = json.loads(out)
+    assert status == 130
+    assert [entry["path"] for entry in entries] == [str(first)]
 
 
 def test_cli_json_lists_both_verdicts(tmp_path, capsys):

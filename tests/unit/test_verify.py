@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
 import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
 
+import hypothesis.strategies as st
 import numpy as np
 import pytest
 
 from ncflow.cli import main
 from ncflow.data import Dataset
 from ncflow.network import Parameters
-from theory_checks import verify
+from theory_checks import explorations, verify
 from theory_checks.records import read_record, write_record
 from theory_checks.runs import Example
 from theory_checks.verdict import Outcome, Verdict
@@ -250,6 +258,136 @@ def test_cli_interrupt_exits_130_listing_records(tmp_path, monkeypatch, capsys):
     assert status == 130
     assert "interrupted" in message
     assert "C2-" in message
+
+
+def _interrupt_drawing(strategy, count, seed):
+    raise KeyboardInterrupt
+
+
+def _stopped_run(config: VerifyConfig) -> Interrupted:
+    """Run verify and return its Interrupted, failing on a bare KeyboardInterrupt."""
+    try:
+        verify.verify(config)
+    except Interrupted as stop:
+        return stop
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped verify()")
+    pytest.fail("verify() finished without raising Interrupted")
+
+
+def test_interrupt_while_drawing_removes_new_directories(tmp_path, monkeypatch):
+    monkeypatch.setattr(verify.suite, "draw_examples", _interrupt_drawing)
+    out = tmp_path / "new" / "report"
+    stop = _stopped_run(VerifyConfig(claims=("C2",), max_examples=1, out=out))
+    assert stop.report is None
+    assert stop.results == []
+    assert not (tmp_path / "new").exists()
+
+
+def test_interrupt_while_drawing_keeps_existing_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(verify.suite, "draw_examples", _interrupt_drawing)
+    kept = tmp_path / "notes.txt"
+    kept.write_text("a file of the user")
+    _stopped_run(VerifyConfig(claims=("C2",), max_examples=1, out=tmp_path))
+    assert kept.read_text() == "a file of the user"
+    assert not (tmp_path / verify.COUNTEREXAMPLE_DIR).exists()
+
+
+def test_cli_interrupt_while_drawing_exits_130(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(verify.suite, "draw_examples", _interrupt_drawing)
+    try:
+        status = main(
+            ["verify", "--claims", "C2", "--max-examples", "2", "--jobs", "1"]
+            + ["--out", str(tmp_path / "report"), "--no-plots"]
+        )
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped ncflow verify")
+    captured = capsys.readouterr()
+    assert status == 130
+    assert captured.out == ""
+    assert "verify: drawing 2 binary examples" in captured.err
+    assert "verify: interrupted while drawing examples" in captured.err
+    assert "Traceback" not in captured.err
+    assert not (tmp_path / "report").exists()
+
+
+def test_interrupt_while_plotting_writes_report(tmp_path, monkeypatch, capsys):
+    def interrupt(report):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(verify, "write_plots", interrupt)
+    config = replace(_tiny(tmp_path, 1), claims=("C2",), plots=True)
+    report = _stopped_run(config).report
+    assert report.complete is True
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["complete"] is True
+    assert saved["claims"][0]["examples"] == 1
+    assert (tmp_path / "report.md").is_file()
+
+
+def test_ctrl_c_in_gc_callback_stops_drawing():
+    # Python ignores an exception raised in a gc callback, and Hypothesis runs
+    # one at every collection, so a Ctrl-C handled there must not be lost.
+    state = {"armed": False, "sent": False}
+
+    def callback(phase, info):
+        if phase == "start" and state["armed"] and not state["sent"]:
+            state["sent"] = True
+            signal.raise_signal(signal.SIGINT)
+            state["after"] = True  # bytecode after the signal runs its handler
+
+    def key(case: int) -> int:
+        state["armed"] = True  # from the first draw on, inside draw_cases
+        return case
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(10)
+    gc.callbacks.append(callback)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            explorations.draw_cases(st.integers(), 1000, seed=0, key=key)
+    finally:
+        gc.callbacks.remove(callback)
+        gc.set_threshold(*threshold)
+    assert state["sent"] is True
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _read_lines(stream, lines: list) -> None:
+    for line in stream:
+        lines.append(line)
+
+
+def test_sigint_while_drawing_exits_130(tmp_path):
+    # A real Ctrl-C reaches the process inside Hypothesis's generation loop.
+    # One billion examples keep it drawing until the signal arrives.
+    command = [sys.executable, "-m", "ncflow", "verify", "--claims", "C7"]
+    command += ["--max-examples", "1000000000", "--jobs", "1"]
+    command += ["--out", str(tmp_path / "report")]
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    lines: list = []
+    reader = threading.Thread(target=_read_lines, args=(child.stderr, lines))
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any("drawing" in line for line in lines):
+            if time.monotonic() > deadline or child.poll() is not None:
+                break
+            time.sleep(0.1)
+        child.send_signal(signal.SIGINT)
+        status = child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        reader.join(timeout=10)
+    err = "".join(lines)
+    assert status == 130, err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        "verify: interrupted while drawing examples; nothing was written"
+    )
+    assert not (tmp_path / "report").exists()
 
 
 def _dying_task(task: Task, out: str) -> TaskResult:
