@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -97,6 +98,20 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     if value not in choices:
         _fail(name, value, "one of " + ", ".join(repr(c) for c in choices), None)
     return value
+
+
+def check_path(name: str, value: str | Path, *, fix: str | None = None) -> Path:
+    """Return ``value`` as a Path, rejecting an empty or blank string.
+
+    ``Path("")`` is the current directory, so an empty option value would silently
+    write there. A Path object is returned as it is.
+    """
+    if isinstance(value, str) and not value.strip():
+        message = f"{name}={value!r} is invalid: it is empty"
+        if fix:
+            message += f"; {fix}"
+        raise InvalidArgument(message)
+    return Path(value)
 
 
 def check_array(

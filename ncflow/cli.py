@@ -19,7 +19,12 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from ncflow._validation import InvalidArgument, check_int, check_positive
+from ncflow._validation import (
+    InvalidArgument,
+    check_int,
+    check_path,
+    check_positive,
+)
 from ncflow.data import Dataset, load_dataset, load_digits
 from ncflow.losses import BINARY_LOSSES, LOSSES
 from ncflow.network import ACTIVATIONS
@@ -230,7 +235,6 @@ def add_train_command(subcommands: Any) -> argparse.ArgumentParser:
     )
     output.add_argument(
         "--out",
-        type=Path,
         default=None,
         metavar="DIR",
         help="write report.json and PNG plots into DIR, creating it",
@@ -250,6 +254,10 @@ def run_train(args: argparse.Namespace) -> int:
     the summary is printed before the files are written, so that an interruption
     while they are written still shows it.
     """
+    if args.out is not None:
+        args.out = check_path(
+            "--out", args.out, fix="give a directory such as --out train-report"
+        )
     dataset = _train_dataset(args)
     options = _train_options(args, dataset)
     created = [] if args.out is None else _make_directory(args.out)
@@ -880,7 +888,6 @@ def add_verify_command(subcommands: Any) -> argparse.ArgumentParser:
     )
     command.add_argument(
         "--out",
-        type=Path,
         metavar="DIR",
         help="report directory, created if missing (default ncflow-report/)",
     )
@@ -916,7 +923,14 @@ def run_verify(args: argparse.Namespace) -> int:
 
     claims = None
     if args.claims is not None:
-        claims = tuple(item.strip() for item in args.claims.split(",") if item.strip())
+        tokens = [token.strip() for token in args.claims.split(",")]
+        # A value with no id at all is left to validate_config, which rejects it.
+        if "" in tokens and len(tokens) > 1:
+            raise InvalidArgument(
+                f"--claims={args.claims!r} is invalid: it has an empty entry; "
+                "separate the ids by single commas, e.g. C1,C7,X1"
+            )
+        claims = tuple(token for token in tokens if token)
     options = {
         "profile": args.profile,
         "seed": args.seed,

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ncflow._validation import InvalidArgument, check_int
+from ncflow._validation import InvalidArgument, check_int, check_path
 from theory_checks import explorations, suite
 from theory_checks.runs import Example, RunSettings
 from theory_checks.verdict import Outcome, Verdict, inconclusive
@@ -209,7 +209,12 @@ def validate_config(config: VerifyConfig) -> VerifyConfig:
                 + f"use a comma-separated list of {', '.join(known)}"
             )
         claims = tuple(dict.fromkeys(claims))
-    return replace(config, out=Path(config.out), claims=claims)
+    out = check_path(
+        "out",
+        config.out,
+        fix=f"give a directory for the report with --out, such as {DEFAULT_OUT}",
+    )
+    return replace(config, out=out, claims=claims)
 
 
 def prepare_out(out: Path) -> list[Path]:

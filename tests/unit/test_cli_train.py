@@ -206,6 +206,17 @@ def test_bad_digits_argument_exits_2(capsys, args, fragment):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("out", ["", " "])
+def test_empty_out_exits_2(capsys, npz_path, monkeypatch, out):
+    monkeypatch.chdir(npz_path.parent)
+    status, stdout, err = _run(capsys, "--data", str(npz_path), "--out", out)
+    assert status == 2
+    assert f"--out={out!r} is invalid: it is empty" in err
+    assert "--out train-report" in err
+    assert stdout == ""
+    assert [path.name for path in npz_path.parent.iterdir()] == [npz_path.name]
+
+
 def test_unknown_file_type_exits_2(capsys, tmp_path):
     path = tmp_path / "data.txt"
     path.write_text("1,2,0\n")

@@ -83,6 +83,29 @@ def test_cli_bad_profile_exits_2(capsys, tmp_path):
     assert "ncflow verify: error: profile='fast'" in message
 
 
+@pytest.mark.parametrize("claims", ["C1,,C2", "C1,", ",C1", "C1, ,C2"])
+def test_cli_empty_claim_entry_exits_2(capsys, tmp_path, claims):
+    out = tmp_path / "r"
+    status = main(["verify", "--claims", claims, "--out", str(out)])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert f"--claims={claims!r} is invalid: it has an empty entry" in captured.err
+    assert "C1,C7,X1" in captured.err
+    assert captured.out == ""
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("out", ["", " "])
+def test_cli_empty_out_exits_2(capsys, tmp_path, monkeypatch, out):
+    monkeypatch.chdir(tmp_path)
+    status = main(["verify", "--claims", "C2", "--max-examples", "1", "--out", out])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert f"out={out!r} is invalid: it is empty" in captured.err
+    assert "--out" in captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_bad_jobs_exits_2(capsys, tmp_path):
     status = main(["verify", "--jobs", "0", "--out", str(tmp_path / "r")])
     assert status == 2
