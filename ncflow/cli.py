@@ -472,9 +472,9 @@ def _notes(args: argparse.Namespace, run: TrainingRun) -> list[str]:
     settings = run.settings
     if args.data == DIGITS:
         if settings.method == "sgd":
-            schedule = f"{run.steps} SGD steps of batch {settings.batch_size}"
+            schedule = f"{_count(run.steps, 'SGD step')} of batch {settings.batch_size}"
         else:
-            schedule = f"{run.steps} full-batch gradient-descent steps"
+            schedule = _count(run.steps, "full-batch gradient-descent step")
         notes.append(
             f"these are the bundled 8x8 digits of scikit-learn (n={run.dataset.n}), "
             "not MNIST, trained with "
@@ -489,8 +489,15 @@ def _notes(args: argparse.Namespace, run: TrainingRun) -> list[str]:
             "gradient flow"
         )
     if not run.completed:
-        notes.append(f"training stopped after {run.steps} steps: {run.message}")
+        notes.append(
+            f"training stopped after {_count(run.steps, 'step')}: {run.message}"
+        )
     return notes
+
+
+def _count(number: int, noun: str) -> str:
+    """Return ``number`` with ``noun``, in the plural unless it is 1."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _write_outputs(
@@ -616,9 +623,24 @@ def _print_summary(summary: dict, stream: TextIO) -> None:
         f"network: width {settings['width']}, {settings['init']} init "
         f"({scale_name} {settings['init_scale']:g}), {settings['loss']} loss "
         f"(summed), {settings['activation']}",
-        f"training: {method}, {result['steps']} step"
-        f"{'' if result['steps'] == 1 else 's'} of {settings['step']:.4g}, "
-        f"t = {result['t']:.4g} ({time_kind}); {result['message']}",
+        f"training: {method}, {_count(result['steps'], 'step')} of "
+        f"{settings['step']:.4g}, t = {result['t']:.4g} ({time_kind}); "
+        f"{result['message']}",
+    ]
+    if result["diverged"]:
+        lines += [
+            f"result: DIVERGED: the last finite state has L = {result['loss']:.4g} "
+            f"and ||theta||^2 = {result['norm2']:.4g}, so its training accuracy, "
+            "feature rank errors, NC metrics and activation pattern are not "
+            "reported; reduce --step",
+            f"rank-3 relative error: raw data X {_percent(rank3['X'])}",
+            _a1_line(a1),
+            _separation_line(separation),
+            f"runtime: {summary['runtime_s']:.3g} s",
+        ]
+        stream.write("\n".join(lines) + "\n")
+        return
+    lines += [
         f"result: L = {result['loss']:.4g} (log L = {result['log_loss']:.4f}), "
         f"||theta||^2 = {result['norm2']:.4g}, training accuracy "
         f"{100 * result['train_accuracy']:.1f} %",
@@ -666,7 +688,9 @@ def _separation_line(separation: dict) -> str:
         first = f"first separated at t = {separation['first_t']:.4g}"
     else:
         first = "never separated with the groups of v_j(0)"
-    if separation["at_end"]:
+    if separation["at_end"] is None:
+        end = f"the pattern at the end is not reported ({separation['reason_at_end']})"
+    elif separation["at_end"]:
         end = "separated at the end"
     else:
         end = f"not separated at the end ({separation['reason_at_end']})"

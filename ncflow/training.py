@@ -894,6 +894,12 @@ def summarize(run: TrainingRun) -> dict:
       ``regrouped_neurons``, the number of neurons whose group changed;
     - ``undefined``: the reason for each value reported as None;
     - ``runtime_s``: wall-clock seconds of training.
+
+    A run that stopped on a non-finite state (``result["diverged"]``) keeps its
+    last finite weights, whose outputs or loss overflow. Every value computed
+    from that state other than ``L`` and ``||theta||^2`` would be noise, so the
+    training accuracy, the rank errors of ``phi``, ``nc`` and the separation at
+    the end are None, each with the reason under ``undefined``.
     """
     # Only a diverged run overflows here, because its last finite state is huge.
     # Its metrics then come out as inf, NaN or undefined, as the summary reports.
@@ -906,6 +912,7 @@ def _summary(run: TrainingRun) -> dict:
     params = run.params
     phi = features(problem.X, params.W, problem.activation)
     log_loss = float(run.trajectory.log_loss[-1])
+    diverged = run.status == STATUS_NONFINITE
 
     undefined: dict[str, str] = {}
     rank3: dict = {}
@@ -920,6 +927,24 @@ def _summary(run: TrainingRun) -> dict:
             except MetricUndefined as error:
                 errors[key] = None
                 undefined[f"{name}.{key}"] = str(error)
+
+    accuracy = None
+    nc = None
+    separation = _separation_summary(run, diverged=diverged)
+    if diverged:
+        reason = (
+            f"the run diverged ({run.message}), so the metrics of its last state "
+            "are not reported"
+        )
+        for key in ("rank3_relative_error.phi", "rankK_relative_error.phi"):
+            undefined[key] = reason
+        rank3["phi"] = rank_K["phi"] = None
+        undefined["result.train_accuracy"] = reason
+        undefined["nc"] = reason
+        undefined["separation.at_end"] = reason
+    else:
+        accuracy = train_accuracy(problem, params)
+        nc = nc_summary(params.V, phi, problem.labels, problem.num_classes)
 
     return {
         "dataset": {
@@ -955,13 +980,14 @@ def _summary(run: TrainingRun) -> dict:
             "log_loss": log_loss,
             "loss": _exp(log_loss),
             "norm2": float(run.trajectory.norm2[-1]),
-            "train_accuracy": train_accuracy(problem, params),
+            "train_accuracy": accuracy,
+            "diverged": diverged,
         },
         "rank3_relative_error": rank3,
         "rankK_relative_error": rank_K,
-        "nc": nc_summary(params.V, phi, problem.labels, problem.num_classes),
+        "nc": nc,
         "a1": _a1_summary(dataset),
-        "separation": _separation_summary(run),
+        "separation": separation,
         "undefined": undefined,
         "runtime_s": run.runtime_s,
     }
@@ -985,7 +1011,7 @@ def _a1_summary(dataset: Dataset) -> dict:
     }
 
 
-def _separation_summary(run: TrainingRun) -> dict:
+def _separation_summary(run: TrainingRun, *, diverged: bool) -> dict:
     problem = run.problem
     first_log_t = run.separation_log_t
     summary = {
@@ -993,6 +1019,10 @@ def _separation_summary(run: TrainingRun) -> dict:
         "first_t": None if first_log_t is None else _exp(first_log_t),
         "groups_from": "initial output weights v_j(0)",
     }
+    if diverged:
+        # The pattern of the last finite state does not describe the run.
+        summary.update(at_end=None, reason_at_end="the run diverged")
+        return summary
 
     pattern = activation_mask(problem.X @ run.params.W, problem.activation)
     try:
@@ -1041,7 +1071,9 @@ def trajectory_metrics(run: TrainingRun) -> TrajectoryMetrics:
     record where a metric is undefined (a class mean of zero, for instance) gets
     NaN for that metric and an entry in ``undefined``.
     """
-    return metrics_along(run.problem, run.trajectory)
+    # As in summarize, only the last record of a diverged run overflows here.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return metrics_along(run.problem, run.trajectory)
 
 
 def metrics_along(problem: Problem, trajectory: Trajectory) -> TrajectoryMetrics:

@@ -175,6 +175,43 @@ def test_interrupted_writing_prints_summary(capsys, npz_path, monkeypatch):
     assert "Traceback" not in err
 
 
+def test_diverged_json_reports_no_final_metrics(capsys, npz_path):
+    status, out, _ = _run(capsys, "--data", str(npz_path), "--step", "1e300",
+                          "--steps", "10", "--json")  # fmt: skip
+    summary = json.loads(out)
+    assert status == 1
+    assert summary["result"]["diverged"] is True
+    assert summary["result"]["train_accuracy"] is None
+    assert summary["nc"] is None
+    assert summary["rank3_relative_error"]["phi"] is None
+    assert isinstance(summary["rank3_relative_error"]["X"], float)
+    assert summary["separation"]["at_end"] is None
+    assert "diverged" in summary["undefined"]["result.train_accuracy"]
+    assert "diverged" in summary["undefined"]["nc"]
+
+
+def test_diverged_text_reports_divergence(capsys, npz_path):
+    status, out, err = _run(capsys, "--data", str(npz_path), "--step", "1e300",
+                            "--steps", "10")  # fmt: skip
+    assert status == 1
+    assert "result: DIVERGED" in out
+    assert "training accuracy" in out  # named among the values not reported
+    assert "%, learned features phi" not in out
+    assert "NC (paper)" not in out
+    assert " 1 step of " in out
+    assert "training stopped after 1 step:" in err
+    assert "1 steps" not in out + err
+
+
+def test_completed_run_is_not_diverged(capsys, npz_path):
+    status, out, _ = _run(capsys, "--data", str(npz_path), "--width", "4",
+                          "--steps", "1", "--json")  # fmt: skip
+    summary = json.loads(out)
+    assert status == 0
+    assert summary["result"]["diverged"] is False
+    assert isinstance(summary["result"]["train_accuracy"], float)
+
+
 def test_no_subcommand_prints_help(capsys):
     status = main([])
     captured = capsys.readouterr()
