@@ -89,6 +89,13 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 INTEGRATOR_BLAS_THREADS = 1
 
 
+# The fix that the errors of read_record give for a file that is not a record.
+RECORD_FIX = (
+    "pass a .npz record that ncflow verify or the pytest gate wrote (in their "
+    "counterexamples/ directory), or a directory of them"
+)
+
+
 class RecordError(InvalidArgument):
     """A counterexample record that is missing, unreadable, unsupported or modified."""
 
@@ -430,25 +437,32 @@ def _load(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     """Return the arrays and the parsed ``meta`` of a record file."""
     if not path.is_file():
         reason = "is a directory" if path.is_dir() else "not found"
-        raise RecordError(f"{path}: counterexample record {reason}")
-    not_record = f"{path}: not an ncflow counterexample record"
+        raise RecordError(
+            f"{path}: counterexample record {reason}; check the path, or {RECORD_FIX}"
+        )
     try:
         contents = read_npz(path)
     except ArchiveError as error:
-        raise RecordError(f"{not_record} ({error})") from None
+        raise _not_a_record(path, str(error)) from None
 
     meta_array = contents.pop("meta", None)
     if meta_array is None:
-        raise RecordError(f"{not_record} (no 'meta' entry)")
+        raise _not_a_record(path, "no 'meta' entry")
     if meta_array.ndim != 0 or meta_array.dtype.kind != "U":
-        raise RecordError(f"{not_record} ('meta' is not a JSON string)")
+        raise _not_a_record(path, "'meta' is not a JSON string")
     try:
         meta = json.loads(meta_array.item())
     except json.JSONDecodeError as error:
-        raise RecordError(f"{not_record} ('meta' is not valid JSON: {error})") from None
+        raise _not_a_record(path, f"'meta' is not valid JSON: {error}") from None
     if not isinstance(meta, dict) or "format" not in meta:
-        raise RecordError(f"{not_record} ('meta' has no 'format' field)")
+        raise _not_a_record(path, "'meta' has no 'format' field")
     return contents, meta
+
+
+def _not_a_record(path: Path, detail: str) -> RecordError:
+    return RecordError(
+        f"{path}: not an ncflow counterexample record ({detail}); {RECORD_FIX}"
+    )
 
 
 def _build_record(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> Record:

@@ -571,6 +571,39 @@ def test_cli_exits_2_for_missing_file(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def _text_file(path: Path) -> None:
+    path.write_text("not a record\n")
+
+
+def _npy_file(path: Path) -> None:
+    with path.open("wb") as handle:
+        np.save(handle, _samples())
+
+
+def _npz_without_meta(path: Path) -> None:
+    np.savez(path, X=_samples(), y=np.array(["+", "+", "-"]))
+
+
+def _missing_file(path: Path) -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    "make", [_text_file, _npy_file, _npz_without_meta, _missing_file]
+)
+def test_cli_non_record_error_gives_fix(tmp_path, capsys, make):
+    path = tmp_path / "data.npz"
+    make(path)
+    status, out, err = _cli(capsys, path)
+
+    assert status == 2
+    assert out == ""
+    assert str(path) in err
+    assert "pass a .npz record that ncflow verify or the pytest gate wrote" in err
+    assert "or a directory of them" in err
+    assert err.count("\n") == 1
+
+
 def test_cli_exits_2_for_modified_file(tmp_path, capsys):
     path = _checked_record(tmp_path, "C1")
     _rewrite(path, _change_sample)
