@@ -711,8 +711,10 @@ def add_replay_command(subcommands: Any) -> argparse.ArgumentParser:
             "Check the claim of each counterexample record again, from the data, "
             "initial shapes and run settings stored in the record, and print the "
             "recorded verdict beside the new one. Exit status: 0 when every claim "
-            "now holds (PASS), 1 when any fails or is INCONCLUSIVE, 2 for a file "
-            "that is missing, not a record, or modified since it was written."
+            "now holds (PASS), 1 when any fails or is INCONCLUSIVE (a record of an "
+            "exploration X1-X8 whose counterexample is found again, FOUND, counts "
+            "as failing), 2 for a file that is missing, not a record, or modified "
+            "since it was written, 130 when interrupted."
         ),
     )
     command.add_argument(
@@ -762,7 +764,7 @@ def run_replay(args: argparse.Namespace) -> int:
     else:
         for record, verdict, _ in results:
             _print_replay(record, verdict, sys.stdout)
-        _print_replay_totals([verdict for _, verdict, _ in results], sys.stdout)
+        _print_replay_totals(results, sys.stdout)
     if interrupted:
         print(
             f"ncflow replay: interrupted after {len(results)} of {len(records)} "
@@ -826,21 +828,36 @@ def _print_replay(record: Any, verdict: Any, stream: TextIO) -> None:
         _indent(record.recorded_verdict().describe(), "    "),
         "  replayed now:",
         _indent(verdict.describe(), "    "),
-        f"  result: {_replay_result(record.verdict['outcome'], verdict)}",
+        f"  result: {_replay_result(record, verdict)}",
         "",
     ]
     stream.write("\n".join(lines) + "\n")
 
 
-def _replay_result(recorded_outcome: str, verdict: Any) -> str:
+def _replay_result(record: Any, verdict: Any) -> str:
+    """Describe the new outcome beside the recorded one, in the words of verify.
+
+    An exploration record (X1-X8) stores a case that breaks a claim outside the
+    theorem's hypotheses, so its FAIL reads FOUND, as in the table of verify.
+    """
+    exploration = _is_exploration(record)
     outcome = verdict.outcome.value
-    change = (
-        "as recorded"
-        if outcome == recorded_outcome
-        else (f"recorded {recorded_outcome}")
-    )
+    recorded = record.verdict["outcome"]
+    if outcome == recorded:
+        change = "as recorded"
+    elif exploration and recorded == "FAIL":
+        change = "recorded FOUND"
+    else:
+        change = f"recorded {recorded}"
+    if outcome == "PASS" and exploration:
+        return (
+            "the claim holds on this case, which is no longer a counterexample "
+            f"(PASS, {change})"
+        )
     if outcome == "PASS":
         return f"the claim holds (PASS, {change})"
+    if outcome == "FAIL" and exploration:
+        return f"the exploration's counterexample is found again (FOUND, {change})"
     if outcome == "FAIL":
         return f"the claim still fails (FAIL, {change})"
     return (
@@ -849,14 +866,23 @@ def _replay_result(recorded_outcome: str, verdict: Any) -> str:
     )
 
 
-def _print_replay_totals(verdicts: list, stream: TextIO) -> None:
-    counts = {"PASS": 0, "FAIL": 0, "INCONCLUSIVE": 0}
-    for verdict in verdicts:
-        counts[verdict.outcome.value] += 1
-    noun = "record" if len(verdicts) == 1 else "records"
+def _is_exploration(record: Any) -> bool:
+    return record.claim.startswith("X")
+
+
+def _print_replay_totals(results: list, stream: TextIO) -> None:
+    """Print the count of each outcome, with exploration FAILs counted as FOUND."""
+    counts = {"PASS": 0, "FAIL": 0, "FOUND": 0, "INCONCLUSIVE": 0}
+    for record, verdict, _ in results:
+        outcome = verdict.outcome.value
+        if outcome == "FAIL" and _is_exploration(record):
+            outcome = "FOUND"
+        counts[outcome] += 1
+    noun = "record" if len(results) == 1 else "records"
+    found = f"{counts['FOUND']} FOUND, " if counts["FOUND"] else ""
     stream.write(
-        f"replayed {len(verdicts)} {noun}: {counts['PASS']} PASS, {counts['FAIL']} "
-        f"FAIL, {counts['INCONCLUSIVE']} INCONCLUSIVE\n"
+        f"replayed {len(results)} {noun}: {counts['PASS']} PASS, {counts['FAIL']} "
+        f"FAIL, {found}{counts['INCONCLUSIVE']} INCONCLUSIVE\n"
     )
 
 

@@ -19,11 +19,13 @@ import os
 import zipfile
 from dataclasses import asdict, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import theory_checks.records as records_module
+from ncflow import cli
 from ncflow.cli import main
 from ncflow.data import Dataset
 from ncflow.network import Parameters
@@ -674,6 +676,39 @@ def test_cli_interrupt_json_lists_finished(tmp_path, capsys, monkeypatch):
     entries = json.loads(out)
     assert status == 130
     assert [entry["path"] for entry in entries] == [str(first)]
+
+
+KEPT_RECORDS = Path(__file__).parents[1] / "counterexamples"
+
+
+def test_cli_exploration_record_reads_found(capsys):
+    path = sorted(KEPT_RECORDS.glob("X*.npz"))[0]
+    status, out, _ = _cli(capsys, path)
+
+    assert status == 1
+    assert "result: the exploration's counterexample is found again" in out
+    assert "(FOUND, as recorded)" in out
+    assert "still fails" not in out
+    assert "replayed 1 record: 0 PASS, 0 FAIL, 1 FOUND, 0 INCONCLUSIVE" in out
+
+
+def _outcome_pair(claim: str, recorded: str, outcome: str):
+    record = SimpleNamespace(claim=claim, verdict={"outcome": recorded})
+    return record, SimpleNamespace(outcome=Outcome(outcome))
+
+
+@pytest.mark.parametrize(
+    ("claim", "recorded", "outcome", "expected"),
+    [
+        ("X6", "FAIL", "FAIL", "found again (FOUND, as recorded)"),
+        ("X6", "FAIL", "PASS", "no longer a counterexample (PASS, recorded FOUND)"),
+        ("X6", "FAIL", "INCONCLUSIVE", "INCONCLUSIVE (recorded FOUND)"),
+        ("C9", "FAIL", "FAIL", "the claim still fails (FAIL, as recorded)"),
+        ("C9", "FAIL", "PASS", "the claim holds (PASS, recorded FAIL)"),
+    ],
+)
+def test_replay_result_wording(claim, recorded, outcome, expected):
+    assert expected in cli._replay_result(*_outcome_pair(claim, recorded, outcome))
 
 
 def test_cli_json_lists_both_verdicts(tmp_path, capsys):
