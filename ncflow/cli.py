@@ -909,6 +909,8 @@ def add_verify_command(subcommands: Any) -> argparse.ArgumentParser:
             "theorem of Min, Zhu and Vidal (NeurIPS 2025) on them and run the "
             "counterexample searches X1-X8. Prints one table and writes a report "
             "directory (report.md, report.json, figures, counterexample records). "
+            "Records in DIR/counterexamples that an earlier run left are kept, "
+            "listed apart in report.md and on stderr, and left out of the report. "
             "Exit status: 0 when every claim C1-C14 and E1-E3 that ran is PASS; 1 "
             "when one is FAIL, or INCONCLUSIVE on more than a fifth of its "
             "examples, or a check raised an error, or a task was lost; 2 for an "
@@ -939,7 +941,8 @@ def add_verify_command(subcommands: Any) -> argparse.ArgumentParser:
     command.add_argument(
         "--out",
         metavar="DIR",
-        help="report directory, created if missing (default ncflow-report/)",
+        help="report directory, created if missing (default ncflow-report/); "
+        "records an earlier run left in it are kept and listed apart",
     )
     command.add_argument(
         "--claims",
@@ -1004,12 +1007,28 @@ def run_verify(args: argparse.Namespace) -> int:
     sys.stdout.write(textwrap.fill(TABLE_LEGEND + ".", width=88) + "\n")
     for text in report.lost:
         print(f"lost: {text}", file=sys.stderr)
+    _print_earlier_records(report, sys.stderr)
     print(
         f"verify: {report.seconds:.1f} s with {report.config.jobs} job(s); report in "
         f"{report.config.out}/report.md",
         file=sys.stderr,
     )
     return EXIT_RUN_FAILED if report.failed or report.lost else EXIT_OK
+
+
+def _print_earlier_records(report: Any, stream: TextIO) -> None:
+    earlier = report.earlier_records
+    if not earlier:
+        return
+    directory = report.config.out / "counterexamples"
+    print(
+        f"verify: {len(earlier)} record(s) in {directory} are left from an earlier "
+        "run and not part of this report; ncflow replay on the directory replays "
+        "them too, so delete them or use a new --out:",
+        file=stream,
+    )
+    for name in earlier:
+        print(f"  {name}", file=stream)
 
 
 def _verify_progress() -> Callable[..., None]:
@@ -1058,3 +1077,4 @@ def _print_interrupted(stop: Any, stream: TextIO) -> None:
         "report.json (complete: false)",
         file=stream,
     )
+    _print_earlier_records(report, stream)

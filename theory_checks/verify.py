@@ -38,7 +38,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -733,9 +733,13 @@ class VerifyReport:
     seconds : float
         Wall-clock time of the run.
     records : list of str
-        Every record file in the report's record directory.
+        The record files of this run in the report's record directory.
     trajectories : dict
         Record name -> trajectory series, for the figures.
+    earlier_records : list of str
+        The other record files there: left from an earlier run into the same
+        directory, never deleted, but not part of this report. ``ncflow replay``
+        on the directory replays them too.
     """
 
     config: VerifyConfig
@@ -746,6 +750,7 @@ class VerifyReport:
     seconds: float
     records: list
     trajectories: dict
+    earlier_records: list = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -812,6 +817,7 @@ class VerifyReport:
             "explorations": self.explorations,
             "lost": self.lost,
             "records": self.records,
+            "earlier_records": self.earlier_records,
         }
 
 
@@ -829,7 +835,13 @@ def build_report(
     *,
     complete: bool,
     seconds: float,
+    existing: Set[str] = frozenset(),
 ) -> VerifyReport:
+    """Aggregate the results into a report.
+
+    ``existing`` contains the names of the record files that the record directory
+    contained when the run started (:func:`record_names`).
+    """
     trajectories = {}
     for result in sorted(results, key=lambda r: r.key):
         trajectories.update(result.trajectories)
@@ -838,13 +850,12 @@ def build_report(
     # This run's records: those its finished tasks name (a record found before
     # keeps its old file, since the name is the content), and those written
     # since it started, which includes the records of tasks cut off by an
-    # interruption. Records of earlier runs in the same directory are left out.
+    # interruption. The other files are left from earlier runs.
     records = {name for row in claims for name in row["records"]}
     records |= {row["record"] for row in found if row["record"]}
-    started = time.time() - seconds
-    for path in (config.out / COUNTEREXAMPLE_DIR).glob("*.npz"):
-        if path.stat().st_mtime >= started - 1.0:
-            records.add(path.name)
+    present = record_names(config.out)
+    records |= present - existing
+    earlier = present - records
     return VerifyReport(
         config,
         claims,
@@ -854,7 +865,13 @@ def build_report(
         seconds,
         sorted(records),
         trajectories,
+        sorted(earlier),
     )
+
+
+def record_names(out: Path) -> set[str]:
+    """Return the names of the record files in the record directory of ``out``."""
+    return {path.name for path in (out / COUNTEREXAMPLE_DIR).glob("*.npz")}
 
 
 def verify(config: VerifyConfig, progress: Progress | None = None) -> VerifyReport:
@@ -873,6 +890,7 @@ def verify(config: VerifyConfig, progress: Progress | None = None) -> VerifyRepo
     """
     config = validate_config(config)
     created = prepare_out(config.out)
+    existing = record_names(config.out)
     start = time.perf_counter()
     try:
         tasks = plan(config, progress)
@@ -891,12 +909,19 @@ def verify(config: VerifyConfig, progress: Progress | None = None) -> VerifyRepo
             [],
             complete=False,
             seconds=time.perf_counter() - start,
+            existing=existing,
         )
         write_report(report, plots=False)
         stop.report = report
         raise
     report = build_report(
-        config, tasks, results, lost, complete=True, seconds=time.perf_counter() - start
+        config,
+        tasks,
+        results,
+        lost,
+        complete=True,
+        seconds=time.perf_counter() - start,
+        existing=existing,
     )
     try:
         write_report(report, plots=config.plots)
@@ -1101,6 +1126,18 @@ def format_markdown(report: VerifyReport, figures: dict[str, Path]) -> str:
         lines += ["## Counterexample records", ""]
         lines += [f"- `{COUNTEREXAMPLE_DIR}/{name}`" for name in report.records]
         lines += ["", "Replay one with `ncflow replay FILE`.", ""]
+    if report.earlier_records:
+        lines += [
+            "## Records left from an earlier run",
+            "",
+            f"These files in `{COUNTEREXAMPLE_DIR}/` were not written by this run "
+            "and are not part of this report, but `ncflow replay` on the directory "
+            "replays them too. Delete them, or use a new `--out`, to keep only "
+            "this run's records.",
+            "",
+        ]
+        lines += [f"- `{COUNTEREXAMPLE_DIR}/{name}`" for name in report.earlier_records]
+        lines.append("")
     if figures:
         lines += ["## Figures", ""]
         for name, path in figures.items():
@@ -1128,6 +1165,7 @@ __all__ = [
     "known_ids",
     "plan",
     "prepare_out",
+    "record_names",
     "run_task",
     "table_lines",
     "trajectory_series",

@@ -234,6 +234,43 @@ def test_report_lists_only_this_runs_records(tmp_path):
     assert old.name not in report.records
 
 
+def test_report_lists_earlier_records_apart(tmp_path):
+    old = tmp_path / verify.COUNTEREXAMPLE_DIR / "X6-0000000000000000.npz"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"a record of an earlier run")
+
+    report = verify.verify(
+        VerifyConfig(claims=("C2",), max_examples=1, jobs=1, out=tmp_path, plots=False)
+    )
+
+    markdown = (tmp_path / "report.md").read_text()
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert report.earlier_records == [old.name]
+    assert saved["earlier_records"] == [old.name]
+    assert "## Records left from an earlier run" in markdown
+    assert f"- `counterexamples/{old.name}`" in markdown
+    assert old.read_bytes() == b"a record of an earlier run"
+
+
+def test_cli_reused_out_lists_earlier_record(tmp_path, capsys):
+    options = ["--max-examples", "1", "--jobs", "1", "--no-plots", "--quiet"]
+    first = main(["verify", "--claims", "X1", "--out", str(tmp_path), *options])
+    (record,) = json.loads((tmp_path / "report.json").read_text())["records"]
+    capsys.readouterr()
+
+    second = main(["verify", "--claims", "C2", "--out", str(tmp_path), *options])
+    err = capsys.readouterr().err
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert first == 0
+    assert second == 0
+    assert record.startswith("X1-")
+    assert saved["records"] == []
+    assert saved["earlier_records"] == [record]
+    assert "1 record(s) in" in err
+    assert "left from an earlier run" in err
+    assert f"  {record}\n" in err
+
+
 def _example() -> Example:
     X = np.array([[1.0, 0.0], [-1.0, 0.0]])
     dataset = Dataset.from_arrays(X, np.array([1, -1]))
