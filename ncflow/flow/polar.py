@@ -459,11 +459,20 @@ class PolarSystem:
 
 
 def row_norms(rows: np.ndarray) -> np.ndarray:
-    """Return the Euclidean norm of each row of ``rows`` (h, k), computed on the
-    rows divided by their largest entry, so that no square underflows."""
-    largest = np.max(np.abs(rows), axis=1)
-    divisor = np.where(largest > 0, largest, 1.0)
-    return largest * np.linalg.norm(rows / divisor[:, None], axis=1)
+    """Return the Euclidean norm of each row of ``rows`` (h, k).
+
+    A row whose squared norm is below ``MIN_NEURON_NORM2`` is divided by its
+    largest entry first, so that no square underflows. The other rows get
+    ``np.linalg.norm`` itself, so that their polar states, and every run from
+    them, keep the last bit they had before this guard.
+    """
+    norms = np.linalg.norm(rows, axis=1)
+    low = np.flatnonzero(norms < math.sqrt(MIN_NEURON_NORM2))
+    if low.size:
+        largest = np.max(np.abs(rows[low]), axis=1)
+        divisor = np.where(largest > 0, largest, 1.0)
+        norms[low] = largest * np.linalg.norm(rows[low] / divisor[:, None], axis=1)
+    return norms
 
 
 def neuron_norms(params: Parameters) -> np.ndarray:
