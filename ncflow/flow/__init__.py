@@ -158,6 +158,15 @@ def solve_flow(
         )
     if t_max is not None:
         check_positive("t_max", t_max)
+        tiny = float(np.finfo(np.float64).tiny)
+        if method == "adaptive" and t_max < tiny:
+            # The first step's part up to t_max would be a subnormal number of
+            # tau, which carries too few bits to end the run at rtol.
+            raise InvalidArgument(
+                f"t_max={t_max!r} is invalid for method='adaptive': it must be at "
+                f"least {tiny:.3g}, the smallest normal float64 number; use "
+                "method='euler' for shorter spans"
+            )
     check_int("records_per_decade", records_per_decade, 1, 1000)
     # One event may be given alone, and None stands for none, as SciPy's
     # solve_ivp allows.

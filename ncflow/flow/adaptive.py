@@ -102,6 +102,8 @@ EARLY_NORM_BELOW = 1e4
 # an initial scale eps below about 1e-88. Below the floor the run stays in tau,
 # where every rate is bounded.
 NORM_CLOCK_MIN = 1e-100
+# Where the search for the end of the span in log s starts: exp of it is 0.
+LOG_S_FLOOR = -800.0
 MIN_STEP = 1e-13  # smallest step, relative to the independent variable
 EVENT_REFINEMENTS = 8  # Newton corrections of an event location before giving up
 BISECTIONS = 56  # halvings of a root bracket: 2**-56 is below float64 resolution
@@ -777,11 +779,12 @@ class AdaptiveFlow:
         if self.log_t < self.log_t_max <= log_t_end:
             # On a first step log t(s) falls like log s towards s = 0, where a
             # t_max far below the step's end puts the root, so the root is
-            # searched in log s, where the function is nearly linear, from the
-            # smallest normal float up.
+            # searched in log s, where the function is nearly linear. The search
+            # starts below the smallest subnormal float, where exp(u) is 0 and
+            # the function is log t at the step's start, below log t_max.
             log_s = find_root(
                 lambda u: self._log_t_at(clock, math.exp(u)) - self.log_t_max,
-                math.log(np.finfo(float).tiny),
+                LOG_S_FLOOR,
                 math.log(limit),
             )
             s = math.exp(log_s)

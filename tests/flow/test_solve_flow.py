@@ -447,7 +447,7 @@ def test_fixed_step_run_ends_on_t_max(method, eta, t_max, steps):
         assert result.n_accepted == steps
 
 
-@pytest.mark.parametrize("t_max", [1e-300, 1e-20, 2e-19, 1e-15])
+@pytest.mark.parametrize("t_max", [2.3e-308, 1e-300, 1e-20, 2e-19, 1e-15])
 def test_adaptive_run_ends_on_tiny_t_max(t_max):
     # t_max far inside the first step: the step is cut there. The clock keeps
     # log t to (atol + rtol) max(1, |log t|) per step.
@@ -457,6 +457,13 @@ def test_adaptive_run_ends_on_tiny_t_max(t_max):
     allowed = (atol + rtol) * max(1.0, abs(math.log(t_max)))
     assert result.status == res.STATUS_END_OF_SPAN
     assert abs(result.log_t - math.log(t_max)) <= allowed
+
+
+@pytest.mark.parametrize("t_max", [5e-324, 1e-320])
+def test_adaptive_rejects_subnormal_t_max(t_max):
+    problem, params0 = _width_two()
+    with pytest.raises(InvalidArgument, match="smallest normal float64"):
+        solve_flow(problem, params0, t_max=t_max)
 
 
 def test_shortened_last_step_takes_that_fraction():
