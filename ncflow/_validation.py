@@ -155,6 +155,23 @@ def check_array(
     return array
 
 
+def check_signs(name: str, signs: np.ndarray, n: int) -> None:
+    """Raise an InvalidArgument unless ``signs`` contains one value ``+1`` or ``-1``
+    for each of ``n`` samples, shape (n,)."""
+    if signs.shape != (n,):
+        raise InvalidArgument(
+            f"{name} has shape {signs.shape}, but {name} must be +1 or -1, one per "
+            f"sample, shape ({n},)"
+        )
+    invalid = np.flatnonzero(np.abs(signs) != 1.0)
+    if invalid.size:
+        i = int(invalid[0])
+        raise InvalidArgument(
+            f"{name}[{i}]={float(signs[i])!r} is invalid: {name} must be +1 or -1, "
+            "one per sample"
+        )
+
+
 def check_labels(name: str, labels: np.ndarray, num_classes: int) -> None:
     """Raise an InvalidArgument naming the first of ``labels`` outside
     ``0..num_classes-1``."""

@@ -39,6 +39,7 @@ from ncflow._validation import (
     check_array,
     check_choice,
     check_labels,
+    check_signs,
 )
 
 BINARY_LOSSES = ("exponential", "logistic")
@@ -188,10 +189,32 @@ def loss_terms(outputs: np.ndarray, targets: np.ndarray, loss: str) -> LossTerms
     ------
     InvalidArgument
         If ``outputs`` is not 2-D or has a NaN or inf entry, which would give
-        NaN terms and numpy warnings.
+        NaN terms and numpy warnings. Also if ``loss`` is unknown or does not
+        fit the number of output columns, or if ``targets`` is not one valid
+        target per row of ``outputs``.
     """
     outputs = check_array("outputs", outputs, ndim=2)
+    check_loss(loss, outputs.shape[1])
+    _check_targets(targets, outputs.shape, loss)
     return loss_terms_unchecked(outputs, targets, loss)
+
+
+def _check_targets(targets, shape: tuple[int, int], loss: str) -> None:
+    """Raise an InvalidArgument unless ``targets`` contains one sign ``+1`` or
+    ``-1`` per row of the outputs (binary loss) or integer class indices.
+
+    The shape and range of class indices are checked where the cross-entropy
+    terms index by them, for every caller.
+    """
+    array = np.asarray(targets)
+    if is_binary(loss):
+        check_signs("signs", np.asarray(array, dtype=np.float64), shape[0])
+    elif not np.issubdtype(array.dtype, np.integer):
+        raise InvalidArgument(
+            f"labels must be integer class indices for loss={loss!r}, got dtype "
+            f"{array.dtype}; convert them with labels.astype(int) after checking "
+            "that they are whole numbers"
+        )
 
 
 def loss_terms_unchecked(

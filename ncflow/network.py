@@ -28,6 +28,7 @@ from ncflow._validation import (
     check_choice,
     check_int,
     check_labels,
+    check_signs,
 )
 from ncflow.losses import check_loss, is_binary, loss_terms_unchecked
 
@@ -264,18 +265,7 @@ def _check_rows(name: str, X: np.ndarray) -> None:
 
 
 def _check_signs(name: str, signs: np.ndarray, labels: np.ndarray) -> None:
-    if signs.shape != labels.shape:
-        raise InvalidArgument(
-            f"{name} has shape {signs.shape}, but {name} must be +1 or -1, one per "
-            f"sample, shape {labels.shape}"
-        )
-    invalid = np.flatnonzero(np.abs(signs) != 1.0)
-    if invalid.size:
-        i = int(invalid[0])
-        raise InvalidArgument(
-            f"{name}[{i}]={float(signs[i])!r} is invalid: {name} must be +1 or -1, "
-            "one per sample"
-        )
+    check_signs(name, signs, labels.shape[0])
     # The neurons' classes and the separation checks read each class's sign from
     # its first sample, so a class must have one sign, and the two classes
     # opposite ones.

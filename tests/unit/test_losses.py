@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 import warnings
 
 # mpmath comes with torch (through sympy). A plain import, not importorskip: a
@@ -517,6 +518,40 @@ def test_cross_entropy_rejects_label_outside_classes(label):
     labels = np.array([0, label, 1])
     with pytest.raises(InvalidArgument, match=rf"labels\[1\]={label} is outside 0..2"):
         loss_terms(np.zeros((3, 3)), labels, "cross_entropy")
+
+
+@pytest.mark.parametrize(
+    ("signs", "fragment"),
+    [
+        ([1.0, math.nan], "signs[1]=nan"),
+        ([1.0, 0.0], "signs[1]=0.0"),
+        ([1.0, 2.0], "signs[1]=2.0"),
+        ([1.0], "signs has shape (1,)"),
+        ([[1.0], [-1.0]], "signs has shape (2, 1)"),
+    ],
+)
+def test_binary_loss_rejects_invalid_signs(signs, fragment):
+    with pytest.raises(InvalidArgument, match=re.escape(fragment)):
+        loss_terms(np.zeros((2, 1)), np.array(signs), "exponential")
+
+
+def test_cross_entropy_rejects_fractional_labels():
+    with pytest.raises(InvalidArgument, match="integer class indices"):
+        loss_terms(np.zeros((2, 2)), np.array([0.5, 1.0]), "cross_entropy")
+
+
+@pytest.mark.parametrize(
+    ("columns", "loss", "fragment"),
+    [
+        (2, "exponential", "loss='exponential' is invalid for a network with 2"),
+        (1, "cross_entropy", "loss='cross_entropy' is invalid for a scalar-output"),
+        (1, "mse", "loss='mse' is invalid"),
+    ],
+)
+def test_loss_must_fit_output_columns(columns, loss, fragment):
+    targets = np.array([1.0, -1.0]) if columns == 1 else np.array([0, 1])
+    with pytest.raises(InvalidArgument, match=re.escape(fragment)):
+        loss_terms(np.zeros((2, columns)), targets, loss)
 
 
 @pytest.mark.parametrize("shape", [(2,), (4,), (3, 1)])
