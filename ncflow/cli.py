@@ -629,7 +629,7 @@ def _print_summary(summary: dict, stream: TextIO) -> None:
     ]
     if result["diverged"]:
         lines += [
-            f"result: DIVERGED: the last finite state has L = {result['loss']:.4g} "
+            f"result: DIVERGED: the last state has L = {result['loss']:.4g} "
             f"and ||theta||^2 = {result['norm2']:.4g}, so its training accuracy, "
             "feature rank errors, NC metrics and activation pattern are not "
             "reported; reduce --step",

@@ -262,7 +262,8 @@ class SgdHistory:
         A status of :data:`ncflow.flow.STATUS_MESSAGES`: 0 when every step was taken.
     message : str
     params : Parameters
-        Final ``theta``, the last finite state.
+        Final ``theta``. After a divergence: finite weights, whose outputs may
+        have overflowed.
     steps : int
         Steps taken.
     epochs : float
@@ -620,13 +621,6 @@ def _gradient_descent(
             if progress is not None:
                 progress(offset + steps_in_call, total)
 
-        if done > 0 and not _outputs_finite(problem, params):
-            # The last call ended on finite weights whose outputs overflow, which
-            # solve_flow rejects as a start. One long call would take the next
-            # step from there and overflow on it, and report it so.
-            status = STATUS_NONFINITE
-            message = _divergence_message(done + 1, step)
-            break
         result = solve_flow(
             problem,
             params,
@@ -647,10 +641,12 @@ def _gradient_descent(
             separation_log_t = _shifted_log_time(offset_log_t, result.separation_log_t)
 
         if result.status == STATUS_NONFINITE:
-            # The call keeps its last finite state; its message counts the steps
-            # of this call only.
+            # The call's message counts the steps of this call only. It ends on
+            # the state whose outputs overflowed, or on the last finite weights
+            # when the next step overflowed the weights themselves.
             status = STATUS_NONFINITE
-            message = _divergence_message(done + 1, step)
+            failed = done if not _outputs_finite(problem, params) else done + 1
+            message = _divergence_message(failed, step)
             break
         if result.status != STATUS_BUDGET:
             status, message = result.status, result.message
@@ -901,7 +897,7 @@ def summarize(run: TrainingRun) -> dict:
     training accuracy, the rank errors of ``phi``, ``nc`` and the separation at
     the end are None, each with the reason under ``undefined``.
     """
-    # Only a diverged run overflows here, because its last finite state is huge.
+    # Only a diverged run overflows here, because its last weights are huge.
     # Its metrics then come out as inf, NaN or undefined, as the summary reports.
     with np.errstate(over="ignore", invalid="ignore"):
         return _summary(run)
@@ -1020,7 +1016,7 @@ def _separation_summary(run: TrainingRun, *, diverged: bool) -> dict:
         "groups_from": "initial output weights v_j(0)",
     }
     if diverged:
-        # The pattern of the last finite state does not describe the run.
+        # The pattern of the last state does not describe the run.
         summary.update(at_end=None, reason_at_end="the run diverged")
         return summary
 

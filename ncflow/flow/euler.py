@@ -82,6 +82,13 @@ def solve_euler(
                 problem, W, V, relative=loss_scaled
             )
             nfev += 1
+        if k > 0 and not math.isfinite(log_loss):
+            # The last step left finite weights whose outputs overflow; the run
+            # ends on that state, whose loss is not finite.
+            status = res.STATUS_NONFINITE
+            detail = _overflow_detail(k, step)
+            break
+        with np.errstate(over="ignore", invalid="ignore"):
             log_dt = log_eta - log_loss if loss_scaled else log_eta
             fraction, ends = _step_to_end(log_t, log_dt, t_max, k)
             W_next = W - (fraction * step) * grad_W
@@ -140,6 +147,10 @@ def solve_euler(
             status = res.STATUS_STATIONARY
 
     final = state(log_t, pattern)
+    if status != res.STATUS_NONFINITE and k > 0:
+        if not (math.isfinite(final.log_loss) and math.isfinite(final.norm2)):
+            status = res.STATUS_NONFINITE
+            detail = _overflow_detail(k, step)
     recorder.add("end", log_t, final.log_loss, final.params, pattern)
     message = res.STATUS_MESSAGES[status] + (f": {detail}" if detail else "")
     method = "loss_scaled" if loss_scaled else "euler"
@@ -171,6 +182,13 @@ def solve_euler(
             "dtype": "float64",
         },
         pattern=pattern.copy(),
+    )
+
+
+def _overflow_detail(steps: int, step: float) -> str:
+    return (
+        f"the outputs or ||theta||^2 after step {steps} of size {step:g} "
+        "overflowed; reduce the step"
     )
 
 

@@ -330,17 +330,30 @@ def test_gradient_descent_reports_divergence():
 
 def test_divergence_across_calls_matches_one_call():
     # From this start the third step leaves finite weights whose outputs
-    # overflow; the record grid ends a call there, and solve_flow rejects such a
-    # start. The chain must stop as the single call does, on the same step.
+    # overflow, and the record grid ends a call there. The chain must stop as
+    # the single call does, on the same step.
     dataset = _antipodal_dataset()
     run = train(dataset, width=4, steps=400, step=1.2, seed=0, init_scale=0.3)
     single = _one_call(run, 400)
     assert single.status == STATUS_NONFINITE
     assert run.status == STATUS_NONFINITE
     assert run.steps == single.n_accepted
-    assert f"at step {single.n_accepted + 1} of" in run.message
+    assert f"after step {single.n_accepted} of" in single.message
+    assert f"at step {single.n_accepted} of" in run.message
     assert np.array_equal(run.params.W, single.params.W)
     assert np.array_equal(run.params.V, single.params.V)
+
+
+def test_overflow_on_last_step_is_divergence():
+    # The third and last step leaves finite weights whose outputs overflow:
+    # the run diverged, though it took every step it was given.
+    dataset = _antipodal_dataset()
+    run = train(dataset, width=4, steps=3, step=1.2, seed=0, init_scale=0.3)
+    single = _one_call(run, 3)
+    assert single.status == STATUS_NONFINITE
+    assert not math.isfinite(single.log_loss)
+    assert run.status == STATUS_NONFINITE
+    assert "at step 3 of" in run.message
 
 
 def test_trajectory_metrics_mark_undefined_records():
