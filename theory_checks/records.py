@@ -89,6 +89,10 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 INTEGRATOR_BLAS_THREADS = 1
 
 
+# RunSettings fields that records written before the field existed do not store.
+# Such a record replays with the field's default.
+SETTINGS_ADDED_LATER = ("norm2_max",)
+
 # The fix that the errors of read_record give for a file that is not a record.
 RECORD_FIX = (
     "pass a .npz record that ncflow verify or the pytest gate wrote (in their "
@@ -403,8 +407,10 @@ def read_record(path: str | os.PathLike[str]) -> Record:
     ------
     RecordError
         If the file does not exist, is not a counterexample record, has a format
-        version other than :data:`FORMAT`, or was modified after writing (its
-        content does not match its hash). The message names the file.
+        version other than :data:`FORMAT`, was modified after writing (its
+        content does not match its hash), or contains an example, settings or
+        verdict that this version rejects, such as an unknown outcome or a
+        missing setting. The message names the file.
     """
     path = Path(path)
     arrays, meta = _load(path)
@@ -429,7 +435,9 @@ def read_record(path: str | os.PathLike[str]) -> Record:
     except (InvalidArgument, KeyError, TypeError, ValueError) as error:
         detail = f"missing field {error}" if isinstance(error, KeyError) else error
         raise RecordError(
-            f"{path}: the record cannot be rebuilt into an example: {detail}"
+            f"{path}: not a valid counterexample record: {detail}; restore the file "
+            "that ncflow wrote, or write the record again with "
+            "theory_checks.records.write_record"
         ) from None
 
 
@@ -471,10 +479,7 @@ def _build_record(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> Reco
         raise InvalidArgument(f"the arrays {missing} are missing")
     claim = meta["claim"]
     _check_claim(claim)
-    if meta["verdict"]["claim"] != claim:
-        raise InvalidArgument(
-            f"the verdict is of claim {meta['verdict']['claim']!r}, not {claim!r}"
-        )
+    _check_verdict(meta["verdict"], claim)
 
     return Record(
         claim=claim,
@@ -515,6 +520,36 @@ def _build_example(arrays: dict[str, np.ndarray], data: dict) -> Example:
     )
 
 
+def _check_verdict(data: Any, claim: str) -> None:
+    """Check that the recorded verdict is of ``claim`` and rebuilds into a Verdict,
+    so that a replay can print it beside the new one."""
+    if not isinstance(data, dict):
+        raise InvalidArgument(
+            f"verdict={data!r} is invalid: it must be a JSON object, as "
+            "Verdict.to_dict() writes it"
+        )
+    outcomes = [outcome.value for outcome in Outcome]
+    if data.get("outcome") not in outcomes:
+        raise InvalidArgument(
+            f"verdict.outcome={data.get('outcome')!r} is invalid: it must be one of "
+            f"{', '.join(outcomes)}"
+        )
+    if data.get("claim") != claim:
+        raise InvalidArgument(
+            f"verdict.claim={data.get('claim')!r} is invalid: it must equal the "
+            f"record's claim {claim!r}"
+        )
+    try:
+        verdict_from_dict(data)
+    except KeyError as error:
+        raise InvalidArgument(
+            f"the verdict cannot be rebuilt: the entry {error} is missing or has an "
+            "invalid value"
+        ) from None
+    except (AttributeError, TypeError, ValueError) as error:
+        raise InvalidArgument(f"the verdict cannot be rebuilt: {error}") from None
+
+
 def _build_settings(data: dict) -> RunSettings:
     known = {field.name for field in fields(RunSettings)}
     unknown = sorted(set(data) - known)
@@ -522,6 +557,13 @@ def _build_settings(data: dict) -> RunSettings:
         raise InvalidArgument(
             f"settings {unknown} are unknown to this version of RunSettings, so the "
             "run cannot be repeated as recorded"
+        )
+    missing = sorted(known - set(data) - set(SETTINGS_ADDED_LATER))
+    if missing:
+        raise InvalidArgument(
+            f"settings.{missing[0]} is missing, so the run cannot be repeated as "
+            f"recorded (missing: {', '.join(missing)}); a record stores every field "
+            "of RunSettings"
         )
     return RunSettings(**data)
 

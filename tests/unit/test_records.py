@@ -750,3 +750,65 @@ def test_damaged_array_header_gives_record_error(tmp_path):
             target.writestr(info, data)
     with pytest.raises(RecordError, match="not an ncflow counterexample record"):
         read_record(damaged)
+
+
+# -- records whose hash matches but whose content is invalid ----------------------
+
+
+def _kept_copy(directory: Path, change) -> Path:
+    """Copy the kept C1 record into ``directory``, apply ``change(contents, meta)``
+    and store the new content hash, as a hand-edited record would have."""
+    path = directory / "C1-edited.npz"
+    path.write_bytes((KEPT_RECORDS / "C1-65cebd506c4b5d1b.npz").read_bytes())
+    _rewrite_rehashed(path, change)
+    return path
+
+
+def _set_outcome(contents: dict, meta: dict) -> None:
+    meta["verdict"]["outcome"] = "MAYBE"
+
+
+def _drop_reason(contents: dict, meta: dict) -> None:
+    del meta["verdict"]["reason"]
+
+
+def _drop_rtol(contents: dict, meta: dict) -> None:
+    del meta["settings"]["rtol"]
+
+
+def _drop_eps_floor(contents: dict, meta: dict) -> None:
+    del meta["settings"]["eps_floor"]
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (_set_outcome, "verdict.outcome='MAYBE' is invalid"),
+        (_drop_reason, "the entry 'reason' is missing"),
+        (_drop_rtol, "settings.rtol is missing"),
+        (_drop_eps_floor, "settings.eps_floor is missing"),
+    ],
+)
+def test_invalid_record_content_is_rejected(tmp_path, capsys, change, fragment):
+    path = _kept_copy(tmp_path, change)
+
+    with pytest.raises(RecordError) as error:
+        read_record(path)
+    assert fragment in str(error.value)
+    assert "not a valid counterexample record" in str(error.value)
+
+    status, out, err = _cli(capsys, path)
+    assert status == 2
+    assert out == ""
+    assert fragment in err
+    assert "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_record_without_norm2_max_uses_default(tmp_path):
+    # Records written before RunSettings had norm2_max do not store it.
+    path = _kept_copy(
+        tmp_path, lambda contents, meta: meta["settings"].pop("norm2_max", None)
+    )
+
+    assert read_record(path).settings.norm2_max == RunSettings().norm2_max
