@@ -36,8 +36,9 @@ def check(
     ------
     InvalidArgument
         For a claim id not in ``CLAIM_IDS``, a C claim that the example's family
-        (binary or multi-class) does not have, or an ``example`` that is not an
-        :class:`Example`. An example that cannot be integrated at all, such as
+        (binary or multi-class) does not have, an ``example`` that is not an
+        :class:`Example`, or ``settings`` that are neither None nor a
+        :class:`RunSettings`. An example that cannot be integrated at all, such as
         one whose ``eps`` underflows, cannot be constructed. A run that fails
         gives an INCONCLUSIVE verdict instead.
     """
@@ -47,6 +48,13 @@ def check(
             f"example must be a theory_checks.runs.Example, got "
             f"{type(example).__name__}; build one with "
             "Example(dataset, shapes, eps, loss)"
+        )
+    if settings is not None and not isinstance(settings, RunSettings):
+        raise InvalidArgument(
+            f"settings={settings!r} is invalid: it must be a "
+            f"theory_checks.runs.RunSettings or None, got {type(settings).__name__}; "
+            "build one with RunSettings(rtol=..., norm2_target=...), or leave it out "
+            "for the default settings"
         )
     if claim.startswith("X"):
         from theory_checks import explorations

@@ -68,3 +68,13 @@ def test_claim_outside_family_names_family(claim, build, kind):
 def test_check_rejects_non_example():
     with pytest.raises(InvalidArgument, match="example must be .*Example, got dict"):
         check("C1", {"eps": 1e-3})
+
+
+@pytest.mark.parametrize("settings", ["x", {"rtol": 1e-8}, 1e-8])
+def test_check_rejects_non_settings(settings):
+    with pytest.raises(InvalidArgument) as error:
+        check("C1", _binary_example(), settings)
+    message = str(error.value)
+    assert message.startswith(f"settings={settings!r} is invalid")
+    assert f"got {type(settings).__name__}" in message
+    assert "RunSettings(" in message
