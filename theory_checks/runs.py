@@ -39,6 +39,8 @@ from ncflow.network import ACTIVATIONS, FAULT_ACTIVATIONS, Parameters, Problem
 
 # A second run at this multiple of rtol estimates the integration error.
 LOOSE_FACTOR = 10.0
+# Largest RunSettings.rtol, so that the loose run stays within solve_flow's range.
+RTOL_MAX_TIGHT = RTOL_MAX / LOOSE_FACTOR
 # Trained runs kept per process. A suite example's tight and loose runs pickle
 # to about 60 kB, so 1024 runs hold about 60 MB, and a thorough profile of 500
 # examples trains each example once for all the claims that share it.
@@ -259,7 +261,8 @@ class RunSettings:
     ------
     InvalidArgument
         At construction, for a value that no run can use: ``rtol`` outside
-        ``[RTOL_MIN, RTOL_MAX]`` of ``solve_flow``, ``atol`` outside
+        ``[RTOL_MIN, RTOL_MAX_TIGHT]`` (``solve_flow``'s range, with room for
+        the loose run at ``LOOSE_FACTOR * rtol``), ``atol`` outside
         ``[0, 1e-2]``, a target or floor that is not positive,
         ``norm2_max < norm2_target``, ``reference_ratio`` or ``eps_factor`` at
         most 1, ``max_steps < 1``, an unknown method, or a ``step`` missing for
@@ -282,8 +285,12 @@ class RunSettings:
             "rtol",
             self.rtol,
             RTOL_MIN,
-            RTOL_MAX,
-            fix=f"use a value in [{RTOL_MIN:g}, {RTOL_MAX:g}], as solve_flow does",
+            RTOL_MAX_TIGHT,
+            fix=(
+                f"use a value in [{RTOL_MIN:g}, {RTOL_MAX_TIGHT:g}]. Each run is "
+                f"repeated at {LOOSE_FACTOR:g} * rtol to estimate its error, and "
+                f"solve_flow accepts rtol up to {RTOL_MAX:g}"
+            ),
         )
         check_range("atol", self.atol, 0.0, 1e-2)
         self._check_targets()
@@ -335,18 +342,6 @@ class RunSettings:
         else:
             check_positive("step", self.step)
 
-    def loose(self) -> RunSettings:
-        """Return these settings at ``LOOSE_FACTOR * rtol``."""
-        rtol = self.rtol * LOOSE_FACTOR
-        if rtol > RTOL_MAX:
-            raise InvalidArgument(
-                f"rtol={self.rtol!r} is too large for the loose run at "
-                f"{LOOSE_FACTOR:g} * rtol = {rtol:g}, above the integrator's maximum "
-                f"{RTOL_MAX:g}; use rtol <= {RTOL_MAX / LOOSE_FACTOR:g}, or "
-                "train(..., loose=False)"
-            )
-        return replace(self, rtol=rtol)
-
 
 @dataclass
 class Run:
@@ -382,7 +377,9 @@ class Run:
 _CACHE: OrderedDict[tuple, Run] = OrderedDict()
 
 
-def _integrate(example: Example, settings: RunSettings, problem: Problem) -> FlowResult:
+def _integrate(
+    example: Example, settings: RunSettings, problem: Problem, rtol: float
+) -> FlowResult:
     params0 = example.params0()
     # Norm2Above fires on an upward crossing. A start at or above the target (a
     # large eps) would never cross it, so the run stops at ten times its
@@ -407,7 +404,7 @@ def _integrate(example: Example, settings: RunSettings, problem: Problem) -> Flo
         problem,
         params0,
         method="adaptive",
-        rtol=settings.rtol,
+        rtol=rtol,
         atol=settings.atol,
         events=events,
         groups=groups,
@@ -431,10 +428,11 @@ def train(example: Example, settings: RunSettings, *, loose: bool = True) -> Run
         _CACHE.move_to_end(key)
         return _CACHE[key]
     problem = example.problem()
-    result = _integrate(example, settings, problem)
+    result = _integrate(example, settings, problem, settings.rtol)
     loose_result = None
     if loose and settings.method == "adaptive" and "large_step" not in example.faults:
-        loose_result = _integrate(example, settings.loose(), problem)
+        loose_rtol = LOOSE_FACTOR * settings.rtol
+        loose_result = _integrate(example, settings, problem, loose_rtol)
     run = Run(example, settings, result, loose_result, problem, example.neuron_groups())
     _CACHE[key] = run
     while len(_CACHE) > CACHE_SIZE:
@@ -470,6 +468,7 @@ __all__ = [
     "CACHE_SIZE",
     "FAULTS",
     "LOOSE_FACTOR",
+    "RTOL_MAX_TIGHT",
     "Example",
     "Run",
     "RunSettings",

@@ -10,10 +10,11 @@ import pytest
 
 from ncflow._validation import InvalidArgument
 from ncflow.data import Dataset
+from ncflow.flow import RTOL_MAX, RTOL_MIN
 from ncflow.init import balanced_shapes
 from ncflow.network import Parameters
 from theory_checks.common import refine_norm
-from theory_checks.runs import Example, RunSettings, clear_cache, train
+from theory_checks.runs import LOOSE_FACTOR, Example, RunSettings, clear_cache, train
 from theory_checks.verdict import Outcome, Verdict
 
 SAMPLES = np.array([[1.0, 0.2], [0.9, 0.1], [-0.1, -1.0], [-0.2, -0.8]])
@@ -300,9 +301,20 @@ def test_run_settings_accept_euler_with_step():
     assert settings.step == 0.1
 
 
-def test_loose_settings_stay_in_integrator_range():
-    assert RunSettings(rtol=1e-3).loose().rtol == pytest.approx(1e-2)
+def test_run_settings_reject_rtol_of_loose_run():
+    # rtol=5e-3 is within solve_flow's range, but its loose run at 5e-2 is not.
+    assert RTOL_MAX / LOOSE_FACTOR < 5e-3 <= RTOL_MAX
     with pytest.raises(InvalidArgument) as error:
-        RunSettings(rtol=5e-3).loose()
-    assert "rtol=0.005 is too large for the loose run" in str(error.value)
-    assert "use rtol <= 0.001" in str(error.value)
+        RunSettings(rtol=5e-3)
+    message = str(error.value)
+    assert message.startswith("rtol=0.005 is invalid")
+    assert f"use a value in [{RTOL_MIN:g}, {RTOL_MAX / LOOSE_FACTOR:g}]" in message
+
+
+def test_largest_rtol_trains_loose_run():
+    settings = RunSettings(rtol=RTOL_MAX / LOOSE_FACTOR, norm2_target=10.0)
+    run = train(_example(eps=1e-2), settings)
+
+    assert run.result.success
+    assert run.loose is not None
+    assert run.loose.settings["rtol"] == pytest.approx(RTOL_MAX)
