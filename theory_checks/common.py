@@ -402,12 +402,20 @@ def refine_eps(
     A repeat that passes, or that cannot decide (INCONCLUSIVE), is reported,
     and its ``details["fail_at_larger_eps"]`` keeps the last FAIL's ``eps``,
     values and reason, so that the evidence is not lost.
+
+    An ``eps_floor`` below ``example.min_eps()``, where the weights' squares
+    underflow, cannot be reached. The repeats then stop at the last ``eps``
+    above that bound, and the FAIL's reason and ``details["eps_floor_unreached"]``
+    say so.
     """
     verdict = check_once(example, settings)
     sequence = [example.eps]
     if verdict.outcome is Outcome.FAIL and unquantified:
         eps = example.eps
         while eps / settings.eps_factor >= settings.eps_floor:
+            if eps / settings.eps_factor < example.min_eps():
+                _note_floor_unreached(verdict, eps, example.min_eps(), settings)
+                break
             failed_eps = eps
             eps /= settings.eps_factor
             sequence.append(eps)
@@ -428,6 +436,24 @@ def refine_eps(
             verdict = retry
     verdict.eps_sequence = sequence
     return verdict
+
+
+def _note_floor_unreached(
+    verdict: Verdict, eps: float, min_eps: float, settings: RunSettings
+) -> None:
+    """Record in a FAIL that the repeats stopped above ``eps_floor``."""
+    verdict.reason += (
+        f" (repeats at smaller eps stopped at eps={eps:.3g}, above "
+        f"eps_floor={settings.eps_floor:.3g}: the next, "
+        f"{eps / settings.eps_factor:.3g}, is below {min_eps:.3g}, the smallest "
+        "eps at which the weights' squares do not underflow for these shapes; "
+        "raise eps_floor to at least that)"
+    )
+    verdict.details["eps_floor_unreached"] = {
+        "eps_floor": settings.eps_floor,
+        "last_eps": eps,
+        "min_eps": min_eps,
+    }
 
 
 def refine_norm(

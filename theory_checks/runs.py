@@ -140,8 +140,7 @@ class Example:
         if nonzero.size == 0:
             return
         j = int(nonzero[np.argmin(norms[nonzero])])
-        floor = math.sqrt(MIN_NEURON_NORM2)
-        eps_min = floor / norms[j]
+        eps_min = self.min_eps()
         if self.eps < eps_min:
             raise InvalidArgument(
                 f"eps={self.eps!r} is invalid: it must be >= {round_up(eps_min):.3g} "
@@ -151,6 +150,16 @@ class Example:
                 f"||(w_j0, v_j0)|| (neuron {j}). Below it the squares of the "
                 "weights underflow, and the adaptive method needs them"
             )
+
+    def min_eps(self) -> float:
+        """Return the smallest ``eps`` these shapes accept: ``sqrt(MIN_NEURON_NORM2)``
+        over the smallest nonzero shape norm ``||(w_j0, v_j0)||``, or 0.0 when every
+        shape is zero."""
+        norms = neuron_norms(self.shapes)
+        nonzero = norms[norms > 0]
+        if nonzero.size == 0:
+            return 0.0
+        return math.sqrt(MIN_NEURON_NORM2) / float(np.min(nonzero))
 
     def _check_loss_and_activation(self) -> None:
         check_choice("loss", self.loss, LOSSES)
@@ -252,7 +261,8 @@ class RunSettings:
     eps_factor, eps_floor : float
         Before a FAIL where the theorem leaves ``eps`` unquantified, the example
         is repeated at ``eps / eps_factor``, ``eps / eps_factor^2``, ... down to
-        ``eps_floor``.
+        ``eps_floor``, or to ``Example.min_eps()`` where that is larger (the
+        verdict then says that ``eps_floor`` was not reached).
     method, step : str, float
         ``"adaptive"``, or ``"euler"`` with the fixed ``step`` (planted
         large-step fault).

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import pytest
 
+from ncflow.data import Dataset
+from ncflow.network import Parameters
 from theory_checks.common import refine_eps
-from theory_checks.runs import RunSettings
+from theory_checks.runs import Example, RunSettings
 from theory_checks.verdict import Outcome, Verdict
 
 SETTINGS = RunSettings(eps_factor=100.0, eps_floor=1e-9)
@@ -18,9 +21,13 @@ class _Scale:
     """Stand-in for an example: refine_eps reads only its eps."""
 
     eps: float
+    smallest_eps: float = 0.0
 
     def with_eps(self, eps: float) -> _Scale:
         return replace(self, eps=eps)
+
+    def min_eps(self) -> float:
+        return self.smallest_eps
 
 
 def _check_in_turn(outcomes: list):
@@ -72,3 +79,33 @@ def test_quantified_eps_fails_at_once():
     assert verdict.outcome is Outcome.FAIL
     assert verdict.eps_sequence == [1e-3]
     assert "fail_at_larger_eps" not in verdict.details
+
+
+def test_floor_below_underflow_stops_at_last_eps():
+    verdict = refine_eps(
+        _check_in_turn([Outcome.FAIL] * 2),
+        _Scale(1e-3, smallest_eps=1e-6),
+        SETTINGS,
+        unquantified=True,
+    )
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.eps_sequence == pytest.approx([1e-3, 1e-5])
+    assert "stopped at eps=1e-05, above eps_floor=1e-09" in verdict.reason
+    assert verdict.details["eps_floor_unreached"]["min_eps"] == 1e-6
+
+
+def test_floor_below_underflow_with_real_example():
+    # eps / 1e50 per repeat: 1e-3, 1e-53, 1e-103, 1e-153, and then 1e-203 is
+    # below sqrt(float64 tiny) / ||(w_j0, v_j0)|| = 1.49e-154 / sqrt(2).
+    dataset = Dataset.from_arrays(np.array([[1.0, 0.0], [0.0, -1.0]]), [0, 1])
+    shapes = Parameters(np.eye(2), np.array([[1.0, -1.0]]))
+    example = Example(dataset, shapes, 1e-3, "exponential")
+    settings = RunSettings(eps_floor=1e-300, eps_factor=1e50)
+
+    verdict = refine_eps(
+        _check_in_turn([Outcome.FAIL] * 4), example, settings, unquantified=True
+    )
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.eps_sequence == pytest.approx([1e-3, 1e-53, 1e-103, 1e-153])
+    assert "eps_floor=1e-300" in verdict.reason
+    assert verdict.details["eps_floor_unreached"]["min_eps"] == example.min_eps()
