@@ -722,8 +722,9 @@ def add_replay_command(subcommands: Any) -> argparse.ArgumentParser:
         nargs="+",
         type=Path,
         metavar="FILE",
-        help="a record (.npz) written by theory_checks.records.write_record, or a "
-        "directory whose .npz files are all records",
+        help="a record (.npz) written by theory_checks.records.write_record, a "
+        "directory whose .npz files are all records, or the --out directory of "
+        "ncflow verify (its counterexamples/ records are replayed)",
     )
     command.add_argument(
         "--json",
@@ -777,22 +778,38 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def _record_paths(arguments: Sequence[Path]) -> list[Path]:
-    """Expand directories to the ``.npz`` files in them, sorted by name."""
+    """Expand directories to the ``.npz`` files in them, sorted by name.
+
+    A directory without records whose ``counterexamples`` subdirectory has some,
+    such as the ``--out`` directory of ``ncflow verify``, gives those.
+    """
+    from theory_checks.verify import COUNTEREXAMPLE_DIR
+
     paths = []
     for argument in arguments:
         if not argument.is_dir():
             paths.append(argument)
             continue
-        found = sorted(
-            path for path in argument.glob("*.npz") if not path.name.startswith(".")
-        )
+        found = _npz_files(argument)
+        if not found:
+            found = _npz_files(argument / COUNTEREXAMPLE_DIR)
         if not found:
             raise InvalidArgument(
-                f"FILE={str(argument)!r} is invalid: the directory contains no .npz "
-                "records; give record files or a directory of them"
+                f"FILE={str(argument)!r} is invalid: neither the directory nor its "
+                f"{COUNTEREXAMPLE_DIR}/ subdirectory contains .npz records; give "
+                "record files or a directory of them"
             )
         paths.extend(found)
     return paths
+
+
+def _npz_files(directory: Path) -> list[Path]:
+    """Return the visible ``.npz`` files in ``directory``, sorted, or [] if none."""
+    if not directory.is_dir():
+        return []
+    return sorted(
+        path for path in directory.glob("*.npz") if not path.name.startswith(".")
+    )
 
 
 def _replay_entry(record: Any, verdict: Any, recorded: dict) -> dict:

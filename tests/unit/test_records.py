@@ -812,3 +812,32 @@ def test_record_without_norm2_max_uses_default(tmp_path):
     )
 
     assert read_record(path).settings.norm2_max == RunSettings().norm2_max
+
+
+def test_cli_replays_records_of_verify_out(tmp_path, capsys):
+    # The --out directory of ncflow verify contains report.md and counterexamples/.
+    (tmp_path / "report.md").write_text("# report\n")
+    _checked_record(tmp_path / "counterexamples", "C1")
+    status, out, _ = _cli(capsys, tmp_path)
+
+    assert status == 0
+    assert "replayed 1 record: 1 PASS, 0 FAIL, 0 INCONCLUSIVE" in out
+
+
+def test_cli_prefers_records_in_directory(tmp_path, capsys):
+    _checked_record(tmp_path, "C11", balanced=False)
+    _checked_record(tmp_path / "counterexamples", "C1")
+    status, out, _ = _cli(capsys, tmp_path)
+
+    assert status == 1
+    assert "replayed 1 record: 0 PASS, 0 FAIL, 1 INCONCLUSIVE" in out
+
+
+def test_cli_directory_without_records(tmp_path, capsys):
+    (tmp_path / "counterexamples").mkdir()
+    status, out, err = _cli(capsys, tmp_path)
+
+    assert status == 2
+    assert out == ""
+    assert "neither the directory nor its counterexamples/ subdirectory" in err
+    assert err.count("\n") == 1
