@@ -514,8 +514,8 @@ def _build_example(arrays: dict[str, np.ndarray], data: dict) -> Example:
         loss=data["loss"],
         activation=data["activation"],
         groups=data["groups"],
-        balanced=bool(data["balanced"]),
-        faults=tuple(data["faults"]),
+        balanced=data["balanced"],
+        faults=data["faults"],
         label=data["label"],
     )
 

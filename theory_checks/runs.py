@@ -113,6 +113,7 @@ class Example:
         check_positive("eps", self.eps)
         self._check_eps_above_underflow()
         self._check_loss_and_activation()
+        self._check_flags()
         unknown = [f for f in self.faults if f not in FAULTS]
         if unknown:
             raise InvalidArgument(
@@ -149,6 +150,28 @@ class Example:
                 f"float64 number and {norms[j]:.3g} the smallest shape norm "
                 f"||(w_j0, v_j0)|| (neuron {j}). Below it the squares of the "
                 "weights underflow, and the adaptive method needs them"
+            )
+
+    def _check_flags(self) -> None:
+        """Check the types of ``faults``, ``balanced`` and ``label``, and store
+        ``faults`` as a tuple, so that a list read from a record and the same
+        tuple give one fingerprint."""
+        if not isinstance(self.faults, (tuple, list)):
+            raise InvalidArgument(
+                f"faults={self.faults!r} is invalid: it must be a tuple or list of "
+                f"fault names, such as ('wrong_s',), not {type(self.faults).__name__}"
+            )
+        object.__setattr__(self, "faults", tuple(self.faults))
+        if not isinstance(self.balanced, (bool, np.bool_)):
+            raise InvalidArgument(
+                f"balanced={self.balanced!r} is invalid: it must be True or False, "
+                f"not {type(self.balanced).__name__}"
+            )
+        object.__setattr__(self, "balanced", bool(self.balanced))
+        if not isinstance(self.label, str):
+            raise InvalidArgument(
+                f"label={self.label!r} is invalid: it must be a string, such as "
+                f"'hand-made' or '' for none, not {type(self.label).__name__}"
             )
 
     def min_eps(self) -> float:
@@ -262,7 +285,7 @@ class RunSettings:
         Before a FAIL where the theorem leaves ``eps`` unquantified, the example
         is repeated at ``eps / eps_factor``, ``eps / eps_factor^2``, ... down to
         ``eps_floor``, or to ``Example.min_eps()`` where that is larger (the
-        verdict then says that ``eps_floor`` was not reached).
+        reason of the FAIL then states that ``eps_floor`` was not reached).
     method, step : str, float
         ``"adaptive"``, or ``"euler"`` with the fixed ``step`` (planted
         large-step fault).

@@ -841,3 +841,22 @@ def test_cli_directory_without_records(tmp_path, capsys):
     assert out == ""
     assert "neither the directory nor its counterexamples/ subdirectory" in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("faults", "wrong_s", "faults='wrong_s' is invalid"),
+        ("balanced", "no", "balanced='no' is invalid"),
+        ("label", None, "label=None is invalid"),
+    ],
+)
+def test_record_with_invalid_example_field(tmp_path, field, value, fragment):
+    path = _write(tmp_path)
+    _rewrite_rehashed(
+        path, lambda contents, meta: meta["example"].update({field: value})
+    )
+
+    with pytest.raises(RecordError) as error:
+        read_record(path)
+    assert fragment in str(error.value)

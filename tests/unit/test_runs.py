@@ -193,6 +193,16 @@ INVALID_EXAMPLE_FIELDS = {
         {"shapes": (SAMPLES, SAMPLES)},
         ["shapes must be ncflow.network.Parameters"],
     ),
+    "faults string": (
+        {"faults": "wrong_s"},
+        ["faults='wrong_s' is invalid", "tuple or list of fault names", "not str"],
+    ),
+    "faults unknown": ({"faults": ("bogus",)}, ["faults contains 'bogus'"]),
+    "balanced text": (
+        {"balanced": "no"},
+        ["balanced='no' is invalid", "True or False"],
+    ),
+    "label None": ({"label": None}, ["label=None is invalid", "a string"]),
 }
 
 
@@ -214,6 +224,15 @@ def test_example_stores_groups_as_tuple():
     assert from_list.groups == (0, 1, 0, 1)
     assert from_array.groups == (0, 1, 0, 1)
     assert from_list.fingerprint() == from_array.fingerprint()
+
+
+def test_example_stores_faults_as_tuple():
+    example = _example(1e-3)
+    from_list = replace(example, faults=["wrong_s"])
+    from_tuple = replace(example, faults=("wrong_s",))
+
+    assert from_list.faults == ("wrong_s",)
+    assert from_list.fingerprint() == from_tuple.fingerprint()
 
 
 def test_example_accepts_planted_fault_activation():
