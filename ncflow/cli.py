@@ -741,12 +741,13 @@ def add_replay_command(subcommands: Any) -> argparse.ArgumentParser:
 
 def run_replay(args: argparse.Namespace) -> int:
     """Carry out ``ncflow replay`` for parsed arguments; return the exit status."""
-    from theory_checks.records import read_record, replay
+    from theory_checks.records import replay
     from theory_checks.verdict import Outcome
 
     # Every file is read and its hash verified before any check runs, so that a
     # bad file stops the command before minutes of integration.
-    records = [read_record(path) for path in _record_paths(args.files)]
+    paths = _record_paths(args.files)
+    records = [_read_before_replay(path, len(paths)) for path in paths]
 
     # Ctrl-C stops the replays, and those that finished are printed as usual.
     results = []
@@ -775,6 +776,26 @@ def run_replay(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     all_pass = all(verdict.outcome is Outcome.PASS for _, verdict, _ in results)
     return EXIT_OK if all_pass else EXIT_RUN_FAILED
+
+
+def _read_before_replay(path: Path, count: int) -> Any:
+    """Read the record at ``path``, one of ``count`` files to replay.
+
+    When there are several, the error says that none was replayed and which file
+    to fix, because a bad file stops the whole command.
+    """
+    from theory_checks.records import RecordError, read_record
+
+    try:
+        return read_record(path)
+    except RecordError as error:
+        if count == 1:
+            raise
+        raise RecordError(
+            f"{error}. No record was replayed, because ncflow replay reads all "
+            f"{count} files before it replays any: fix or remove {path}, then run "
+            "the command again"
+        ) from None
 
 
 def _record_paths(arguments: Sequence[Path]) -> list[Path]:

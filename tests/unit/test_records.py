@@ -860,3 +860,17 @@ def test_record_with_invalid_example_field(tmp_path, field, value, fragment):
     with pytest.raises(RecordError) as error:
         read_record(path)
     assert fragment in str(error.value)
+
+
+def test_cli_bad_file_among_several_names_it(tmp_path, capsys):
+    good = _checked_record(tmp_path, "C1")
+    bad = tmp_path / "bad.npz"
+    _text_file(bad)
+    status, out, err = _cli(capsys, good, bad)
+
+    assert status == 2
+    assert out == ""
+    assert "No record was replayed" in err
+    assert "reads all 2 files before it replays any" in err
+    assert f"fix or remove {bad}, then run the command again" in err
+    assert err.count("\n") == 1
