@@ -1099,8 +1099,8 @@ def _print_interrupted(stop: Any, stream: TextIO) -> None:
             f"is in {report.config.out}/report.md, without figures",
             file=stream,
         )
-        return
-    print("verify: interrupted", file=stream)
+    else:
+        print("verify: interrupted", file=stream)
     directory = report.config.out / "counterexamples"
     listing = ":" if report.records else ""
     print(
@@ -1110,9 +1110,10 @@ def _print_interrupted(stop: Any, stream: TextIO) -> None:
     )
     for name in report.records:
         print(f"  {name}", file=stream)
-    print(
-        f"verify: partial report of the finished tasks in {report.config.out}/"
-        "report.json (complete: false)",
-        file=stream,
-    )
+    if not report.complete:
+        print(
+            f"verify: partial report of the finished tasks in {report.config.out}/"
+            "report.json (complete: false)",
+            file=stream,
+        )
     _print_earlier_records(report, stream)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import json
 import multiprocessing
 import os
@@ -13,11 +14,13 @@ import sys
 import threading
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 
 import hypothesis.strategies as st
 import numpy as np
 import pytest
 
+from ncflow import cli
 from ncflow.cli import main
 from ncflow.data import Dataset
 from ncflow.network import Parameters
@@ -383,6 +386,28 @@ def test_interrupt_while_plotting_writes_report(tmp_path, monkeypatch, capsys):
     assert saved["complete"] is True
     assert saved["claims"][0]["examples"] == 1
     assert (tmp_path / "report.md").is_file()
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_interrupt_message_lists_kept_records(tmp_path, complete):
+    # A stand-in for the report that Interrupted carries.
+    report = SimpleNamespace(
+        complete=complete,
+        config=SimpleNamespace(out=tmp_path),
+        records=["C9-0123456789abcdef.npz"],
+        earlier_records=[],
+    )
+    stream = io.StringIO()
+    cli._print_interrupted(SimpleNamespace(report=report), stream)
+    lines = stream.getvalue().splitlines()
+
+    kept = tmp_path / "counterexamples"
+    assert f"verify: 1 counterexample record(s) kept in {kept}:" in lines
+    assert "  C9-0123456789abcdef.npz" in lines
+    drawing = any("while drawing the figures" in line for line in lines)
+    partial = any("partial report" in line for line in lines)
+    assert drawing is complete
+    assert partial is not complete
 
 
 def test_ctrl_c_in_gc_callback_stops_drawing():
