@@ -33,12 +33,14 @@ Claim verdicts of a run (one row per claim and family):
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import math
 import multiprocessing
 import os
 import signal
+import threading
 import time
-from collections.abc import Callable, Sequence, Set
+from collections.abc import Callable, Iterator, Sequence, Set
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -524,6 +526,57 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return context
 
 
+def _start_forkserver(context: multiprocessing.context.BaseContext) -> None:
+    """Start the forkserver of ``context``, if it uses one, with SIGINT ignored.
+
+    Ctrl-C reaches the whole process group. A forkserver started with SIGINT
+    handled would print a KeyboardInterrupt traceback while it imports its
+    preload modules. An ignored signal stays ignored across exec, so the server
+    starts with it ignored, and the workers it forks inherit that. SIGINT is
+    ignored in this process only while the server is spawned, which does not
+    wait for the imports, so a Ctrl-C is lost only in that short window.
+    """
+    if context.get_start_method() != "forkserver":
+        return
+    import multiprocessing.forkserver
+
+    # Only the main thread may set a signal handler.
+    if threading.current_thread() is not threading.main_thread():
+        multiprocessing.forkserver.ensure_running()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold back SIGINT while the pool starts its workers, and raise it after.
+
+    ``submit`` starts the workers and, with a forkserver, waits until the server
+    has imported its preload modules. A worker still starting when this process
+    stops finds the pool's semaphores removed and prints a traceback, so a
+    Ctrl-C meanwhile is raised only once every worker has started, and then
+    stops the pool.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(
+        signal.SIGINT, lambda signum, frame: received.append(signum)
+    )
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        # Delivered to the restored handler: KeyboardInterrupt by default.
+        signal.raise_signal(signal.SIGINT)
+
+
 def execute(
     tasks: Sequence[Task],
     out: Path,
@@ -565,12 +618,17 @@ def _execute_pool(tasks, out, jobs, results, progress) -> list[str]:
     for attempt in range(WORKER_RETRIES + 1):
         if not pending:
             break
+        context = _pool_context()
+        _start_forkserver(context)
         executor = concurrent.futures.ProcessPoolExecutor(
-            max_workers=jobs, mp_context=_pool_context(), initializer=_worker_init
+            max_workers=jobs, mp_context=context, initializer=_worker_init
         )
-        futures = {executor.submit(run_task, task, str(out)): task for task in pending}
         failed = []
         try:
+            with _sigint_deferred():
+                futures = {
+                    executor.submit(run_task, task, str(out)): task for task in pending
+                }
             for future in concurrent.futures.as_completed(futures):
                 task = futures[future]
                 try:

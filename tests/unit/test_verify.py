@@ -443,36 +443,62 @@ def _read_lines(stream, lines: list) -> None:
         lines.append(line)
 
 
-def test_sigint_while_drawing_exits_130(tmp_path):
-    # A real Ctrl-C reaches the process inside Hypothesis's generation loop.
-    # One billion examples keep it drawing until the signal arrives.
-    command = [sys.executable, "-m", "ncflow", "verify", "--claims", "C7"]
-    command += ["--max-examples", "1000000000", "--jobs", "1"]
-    command += ["--out", str(tmp_path / "report")]
-    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+def _interrupt_verify(arguments: list, marker: str, delay: float) -> tuple[int, str]:
+    """Run ncflow verify in its own process group, send SIGINT to the whole
+    group ``delay`` seconds after a stderr line contains ``marker``, as Ctrl-C
+    in a terminal does, and return the exit status and stderr."""
+    command = [sys.executable, "-m", "ncflow", "verify", *arguments]
+    child = subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     lines: list = []
     reader = threading.Thread(target=_read_lines, args=(child.stderr, lines))
     reader.start()
     try:
         deadline = time.monotonic() + 60
-        while not any("drawing" in line for line in lines):
+        while not any(marker in line for line in lines):
             if time.monotonic() > deadline or child.poll() is not None:
                 break
-            time.sleep(0.1)
-        child.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        time.sleep(delay)
+        os.killpg(child.pid, signal.SIGINT)
         status = child.wait(timeout=60)
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
         reader.join(timeout=10)
-    err = "".join(lines)
+    return status, "".join(lines)
+
+
+def test_sigint_while_drawing_exits_130(tmp_path):
+    # A real Ctrl-C reaches the process inside Hypothesis's generation loop.
+    # One billion examples keep it drawing until the signal arrives.
+    arguments = ["--claims", "C7", "--max-examples", "1000000000", "--jobs", "1"]
+    arguments += ["--out", str(tmp_path / "report")]
+    status, err = _interrupt_verify(arguments, "drawing", delay=0.0)
     assert status == 130, err
     assert "Traceback" not in err
     assert err.splitlines()[-1] == (
         "verify: interrupted while drawing examples; nothing was written"
     )
     assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.skipif(
+    "forkserver" not in multiprocessing.get_all_start_methods(),
+    reason="the pool starts a forkserver only where the platform has one",
+)
+def test_sigint_while_pool_starts_exits_130(tmp_path):
+    # Ctrl-C reaches the whole process group, here while the forkserver imports
+    # its preload modules (torch among them, about a second) after the drawing.
+    arguments = ["--claims", "C1", "--max-examples", "1", "--jobs", "2"]
+    arguments += ["--no-plots", "--out", str(tmp_path / "report")]
+    status, err = _interrupt_verify(arguments, "multiclass examples", delay=0.2)
+    assert status == 130, err
+    assert "Traceback" not in err
+    assert "KeyboardInterrupt" not in err
+    assert "verify: interrupted" in err
 
 
 def _dying_task(task: Task, out: str) -> TaskResult:
