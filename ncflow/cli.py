@@ -781,8 +781,8 @@ def run_replay(args: argparse.Namespace) -> int:
 def _read_before_replay(path: Path, count: int) -> Any:
     """Read the record at ``path``, one of ``count`` files to replay.
 
-    When there are several, the error says that none was replayed and which file
-    to fix, because a bad file stops the whole command.
+    When there are several, the error message names the file to fix and states
+    that no record was replayed, because a bad file stops the whole command.
     """
     from theory_checks.records import RecordError, read_record
 

@@ -121,9 +121,9 @@ def solve_flow(
     FlowResult
         ``status``, ``message``, ``success``, counters, the final state, the
         activation events, the event firings and the recorded trajectory.
-        Unlike ``solve_ivp``, whose ``t_events`` holds times ``t``,
-        ``t_events[k]`` holds ``log t`` of each firing of ``events[k]``,
-        because ``t`` overflows float64 late in a run; ``numpy.exp`` gives
+        Unlike ``solve_ivp``, whose ``t_events`` contains times ``t``,
+        ``t_events[k]`` contains ``log t`` of each firing of ``events[k]``,
+        because ``t`` overflows float64 late in a run. ``numpy.exp`` gives
         ``t`` where it is below about ``1e308``.
     """
     check_choice("method", method, METHODS)

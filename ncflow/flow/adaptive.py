@@ -102,7 +102,8 @@ EARLY_NORM_BELOW = 1e4
 # an initial scale eps below about 1e-88. Below the floor the run stays in tau,
 # where every rate is bounded.
 NORM_CLOCK_MIN = 1e-100
-# Where the search for the end of the span in log s starts: exp of it is 0.
+# Lower end of the search for the end of the span in log s. Its exp is 0, so
+# log t there is that of the step's start.
 LOG_S_FLOOR = -800.0
 MIN_STEP = 1e-13  # smallest step, relative to the independent variable
 EVENT_REFINEMENTS = 8  # Newton corrections of an event location before giving up
