@@ -65,6 +65,7 @@ from ncflow.flow.events import (
     stacked_outputs,
     terminal_after,
 )
+from ncflow.flow.linear import neuron_groups
 from ncflow.flow.polar import PolarSystem
 from ncflow.flow.radau import C_NODES as RADAU_NODES
 from ncflow.flow.radau import ERROR_ORDER, radau_step
@@ -383,7 +384,8 @@ class AdaptiveFlow:
         self.nfev += 1
         self.f, self.ev = self.coords.evaluate(self.z, self.pattern)
         if self.stiff:
-            self.J = self.coords.jacobian(self.z, self.pattern, self.ev)
+            self.J = self.coords.structured_jacobian(self.z, self.pattern, self.ev)
+            self.J.use_groups(neuron_groups(self.pattern), self.system.block)
             self.njev += 1
 
     def _state(self, z: np.ndarray, log_t: float) -> FlowState:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ncflow.flow.linear import Jacobian
 from ncflow.flow.polar import Evaluation, PolarSystem
 from ncflow.network import sample_margins
 
@@ -78,6 +79,13 @@ class TauCoordinates:
         self, z: np.ndarray, pattern: np.ndarray, ev: Evaluation
     ) -> np.ndarray:
         return self.system.jacobian(z, pattern, ev)
+
+    def structured_jacobian(
+        self, z: np.ndarray, pattern: np.ndarray, ev: Evaluation
+    ) -> Jacobian:
+        """Return the Jacobian with its block and low-rank parts (``linear.py``)."""
+        J, u, v = self.system.jacobian_parts(z, pattern, ev)
+        return Jacobian(J, u[:, None], v[:, None])
 
     def rhs_many(self, zs: np.ndarray, pattern: np.ndarray) -> np.ndarray:
         """Right-hand side at each row of ``zs``, shape (m, size)."""
@@ -176,34 +184,48 @@ class NormCoordinates:
     def jacobian(
         self, z: np.ndarray, pattern: np.ndarray, ev: Evaluation
     ) -> np.ndarray:
-        """Exact Jacobian of ``(f_tau / Rdot - kappa/R, 1)`` from the polar one.
+        """Exact Jacobian of ``(f_tau / Rdot - kappa/R, 1)``, shape (size, size);
+        see :meth:`structured_jacobian`."""
+        return self.structured_jacobian(z, pattern, ev).matrix
+
+    def structured_jacobian(
+        self, z: np.ndarray, pattern: np.ndarray, ev: Evaluation
+    ) -> Jacobian:
+        """Return the exact Jacobian of ``(f_tau / Rdot - kappa/R, 1)``, from
+        the polar one, with its block and low-rank parts (``linear.py``).
 
         With ``Rdot = 2 sum_j rho_j ||omega_j||^2 q_j`` and ``rho_j = exp(2 sigma_j)``,
         ``d Rdot/dy = 2 sum_j rho_j ||omega_j||^2 dq_j/dy`` plus the terms from
         ``rho_j ||omega_j||^2``; ``s_j`` enters as ``sigma_j`` does, and ``R``
-        through ``kappa_j log R``.
+        through ``kappa_j log R``. The polar Jacobian is ``J_b - u v^T``, and the
+        factor ``1/Rdot`` adds a second rank-one term,
+        ``-(f_tau / Rdot^2) (d Rdot/dy)^T``.
         """
         y = self.to_polar(z)
-        J = self.system.jacobian(y, pattern, ev)
-        h, B, n = self.h, self.B, self.system.size
+        J_b, u, v = self.system.jacobian_parts(y, pattern, ev)
+        h, B = self.h, self.B
         sigma = y.reshape(h, B)[:, 0]
         omega = y.reshape(h, B)[:, 1:]
         rho = np.exp(2 * sigma)
         rate = ev.norm_rate
         weights = rho * ev.omega_norm2
-        grad_rate = 2 * weights @ J.reshape(h, B, n)[:, 0, :]
+        # Rows sigma_j of the polar Jacobian J_b - u v^T.
+        sigma_rows = J_b[self.sigma_columns] - np.multiply.outer(
+            u[self.sigma_columns], v
+        )
+        grad_rate = 2 * weights @ sigma_rows
         blocks = grad_rate.reshape(h, B)
         blocks[:, 0] += 4 * weights * ev.q
         blocks[:, 1:] += (4 * rho * ev.q)[:, None] * omega
-        out = np.empty((self.size, self.size))
-        inner = out[:-1, :-1]
-        np.multiply(J, 1.0 / rate, out=inner)
-        inner -= np.multiply.outer(ev.rhs / rate**2, grad_rate)
+        U = np.column_stack([u / rate, ev.rhs / rate**2])
+        V = np.column_stack([v, grad_rate])
+        block_part = J_b / rate
         R = z[-1]
-        out[:-1, -1] = inner[:, self.sigma_columns] @ self.kappa / R
-        out[self.sigma_columns, -1] += self.kappa / R**2
-        out[-1] = 0.0
-        return out
+        # Columns sigma_j of the inner Jacobian block_part - U V^T.
+        sigma_columns = block_part[:, self.sigma_columns] - U @ V[self.sigma_columns].T
+        border = sigma_columns @ self.kappa / R
+        border[self.sigma_columns] += self.kappa / R**2
+        return Jacobian(block_part, U, V, border)
 
     def log_rate(self, z: np.ndarray, ev: Evaluation) -> float:
         """``log(dtau/dR) = -log(dR/dtau)``."""

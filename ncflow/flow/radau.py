@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ncflow.flow.steps import Step, lu_factor, lu_solve
+from ncflow.flow.linear import Jacobian
+from ncflow.flow.steps import Step
 
 # Newton iterations per step before the step is given up.
 MAX_NEWTON = 7
@@ -145,9 +146,10 @@ def radau_step(
         its roundoff floor.
     """
     m = y0.shape[0]
-    real_lu = lu_factor(_shifted(jacobian, GAMMA / size))
-    complex_lu = lu_factor(_shifted(jacobian, EIGENVALUES[1] / size))
-    solve = lu_solve
+    if not isinstance(jacobian, Jacobian):
+        jacobian = Jacobian(jacobian, np.zeros((m, 0)), np.zeros((m, 0)))
+    real_lu = jacobian.factor(GAMMA / size)
+    complex_lu = jacobian.factor(EIGENVALUES[1] / size)
     Z = np.zeros((3, m)) if guess is None else guess.copy()
     W = (T_INVERSE @ Z).astype(complex)
     nfev = 0
@@ -165,8 +167,8 @@ def radau_step(
         G = T_INVERSE @ F
         residual = G - (EIGENVALUES / size)[:, None] * W
         delta = np.empty_like(W)
-        delta[0] = solve(real_lu, residual[0].real)
-        delta[1] = solve(complex_lu, residual[1])
+        delta[0] = real_lu.solve(residual[0].real)
+        delta[1] = complex_lu.solve(residual[1])
         delta[2] = np.conj(delta[1])
         W = W + delta
         Z = (T_MATRIX @ W).real
@@ -192,20 +194,10 @@ def radau_step(
 
     y1 = y0 + Z[-1]
     raw = f0 + (GAMMA / size) * (E_WEIGHTS @ Z)
-    error = solve(real_lu, raw)
+    error = real_lu.solve(raw)
     q = TO_CUBIC @ Z  # (3, m): coefficients of s, s^2, s^3
     dense_2 = -q[2]
     dense_1 = -q[2] - q[1]
     step = Step(y0, y1, error, size, dense_1, dense_2, newton_noise=noise)
     step.last_stage = (y0, f0, real_lu)
     return step, nfev
-
-
-def _shifted(jacobian: np.ndarray, shift: complex | float) -> np.ndarray:
-    """Return ``shift I - jacobian`` as a new array, complex where ``shift`` is."""
-    # Written into a zeroed array through its real view: a casting ufunc, or
-    # astype, takes three times as long on 110 rows (32 against 9 us).
-    matrix = np.zeros(jacobian.shape, dtype=np.result_type(jacobian, shift))
-    np.negative(jacobian, out=matrix.real)
-    matrix.flat[:: matrix.shape[0] + 1] += shift
-    return matrix

@@ -66,9 +66,9 @@ def error_noise(rhs, step: Step, perturbation: np.ndarray) -> np.ndarray:
     order 1 that are computed from margins of order ``||theta||^2``, so the
     right-hand side carries a relative noise of about ``eps ||theta||^2``.
     """
-    y6, f6, lu = step.last_stage
+    y6, f6, solver = step.last_stage
     shifted = rhs(y6 * (1.0 + perturbation))
-    return lu_solve(lu, shifted - f6)
+    return solver.solve(shifted - f6)
 
 
 def lu_factor(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
