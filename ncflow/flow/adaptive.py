@@ -1007,11 +1007,19 @@ class AdaptiveFlow:
                 limited = self.stiffness > STIFF_FRACTION * DP_STABILITY_LIMIT
                 self.stiff_count = self.stiff_count + 1 if limited or clock_bound else 0
                 self.stiff = self.stiff_count >= STIFF_STEPS
+            norm_clock = self.coords.clock == "norm2"
+            R0 = self.z[-1]
             self._commit(landing)
             if self.status is None and not np.all(np.isfinite(self.f)):
                 self.status = res.STATUS_NONFINITE
                 self.detail = f"at log t = {self.log_t:.6g}"
             size *= min(MAX_GROWTH, max(MAX_SHRINK, growth))
+            if norm_clock and self.coords.clock == "norm2":
+                # In the norm clock the flow's scale is R itself, so an error
+                # estimate depends on the step relative to R. Without this
+                # factor the controller lags R's growth and settles where
+                # SAFETY * err**(-1/4) equals 1 + h/R, near err = 0.35.
+                size *= self.z[-1] / R0
             if self.stiff and not was_stiff:
                 self.phases.append(("tau-implicit", self.log_t))
             if self.status is None:
