@@ -364,6 +364,7 @@ class AdaptiveFlow:
         self.noise_limited = 0
         self.dense_landings = 0  # crossings landed on without a second step
         self.noise_floor = 0.0
+        self._groups_of: tuple[bytes, list] = (b"", [])
         # Fixed seed: the roundoff probe must not make runs irreproducible.
         self.noise_rng = np.random.default_rng(0)
 
@@ -385,8 +386,15 @@ class AdaptiveFlow:
         self.f, self.ev = self.coords.evaluate(self.z, self.pattern)
         if self.stiff:
             self.J = self.coords.structured_jacobian(self.z, self.pattern, self.ev)
-            self.J.use_groups(neuron_groups(self.pattern), self.system.block)
+            self.J.use_groups(self._neuron_groups(), self.system.block)
             self.njev += 1
+
+    def _neuron_groups(self) -> list[np.ndarray]:
+        """Return ``neuron_groups`` of the current pattern, kept until it changes."""
+        key = self.pattern.tobytes()
+        if self._groups_of[0] != key:
+            self._groups_of = (key, neuron_groups(self.pattern))
+        return self._groups_of[1]
 
     def _state(self, z: np.ndarray, log_t: float) -> FlowState:
         y = self.coords.to_polar(z)
@@ -715,7 +723,8 @@ class AdaptiveFlow:
             # when the active field moves its pre-activation down.
             for i, j in cluster:
                 trial[i, j] = True
-            for (i, j), slope in zip(cluster, self._boundary_slopes(trial, cluster)):
+            rates = self._boundary_rates(trial)
+            for (i, j), slope in zip(cluster, rates(trial, cluster)):
                 trial[i, j] = not slope < 0
             self.pattern = trial
             for i, j in cluster:
@@ -727,9 +736,10 @@ class AdaptiveFlow:
             ]
         for i, j in cluster:
             trial[i, j] = False
-        for (i, j), slope in zip(cluster, self._boundary_slopes(trial, cluster)):
+        rates = self._boundary_rates(trial)
+        for (i, j), slope in zip(cluster, rates(trial, cluster)):
             trial[i, j] = slope > 0
-        for (i, j), slope in zip(cluster, self._boundary_slopes(trial, cluster)):
+        for (i, j), slope in zip(cluster, rates(trial, cluster)):
             if trial[i, j] and not slope > 0:
                 self.detail = (
                     f"pair (sample {i}, neuron {j}) at log t = {self.log_t:.6g}: the "
@@ -750,16 +760,32 @@ class AdaptiveFlow:
         for i, j in cluster:
             self.offsets[i, j] = max(self.touch_offset, 2 * abs(cosines[i, j]))
 
-    def _boundary_slopes(self, pattern: np.ndarray, pairs: list) -> list:
-        """Signs of ``d<x_i, w_j>/dt`` under ``pattern``, 0 within roundoff of 0."""
+    def _boundary_rates(self, pattern: np.ndarray):
+        """Evaluate the flow at the current state under ``pattern`` and return
+        ``slopes(trial, pairs)``: the signs of ``d<x_i, w_j>/dt`` of ``pairs``
+        under ``trial``, 0 within roundoff of 0.
+
+        ``trial`` may differ from ``pattern`` only at pairs on their boundary.
+        Their pre-activations are 0 to roundoff, so the outputs, the loss
+        gradients and ``q_j`` are those of ``pattern``, and only the sum
+        ``sum_i P_ij <G_i, b_j> x_i`` of ``d a_j`` changes. One evaluation
+        serves every trial.
+        """
         self.nfev += 1
         y = self.coords.to_polar(self.z)
-        _, da, _ = self.system.split(self.system.rhs(y, pattern))
-        slopes = []
-        for i, j in pairs:
-            value = float(self.problem.X[i] @ da[j])
-            size = self.x_norms[i] * float(np.linalg.norm(da[j]))
-            slopes.append(0.0 if abs(value) <= ZERO_SLOPE * size else value)
+        ev = self.system.evaluate(y, pattern)
+        _, a, _ = self.system.split(y)
+        X = self.problem.X
+
+        def slopes(trial: np.ndarray, pairs: list) -> list:
+            values = []
+            for i, j in pairs:
+                da = (ev.GB[:, j] * trial[:, j]) @ X - ev.q[j] * a[j]
+                value = float(X[i] @ da)
+                size = self.x_norms[i] * float(np.linalg.norm(da))
+                values.append(0.0 if abs(value) <= ZERO_SLOPE * size else value)
+            return values
+
         return slopes
 
     # -- continuous events -------------------------------------------------
