@@ -335,6 +335,24 @@ class TrainingRun:
         return self.status == STATUS_END_OF_SPAN
 
     @property
+    def diverged(self) -> bool:
+        """Whether the run stopped on a non-finite state (see :func:`summarize`)."""
+        return self.status == STATUS_NONFINITE
+
+    @property
+    def records_before_divergence(self) -> int:
+        """Number of leading trajectory records that precede a diverged last state.
+
+        The last state of a diverged run is recorded at the final step count, by the
+        end record and sometimes a grid record before it, and these come last. For
+        a run that did not diverge, this is the number of records.
+        """
+        trajectory = self.trajectory
+        if not self.diverged:
+            return len(trajectory)
+        return int(np.count_nonzero(trajectory.log_t < self.log_t))
+
+    @property
     def trajectory(self) -> Trajectory:
         return self.flow.trajectory if self.flow is not None else self.sgd.trajectory
 
@@ -908,7 +926,7 @@ def _summary(run: TrainingRun) -> dict:
     params = run.params
     phi = features(problem.X, params.W, problem.activation)
     log_loss = float(run.trajectory.log_loss[-1])
-    diverged = run.status == STATUS_NONFINITE
+    diverged = run.diverged
 
     undefined: dict[str, str] = {}
     rank3: dict = {}
@@ -928,10 +946,7 @@ def _summary(run: TrainingRun) -> dict:
     nc = None
     separation = _separation_summary(run, diverged=diverged)
     if diverged:
-        reason = (
-            f"the run diverged ({run.message}), so the metrics of its last state "
-            "are not reported"
-        )
+        reason = _divergence_reason(run)
         for key in ("rank3_relative_error.phi", "rankK_relative_error.phi"):
             undefined[key] = reason
         rank3["phi"] = rank_K["phi"] = None
@@ -987,6 +1002,13 @@ def _summary(run: TrainingRun) -> dict:
         "undefined": undefined,
         "runtime_s": run.runtime_s,
     }
+
+
+def _divergence_reason(run: TrainingRun) -> str:
+    return (
+        f"the run diverged ({run.message}), so the metrics of its last state "
+        "are not reported"
+    )
 
 
 def _exp(value: float) -> float:
@@ -1059,17 +1081,53 @@ class TrajectoryMetrics:
     nc3: np.ndarray
     undefined: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
 
+    def head(self, count: int) -> TrajectoryMetrics:
+        """Return the metrics of the first ``count`` records."""
+        undefined = {
+            name: [(index, reason) for index, reason in items if index < count]
+            for name, items in self.undefined.items()
+        }
+        return TrajectoryMetrics(
+            log_t=self.log_t[:count],
+            nc1=self.nc1[:count],
+            nc2=self.nc2[:count],
+            nc3=self.nc3[:count],
+            undefined={name: items for name, items in undefined.items() if items},
+        )
+
 
 def trajectory_metrics(run: TrainingRun) -> TrajectoryMetrics:
     """Compute NC1, NC2 and NC3 (consistent target) of Min, Zhu and Vidal per record.
 
     The features of each record are ``relu(W^T x_i)`` with that record's ``W``. A
     record where a metric is undefined (a class mean of zero, for instance) gets
-    NaN for that metric and an entry in ``undefined``.
+    NaN for that metric and an entry in ``undefined``. As in :func:`summarize`,
+    the last state of a diverged run gets no metrics, so its records get NaN with
+    the divergence as the reason.
     """
-    # As in summarize, only the last record of a diverged run overflows here.
+    trajectory = run.trajectory
+    records_before = run.records_before_divergence
+    # Large but finite records, such as the last ones before a divergence, can
+    # overflow in the squares that the metrics take.
     with np.errstate(over="ignore", invalid="ignore"):
-        return metrics_along(run.problem, run.trajectory)
+        metrics = metrics_along(run.problem, trajectory.head(records_before))
+    if records_before == len(trajectory):
+        return metrics
+
+    left_out = np.full(len(trajectory) - records_before, np.nan)
+    reason = _divergence_reason(run)
+    undefined = {}
+    for name in ("nc1", "nc2", "nc3"):
+        items = metrics.undefined.get(name, [])
+        left_out_items = [(i, reason) for i in range(records_before, len(trajectory))]
+        undefined[name] = items + left_out_items
+    return TrajectoryMetrics(
+        log_t=trajectory.log_t.copy(),
+        nc1=np.concatenate([metrics.nc1, left_out]),
+        nc2=np.concatenate([metrics.nc2, left_out]),
+        nc3=np.concatenate([metrics.nc3, left_out]),
+        undefined=undefined,
+    )
 
 
 def metrics_along(problem: Problem, trajectory: Trajectory) -> TrajectoryMetrics:

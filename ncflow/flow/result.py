@@ -76,7 +76,13 @@ class Trajectory:
         return Parameters(self.W[index], self.V[index])
 
     def select(self, kind: str) -> Trajectory:
-        keep = self.kind == kind
+        return self._rows(self.kind == kind)
+
+    def head(self, count: int) -> Trajectory:
+        """Return the first ``count`` records."""
+        return self._rows(slice(0, count))
+
+    def _rows(self, keep: np.ndarray | slice) -> Trajectory:
         return Trajectory(
             *(
                 getattr(self, name)[keep]

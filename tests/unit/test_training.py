@@ -366,6 +366,28 @@ def test_trajectory_metrics_mark_undefined_records():
     assert np.isfinite(metrics.nc1[3])
 
 
+def test_trajectory_metrics_leave_out_diverged_state():
+    # Step 3 overflows, as in test_overflow_on_last_step_is_divergence.
+    run = train(_antipodal_dataset(), width=4, steps=3, step=1.2, seed=0,
+                init_scale=0.3)  # fmt: skip
+    metrics = trajectory_metrics(run)
+    records_before = run.records_before_divergence
+    assert run.diverged
+    assert records_before == len(run.trajectory) - 1
+    assert np.isfinite(metrics.nc1[records_before - 1])
+    for name in ("nc1", "nc2", "nc3"):
+        assert math.isnan(getattr(metrics, name)[records_before])
+        index, reason = metrics.undefined[name][-1]
+        assert index == records_before
+        assert reason.startswith("the run diverged (")
+
+
+def test_completed_run_keeps_every_record():
+    run = train(_antipodal_dataset(), width=4, steps=5, seed=0)
+    assert not run.diverged
+    assert run.records_before_divergence == len(run.trajectory)
+
+
 def test_train_rejects_steps_and_time_together():
     with pytest.raises(InvalidArgument, match="steps=10 and time=1.0"):
         train(_antipodal_dataset(), steps=10, time=1.0)
