@@ -26,6 +26,7 @@ from ncflow._validation import (
     check_positive,
 )
 from ncflow.data import Dataset, load_dataset, load_digits
+from ncflow.flow import Trajectory
 from ncflow.losses import BINARY_LOSSES, LOSSES
 from ncflow.network import ACTIVATIONS
 from ncflow.report_io import (
@@ -237,7 +238,8 @@ def add_train_command(subcommands: Any) -> argparse.ArgumentParser:
         "--out",
         default=None,
         metavar="DIR",
-        help="write report.json and PNG plots into DIR, creating it",
+        help="write report.json and PNG plots into DIR, creating it. A diverged "
+        "run gets only the loss and NC plots of the records before its last state",
     )
     output.add_argument(
         "--quiet", action="store_true", help="no progress bar and no notes on stderr"
@@ -492,7 +494,26 @@ def _notes(args: argparse.Namespace, run: TrainingRun) -> list[str]:
         notes.append(
             f"training stopped after {_count(run.steps, 'step')}: {run.message}"
         )
+    if args.out is not None and run.diverged:
+        notes.append(_divergence_plot_note(run))
     return notes
+
+
+def _divergence_plot_note(run: TrainingRun) -> str:
+    """Return the note on the figures that ``--out`` gets for a diverged run."""
+    records_before = run.records_before_divergence
+    if records_before <= 1:
+        return (
+            "the run diverged, and no record after t = 0 precedes its last state, "
+            "so --out has no figures. report.json has the records"
+        )
+    before = run.trajectory.head(records_before)
+    step_count = _record_steps(before, run.settings.step)[-1]
+    return (
+        "the run diverged, so --out has no figures of its last state. "
+        "loss_norm.png and nc_metrics.png end at the last record before it, at "
+        f"step {step_count}"
+    )
 
 
 def _count(number: int, noun: str) -> str:
@@ -503,10 +524,16 @@ def _count(number: int, noun: str) -> str:
 def _write_outputs(
     directory: Path, run: TrainingRun, summary: dict, *, digits: bool
 ) -> list[Path]:
-    """Write ``report.json`` and the PNG plots into ``directory``; return the paths."""
+    """Write ``report.json`` and the PNG plots into ``directory``; return the paths.
+
+    A diverged run gets only the plots of the records before its last state.
+    """
     metrics = trajectory_metrics(run)
     try:
-        plot_paths = _write_plots(directory, run, metrics, digits=digits)
+        if run.diverged:
+            plot_paths = _write_plots_before_divergence(directory, run, metrics)
+        else:
+            plot_paths = _write_plots(directory, run, metrics, digits=digits)
         report = _report(run, summary, metrics, plot_paths)
         report_path = write_json_atomic(directory / "report.json", report)
     except OSError as error:
@@ -571,6 +598,40 @@ def _write_plots(
     return paths
 
 
+def _write_plots_before_divergence(
+    directory: Path, run: TrainingRun, metrics: TrajectoryMetrics
+) -> list[Path]:
+    """Draw the loss, norm and NC curves of the records before the diverged state.
+
+    The PCA and group-weight figures show only the last state, so they are not
+    drawn. Nothing is drawn when only the record at t = 0, which the log-time axes
+    leave out, precedes the divergence.
+    """
+    from ncflow import plots
+
+    records_before = run.records_before_divergence
+    if records_before <= 1:
+        return []
+    nominal = run.settings.method == "sgd"
+    return [
+        plots.plot_loss_and_norm(
+            run.trajectory.head(records_before),
+            directory / "loss_norm.png",
+            nominal_time=nominal,
+        ),
+        plots.plot_nc_metrics(
+            metrics.head(records_before),
+            directory / "nc_metrics.png",
+            nominal_time=nominal,
+        ),
+    ]
+
+
+def _record_steps(trajectory: Trajectory, step: float) -> np.ndarray:
+    """Return the step count of each record, which is at t = count * step."""
+    return np.rint(np.exp(trajectory.log_t) / step).astype(np.int64)
+
+
 def _report(
     run: TrainingRun,
     summary: dict,
@@ -579,12 +640,10 @@ def _report(
 ) -> dict:
     """Return the contents of ``report.json``: summary, trajectory and plot names."""
     trajectory = run.trajectory
-    # Each record is at t = k * step, so the ratio rounds to the step count k.
-    steps = np.rint(np.exp(trajectory.log_t) / run.settings.step).astype(np.int64)
     return {
         "summary": summary,
         "trajectory": {
-            "steps": steps,
+            "steps": _record_steps(trajectory, run.settings.step),
             "log_t": trajectory.log_t,
             "log_loss": trajectory.log_loss,
             "norm2": trajectory.norm2,

@@ -203,6 +203,52 @@ def test_diverged_text_reports_divergence(capsys, npz_path):
     assert "1 steps" not in out + err
 
 
+def test_diverged_out_plots_records_before(capsys, npz_path, tmp_path):
+    # The exponential loss overflows at step 3, after the records of steps 1 and 2.
+    out_dir = tmp_path / "report"
+    status, out, err = _run(capsys, "--data", str(npz_path), "--classes", "a,b",
+                            "--width", "4", "--steps", "200", "--step", "1",
+                            "--init-scale", "0.1", "--json",
+                            "--out", str(out_dir))  # fmt: skip
+    assert status == 1
+    report = read_json(out_dir / "report.json")
+    assert report["summary"] == json.loads(out)
+    assert report["summary"]["result"]["diverged"] is True
+    assert report["plots"] == ["loss_norm.png", "nc_metrics.png"]
+    written = sorted(path.name for path in out_dir.iterdir())
+    assert written == ["loss_norm.png", "nc_metrics.png", "report.json"]
+
+    trajectory = report["trajectory"]
+    steps = trajectory["steps"]
+    last_state = [i for i, count in enumerate(steps) if count == steps[-1]]
+    before = [i for i, count in enumerate(steps) if count < steps[-1]]
+    assert len(before) == 3
+    assert isinstance(trajectory["nc1"][before[-1]], float)
+    for name in ("nc1", "nc2", "nc3"):
+        reasons = dict(trajectory["undefined"][name])
+        for index in last_state:
+            assert trajectory[name][index] == "nan"
+            assert reasons[index].startswith("the run diverged (")
+    note = (
+        "note: the run diverged, so --out has no figures of its last state. "
+        "loss_norm.png and nc_metrics.png end at the last record before it, at "
+        f"step {steps[before[-1]]}\n"
+    )
+    assert note in err
+
+
+def test_diverged_at_first_step_out_has_no_plots(capsys, tmp_path):
+    out_dir = tmp_path / "report"
+    status, _, err = _run(capsys, "--classes", "0,1", "--step", "1e300", "--steps",
+                          "10", "--out", str(out_dir))  # fmt: skip
+    assert status == 1
+    report = read_json(out_dir / "report.json")
+    assert report["plots"] == []
+    assert [path.name for path in out_dir.iterdir()] == ["report.json"]
+    assert "so --out has no figures. report.json has the records" in err
+    assert report["summary"]["nc"] is None
+
+
 def test_completed_run_is_not_diverged(capsys, npz_path):
     status, out, _ = _run(capsys, "--data", str(npz_path), "--width", "4",
                           "--steps", "1", "--json")  # fmt: skip
