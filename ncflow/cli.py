@@ -1051,7 +1051,8 @@ def add_verify_command(subcommands: Any) -> argparse.ArgumentParser:
         "--max-examples",
         type=int,
         metavar="N",
-        help="examples per family and cases per exploration, overriding the profile",
+        help="examples per family and cases per exploration (1 to 100000), "
+        "overriding the profile",
     )
     command.add_argument("--no-plots", action="store_true", help="write no PNG figures")
     command.add_argument(

@@ -115,6 +115,33 @@ def test_cli_bad_jobs_exits_2(capsys, tmp_path):
     assert "jobs=0" in capsys.readouterr().err
 
 
+def test_cli_max_examples_above_limit_exits_2(capsys, tmp_path):
+    out = tmp_path / "r"
+    limit = verify.MAX_EXAMPLES_LIMIT
+    arguments = ["--claims", "C2", "--max-examples", str(limit + 1)]
+    status = main(["verify", *arguments, "--out", str(out)])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert f"max_examples={limit + 1} is invalid: it must be <= {limit}" in captured.err
+    assert "--max-examples" in captured.err
+    assert "another --seed" in captured.err
+    assert captured.out == ""
+    assert not out.exists()
+
+
+def test_max_examples_limit_is_valid():
+    limit = verify.MAX_EXAMPLES_LIMIT
+    config = validate_config(VerifyConfig(max_examples=limit))
+    assert config.budget().binary_examples == limit
+
+
+def test_cli_help_states_max_examples_limit(capsys):
+    status = main(["verify", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert status == 0
+    assert f"(1 to {verify.MAX_EXAMPLES_LIMIT})" in help_text
+
+
 def test_max_examples_overrides_every_count():
     budget = VerifyConfig(profile="thorough", max_examples=2).budget()
     assert budget.binary_examples == 2
@@ -473,8 +500,9 @@ def _interrupt_verify(arguments: list, marker: str, delay: float) -> tuple[int, 
 
 def test_sigint_while_drawing_exits_130(tmp_path):
     # A real Ctrl-C reaches the process inside Hypothesis's generation loop.
-    # One billion examples keep it drawing until the signal arrives.
-    arguments = ["--claims", "C7", "--max-examples", "1000000000", "--jobs", "1"]
+    # The maximum count takes minutes to draw, so the signal arrives while it draws.
+    limit = str(verify.MAX_EXAMPLES_LIMIT)
+    arguments = ["--claims", "C7", "--max-examples", limit, "--jobs", "1"]
     arguments += ["--out", str(tmp_path / "report")]
     status, err = _interrupt_verify(arguments, "drawing", delay=0.0)
     assert status == 130, err
