@@ -6,15 +6,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ncflow.flow import Norm2Above, linear, solve_flow
 from ncflow.flow.coordinates import NormCoordinates, TauCoordinates
 from ncflow.flow.linear import (
     MAX_CANCELLATION,
+    MIN_BLOCK_SIZE,
     BlockSolver,
     DenseSolver,
     Jacobian,
     neuron_groups,
 )
-from ncflow.flow.radau import EIGENVALUES, GAMMA
+from ncflow.flow.radau import EIGENVALUES, GAMMA, NEWTON_TOLERANCE
+from ncflow.flow.result import STATUS_TERMINAL_EVENT
+from ncflow.init import balanced_init, balanced_shapes
+from ncflow.network import Parameters, Problem
+from tests.flow.test_accuracy import _cone
 from tests.flow.test_polar import _system
 
 UNIT_ROUNDOFF = float(np.finfo(np.float64).eps) / 2
@@ -81,7 +87,8 @@ def _relative_bound(matrix: np.ndarray) -> float:
 def test_block_solve_matches_whole_matrix(shift, bordered, rank):
     rng = np.random.default_rng(rank + 2 * bordered)
     groups = [np.array([0, 2, 4]), np.array([1, 3]), np.array([5, 6])]
-    jacobian = _structured(rng, groups, 9, rank, bordered)
+    block = -(-MIN_BLOCK_SIZE // 7)  # large enough for the blocks to be used
+    jacobian = _structured(rng, groups, block, rank, bordered)
     matrix = shift * np.eye(jacobian.matrix.shape[0]) - jacobian.matrix
     solver = jacobian.factor(shift)
     assert isinstance(solver, BlockSolver)
@@ -98,15 +105,17 @@ def test_cancellation_falls_back_to_whole_matrix():
     # c I - (B - U V^T) is not: the Woodbury correction would cancel all digits.
     rng = np.random.default_rng(7)
     groups = [np.arange(4), np.arange(4, 8)]
-    jacobian = _structured(rng, groups, 7, 1, False)
+    block = -(-MIN_BLOCK_SIZE // 8)
+    jacobian = _structured(rng, groups, block, 1, False)
     shift = 0.5
-    first = jacobian.block_part[:28, :28]
+    half = 4 * block
+    first = jacobian.block_part[:half, :half]
     first += first.T.copy()  # symmetric, so that its eigenvalues are real
-    first += np.eye(28) * (shift - np.linalg.eigvalsh(first)[0])
+    first += np.eye(half) * (shift - np.linalg.eigvalsh(first)[0])
     jacobian = Jacobian(jacobian.block_part, jacobian.U, jacobian.V)
-    jacobian.use_groups(groups, 7)
-    matrix = shift * np.eye(56) - jacobian.matrix
-    rhs = rng.standard_normal(56)
+    jacobian.use_groups(groups, block)
+    matrix = shift * np.eye(2 * half) - jacobian.matrix
+    rhs = rng.standard_normal(2 * half)
     exact = np.linalg.solve(matrix, rhs)
     error = np.max(np.abs(jacobian.factor(shift).solve(rhs) - exact))
     assert error <= _relative_bound(matrix) * np.max(np.abs(exact))
@@ -117,7 +126,7 @@ def test_small_or_single_groups_solve_whole():
     rng = np.random.default_rng(3)
     small = _structured(rng, [np.array([0]), np.array([1])], 9, 1, False)
     assert isinstance(small.factor(GAMMA), DenseSolver)  # 18 entries
-    one = _structured(rng, [np.arange(8)], 9, 1, False)
+    one = _structured(rng, [np.arange(8)], MIN_BLOCK_SIZE, 1, False)
     assert isinstance(one.factor(GAMMA), DenseSolver)
 
 
@@ -152,3 +161,53 @@ def test_flow_block_part_zero_between_groups(loss, clock):
     assert np.all(jacobian.block_part[between] == 0.0)
     # The parts add up to the Jacobian that the dense path uses.
     np.testing.assert_array_equal(jacobian.matrix, coords.jacobian(z, pattern, ev))
+
+
+def _wide_binary() -> tuple[Problem, Parameters]:
+    """Binary cones around +e_1 and -e_1 in R^8, 16 neurons: a state of
+    16 * (1 + 8 + 1) = 160 entries, large enough for the blocks to be used."""
+    rng = np.random.default_rng(5)
+    centre = np.eye(8)[0]
+    X = np.vstack(
+        [
+            _cone(rng, centre, 8, 0.5, (1.0, 2.0)),
+            _cone(rng, -centre, 8, 0.5, (1.0, 2.0)),
+        ]
+    )
+    problem = Problem(X, np.repeat([0, 1], 8), 2, "exponential")
+    shapes = balanced_shapes(rng, 8, 16, 1)
+    signs = np.where(np.arange(16) % 2 == 0, 1.0, -1.0)
+    return problem, balanced_init(Parameters(shapes.W, np.abs(shapes.V) * signs), 1e-4)
+
+
+def test_block_and_whole_solves_give_one_run(monkeypatch):
+    problem, params0 = _wide_binary()
+    rtol = 1e-8
+    runs = {}
+    factored = {"blocks": 0}
+    original = BlockSolver.__init__
+
+    def counting(self, jacobian, shift):
+        factored["blocks"] += 1
+        original(self, jacobian, shift)
+
+    monkeypatch.setattr(BlockSolver, "__init__", counting)
+    for name, smallest in (("blocks", MIN_BLOCK_SIZE), ("whole", 10**9)):
+        monkeypatch.setattr(linear, "MIN_BLOCK_SIZE", smallest)
+        runs[name] = solve_flow(
+            problem, params0, rtol=rtol, atol=1e-12, events=[Norm2Above(1e4)]
+        )
+    blocks, whole = runs["blocks"], runs["whole"]
+    assert blocks.status == whole.status == STATUS_TERMINAL_EVENT
+    assert factored["blocks"] > 0  # the first run did factor by blocks
+    assert blocks.n_accepted == whole.n_accepted
+    assert blocks.n_rejected == whole.n_rejected
+    # The two runs differ only in the roundoff of the linear solves. Each step's
+    # Newton iteration stops within NEWTON_TOLERANCE * rtol of the collocation
+    # solution in both runs, so two steps can part by twice that. The flow keeps
+    # such differences (it contracts the directions and keeps the norms), so
+    # they add up over the steps.
+    bound = 2 * NEWTON_TOLERANCE * rtol * blocks.n_accepted
+    for a, b in ((blocks.params.W, whole.params.W), (blocks.params.V, whole.params.V)):
+        scale = np.max(np.abs(b))
+        assert np.max(np.abs(a - b)) <= bound * scale
