@@ -200,19 +200,21 @@ def separation_report(
     reason : str
         Why the pattern is not separated (empty when it is).
     """
-    for j, k in enumerate(groups):
-        column = pattern[:, j]
-        if column.any() and not np.array_equal(column, labels == k):
-            wrong = np.flatnonzero(column != (labels == k))[0]
-            state = "active" if column[wrong] else "inactive"
-            return (
-                False,
-                f"neuron {j} of group {int(k)} is {state} on sample {int(wrong)}",
-            )
-    for k in range(num_classes):
-        members = groups == k
-        if not pattern[:, members].any():
-            return False, f"class {k} has no active neuron"
+    # One array pass for all neurons: the adaptive integrator checks this after
+    # every activation change.
+    own_class = labels[:, None] == groups[None, :]  # (n, h)
+    used = pattern.any(axis=0)
+    wrong_neurons = np.flatnonzero(used & (pattern != own_class).any(axis=0))
+    if wrong_neurons.size:
+        j = int(wrong_neurons[0])
+        k = int(groups[j])
+        wrong = int(np.flatnonzero(pattern[:, j] != own_class[:, j])[0])
+        state = "active" if pattern[wrong, j] else "inactive"
+        return False, f"neuron {j} of group {k} is {state} on sample {wrong}"
+    covered = np.zeros(num_classes, dtype=bool)
+    covered[groups[used]] = True
+    if not covered.all():
+        return False, f"class {int(np.flatnonzero(~covered)[0])} has no active neuron"
     return True, ""
 
 
