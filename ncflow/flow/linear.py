@@ -18,7 +18,7 @@ class), the Jacobian of the polar state is
 
 with ``B`` block diagonal (one block per group) and ``U``, ``V`` of one column
 per clock term. In the norm clock the state has one more entry, ``R``, whose
-row of ``J`` is 0 (``dR/dR = 1`` is constant), so ``J = [[A, c], [0, 0]]``.
+row of ``J`` is 0 (``dR/dR = 1`` is constant), so ``J = [[A, e], [0, 0]]``.
 
 ``c I - A = M + U V^T`` with ``M = c I - B`` block diagonal, and the
 Sherman-Morrison-Woodbury identity solves it from the blocks of ``M``:
@@ -33,7 +33,7 @@ alone took about 190 us for the four block factorisations of a step against
 |---|---|---|
 | ``B`` | ``block_part`` | ``(m, m)``, zero outside the diagonal blocks |
 | ``U``, ``V`` | ``U``, ``V`` | ``(m, k)`` |
-| ``c`` | ``border`` | ``(m,)``, the column of ``R`` (norm clock only) |
+| ``e`` | ``border`` | ``(m,)``, the column of ``R`` (norm clock only) |
 """
 
 from __future__ import annotations
