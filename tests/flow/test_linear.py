@@ -11,6 +11,7 @@ from ncflow.flow.coordinates import NormCoordinates, TauCoordinates
 from ncflow.flow.linear import (
     MAX_CANCELLATION,
     MIN_BLOCK_SIZE,
+    MIN_GROUP_SIZE,
     BlockSolver,
     DenseSolver,
     Jacobian,
@@ -120,6 +121,22 @@ def test_cancellation_falls_back_to_whole_matrix():
     error = np.max(np.abs(jacobian.factor(shift).solve(rhs) - exact))
     assert error <= _relative_bound(matrix) * np.max(np.abs(exact))
     assert jacobian.dense_fallbacks == 1
+
+
+def test_small_groups_merge_into_blocks():
+    # 32 one-neuron groups of 6 entries: merged into blocks of at least
+    # MIN_GROUP_SIZE entries, which still solve like the whole matrix.
+    rng = np.random.default_rng(9)
+    groups = [np.array([j]) for j in range(32)]
+    jacobian = _structured(rng, groups, 6, 2, True)
+    sizes = [b - a for a, b in jacobian.bounds]
+    assert min(sizes) >= MIN_GROUP_SIZE
+    assert len(sizes) == 32 * 6 // (-(-MIN_GROUP_SIZE // 6) * 6)
+    matrix = GAMMA * np.eye(jacobian.matrix.shape[0]) - jacobian.matrix
+    rhs = rng.standard_normal(matrix.shape[0])
+    exact = np.linalg.solve(matrix, rhs)
+    error = np.max(np.abs(jacobian.factor(GAMMA).solve(rhs) - exact))
+    assert error <= _relative_bound(matrix) * np.max(np.abs(exact))
 
 
 def test_small_or_single_groups_solve_whole():
