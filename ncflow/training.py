@@ -1012,7 +1012,10 @@ def _divergence_reason(run: TrainingRun) -> str:
 
 
 def _exp(value: float) -> float:
-    """``exp(value)``, with ``inf`` where it exceeds the float64 range."""
+    """``exp(value)``, with ``inf`` where it exceeds the float64 range and NaN
+    for NaN (a diverged run's log-loss)."""
+    if math.isnan(value):
+        return math.nan
     return math.exp(value) if value < 709.0 else math.inf
 
 

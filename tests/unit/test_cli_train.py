@@ -182,6 +182,9 @@ def test_diverged_json_reports_no_final_metrics(capsys, npz_path):
     assert status == 1
     assert summary["result"]["diverged"] is True
     assert summary["result"]["train_accuracy"] is None
+    # The log-loss of the overflowed state is NaN, and so is the loss (not inf).
+    assert summary["result"]["log_loss"] == "nan"
+    assert summary["result"]["loss"] == "nan"
     assert summary["nc"] is None
     assert summary["rank3_relative_error"]["phi"] is None
     assert isinstance(summary["rank3_relative_error"]["X"], float)
