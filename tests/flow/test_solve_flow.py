@@ -211,11 +211,12 @@ def test_euler_accepts_underflowing_weights():
 def test_adaptive_run_from_tiny_eps_reaches_target():
     # Every sample is classified while ||theta||^2 is far below 1e-154, where
     # the norm clock's Jacobian (entries of order 1 / ||theta||^4) would
-    # overflow; the run stays in tau up to NORM_CLOCK_MIN. rtol = 1e-6 keeps it
-    # short.
+    # overflow; the run stays in tau up to NORM_CLOCK_MIN and then enters the
+    # norm clock. rtol = 1e-6 keeps it short.
     problem, params0 = _width_two_at(1e-100)
-    result = solve_flow(problem, params0, events=Norm2Above(1.0), rtol=1e-6)
+    result = solve_flow(problem, params0, events=Norm2Above(1e4), rtol=1e-6)
     assert result.status == res.STATUS_TERMINAL_EVENT, result.message
+    assert result.settings["phases"][-1][0] == "norm2"
 
 
 @pytest.mark.parametrize(
@@ -634,10 +635,12 @@ def test_unmet_rtol_fails_with_time_step_and_reason(monkeypatch):
     assert result.trajectory.log_t[-1] == result.log_t
 
 
-def test_norm_clock_minimum_step_relative_to_R():
-    # From eps = 1e-10 the norm clock takes over at ||theta||^2 of about 1e-14,
-    # where steps in R are of order R itself. A minimum step of 1e-13 in absolute
-    # terms ended this run there at rtol=1e-7; relative to R it does not.
+def test_norm_clock_minimum_step_relative_to_R(monkeypatch):
+    # NORM_CLOCK_MIN is 1, so no run enters the norm clock at a small R. Allowed
+    # from ||theta||^2 = 1e-100 on, this run from eps = 1e-10 enters it at about
+    # 1e-14, where steps in R are of order R itself. A minimum step of 1e-13 in
+    # absolute terms ended the run there at rtol=1e-7; relative to R it does not.
+    monkeypatch.setattr(adaptive, "NORM_CLOCK_MIN", 1e-100)
     alpha = 1e-5
     angles = np.array([0.0, alpha, alpha, math.pi + 0.3])
     X = np.column_stack([np.cos(angles), np.sin(angles)])
