@@ -10,8 +10,8 @@ coordinates of ``polar.py``:
 - once it is (the step is held by stability, not accuracy: in ``tau`` the
   stiffness grows like ``||theta||^2``), with the L-stable, fully implicit
   Radau IIA method of ``radau.py``, in the clock ``R = ||theta||^2`` when every
-  sample is classified correctly (``coordinates.NormCoordinates``) and in
-  ``tau`` otherwise. Its Newton iteration starts from the previous step's
+  sample is classified correctly and ``R >= 1`` (``coordinates.NormCoordinates``,
+  ``NORM_CLOCK_MIN``) and in ``tau`` otherwise. Its Newton iteration starts from the previous step's
   collocation polynomial, extended over the new step: late in a multi-class
   run the fast part of the flow is exponentially nonlinear at the scale
   ``1/||theta||^2`` of the directions, and only a start that close converges
