@@ -11,10 +11,11 @@ coordinates of ``polar.py``:
   stiffness grows like ``||theta||^2``), with the L-stable, fully implicit
   Radau IIA method of ``radau.py``, in the clock ``R = ||theta||^2`` when every
   sample is classified correctly and ``R >= 1`` (``coordinates.NormCoordinates``,
-  ``NORM_CLOCK_MIN``) and in ``tau`` otherwise. Its Newton iteration starts from the previous step's
-  collocation polynomial, extended over the new step: late in a multi-class
-  run the fast part of the flow is exponentially nonlinear at the scale
-  ``1/||theta||^2`` of the directions, and only a start that close converges
+  ``NORM_CLOCK_MIN``) and in ``tau`` otherwise. Its Newton iteration starts
+  from the previous step's collocation polynomial, extended over the new step:
+  late in a multi-class run the fast part of the flow is exponentially
+  nonlinear at the scale ``1/||theta||^2`` of the directions, and only a start
+  that close converges
   (from ``Z = 0`` the iteration failed on most steps past ``R = 1e10``).
 
 Each step is searched for its first activation crossing on the cubic dense
@@ -1284,8 +1285,8 @@ class AdaptiveFlow:
                 "max_steps": self.max_steps,
                 "integrator": (
                     "Dormand-Prince 5(4) in tau until stiff, then Radau IIA in "
-                    "||theta||^2 (tau while a sample is misclassified), per-neuron "
-                    "polar coordinates"
+                    "||theta||^2 (tau while a sample is misclassified or "
+                    "||theta||^2 < 1), per-neuron polar coordinates"
                 ),
                 "dtype": "float64",
                 "phases": [list(p) for p in self.phases],
