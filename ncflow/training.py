@@ -1012,8 +1012,8 @@ def _divergence_reason(run: TrainingRun) -> str:
 
 
 def _exp(value: float) -> float:
-    """``exp(value)``, with ``inf`` where it exceeds the float64 range and NaN
-    for NaN (a diverged run's log-loss)."""
+    """Return ``exp(value)``, with ``inf`` where it exceeds the float64 range and
+    NaN for NaN (a diverged run's log-loss)."""
     if math.isnan(value):
         return math.nan
     return math.exp(value) if value < 709.0 else math.inf

@@ -775,8 +775,9 @@ class AdaptiveFlow:
 
     def _boundary_rates(self, pattern: np.ndarray):
         """Evaluate the flow at the current state under ``pattern`` and return
-        ``slopes(trial, pairs)``: the signs of ``d<x_i, w_j>/dt`` of ``pairs``
-        under ``trial``, 0 within roundoff of 0.
+        ``slopes(trial, pairs)``: for each pair, ``d<x_i, a_j>/dtau`` under
+        ``trial`` (at the boundary its sign is that of ``d<x_i, w_j>/dt``), or 0
+        within roundoff of 0.
 
         ``trial`` may differ from ``pattern`` only at pairs on their boundary.
         Their pre-activations are 0 to roundoff, so the outputs, the loss

@@ -136,9 +136,11 @@ class Jacobian:
         """Solve by the blocks of these neuron groups (``block`` entries per
         neuron), where that is cheaper than the whole matrix."""
         m = self.block_part.shape[0]
+        if m < MIN_BLOCK_SIZE:
+            return
         groups = _merge_small(groups, -(-MIN_GROUP_SIZE // block))
         sizes = [len(group) * block for group in groups]
-        if m < MIN_BLOCK_SIZE or max(sizes) > MAX_GROUP_FRACTION * m:
+        if max(sizes) > MAX_GROUP_FRACTION * m:
             return
         offsets = np.arange(block)
         entries = [(group[:, None] * block + offsets).reshape(-1) for group in groups]

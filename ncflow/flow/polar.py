@@ -370,7 +370,7 @@ class PolarSystem:
         return J
 
     def jacobian_parts(self, state: np.ndarray, pattern: np.ndarray, ev: Evaluation):
-        """The Jacobian ``J_b - u v^T`` (:meth:`jacobian`) as ``(J_b, u, v)``.
+        """Return the Jacobian ``J_b - u v^T`` (:meth:`jacobian`) as ``(J_b, u, v)``.
 
         ``ev`` must be ``self.evaluate(state, pattern)``. The rhs depends on the
         state directly and through ``G(f(state))``:

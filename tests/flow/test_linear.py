@@ -143,8 +143,8 @@ def test_small_or_single_groups_solve_whole():
     rng = np.random.default_rng(3)
     small = _structured(rng, [np.array([0]), np.array([1])], 9, 1, False)
     assert isinstance(small.factor(GAMMA), DenseSolver)  # 18 entries
-    one = _structured(rng, [np.arange(8)], MIN_BLOCK_SIZE, 1, False)
-    assert isinstance(one.factor(GAMMA), DenseSolver)
+    single_group = _structured(rng, [np.arange(8)], MIN_BLOCK_SIZE, 1, False)
+    assert isinstance(single_group.factor(GAMMA), DenseSolver)
 
 
 def _separated_state(loss: str):
