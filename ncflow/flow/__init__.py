@@ -79,11 +79,13 @@ def solve_flow(
     params0 : Parameters
         ``theta(0) = (W(0), V(0))``, shapes (D, h) and (d_y, h).
     method : {"adaptive", "euler", "loss_scaled"}
-        ``"adaptive"``: Dormand-Prince, then Radau IIA once stiff, with local
-        error control and located activation events, in per-neuron polar
-        coordinates. The binary and three-class runs of the tests reach
-        ``||theta||^2 = 1e12`` in a few hundred steps. ``"euler"``: fixed-step
-        gradient descent with step ``step``, so ``t = step * k``.
+        ``"adaptive"``: exact frozen-gradient steps through the plateau of a
+        small initialisation, Dormand-Prince from there, then Radau IIA once
+        stiff, with local error control and located activation events, in
+        per-neuron polar coordinates. The binary and three-class runs of the
+        tests reach ``||theta||^2 = 1e12`` in a few hundred steps.
+        ``"euler"``: fixed-step gradient descent with step ``step``, so
+        ``t = step * k``.
         ``"loss_scaled"``: steps ``step / L``.
     t_max : float, optional
         End of the time span, in gradient-flow time. At least one of

@@ -5,6 +5,10 @@ The flow is piecewise smooth: between two activation changes (a pre-activation
 integrates each smooth piece under local error control in the polar
 coordinates of ``polar.py``:
 
+- from a small initialisation, while the outputs are so small that holding the
+  loss gradients fixed over a step meets the tolerance, with exact steps of
+  the resulting linear flow (``frozen.py``), which place every activation
+  change in closed form;
 - while the flow is not stiff (small initialisation, alignment, escape), with
   the explicit Dormand-Prince 5(4) method in the clock ``tau``;
 - once it is (the step is held by stability, not accuracy: in ``tau`` the
@@ -66,6 +70,7 @@ from ncflow.flow.events import (
     stacked_outputs,
     terminal_after,
 )
+from ncflow.flow.frozen import MAX_EXPONENT, FrozenStep, frozen_applies
 from ncflow.flow.linear import neuron_groups
 from ncflow.flow.polar import PolarSystem
 from ncflow.flow.radau import C_NODES as RADAU_NODES
@@ -116,6 +121,12 @@ EARLY_NORM_BELOW = 1e4
 # with entries kappa_j / R^2 and rhs / (dR/dtau)^2 (coordinates.py), overflows
 # float64.
 NORM_CLOCK_MIN = 1.0
+# Frozen-gradient steps (frozen.py) start every run whose problem allows them,
+# and go on while their error bound, times FROZEN_SAFETY, meets the tolerance at
+# steps of at least FROZEN_MIN_EXPONENT / s (s: the fastest rate of the step).
+FROZEN_STEPS = True
+FROZEN_SAFETY = 0.5
+FROZEN_MIN_EXPONENT = 0.25
 # Lower end of the search for the end of the span in log s. Its exp is 0, so
 # log t there is that of the step's start.
 LOG_S_FLOOR = -800.0
@@ -377,6 +388,8 @@ class AdaptiveFlow:
         self.noise_limited = 0
         self.dense_landings = 0  # crossings landed on without a second step
         self.noise_floor = 0.0
+        self.attempts = 0  # attempted steps, against max_steps
+        self.frozen_steps = 0
         self._groups_of: tuple[bytes, list] = (b"", [])
         # Fixed seed: the roundoff probe must not make runs irreproducible.
         self.noise_rng = np.random.default_rng(0)
@@ -834,7 +847,7 @@ class AdaptiveFlow:
             best = (s, -1)
         if not self.events:
             return best
-        values1 = self._event_values(step.interpolate(limit), log_t_end)
+        values1 = self._event_values(self._interpolated_state(step, limit), log_t_end)
         for index, (event, v0, v1) in enumerate(
             zip(self.events, self.values0, values1)
         ):
@@ -842,7 +855,9 @@ class AdaptiveFlow:
                 continue
 
             def along(s, event=event):
-                state = self._state(step.interpolate(s), self._log_t_at(clock, s))
+                state = self._state(
+                    self._interpolated_state(step, s), self._log_t_at(clock, s)
+                )
                 return event_value(event, state)
 
             s = find_root(along, 0.0, limit)
@@ -907,13 +922,18 @@ class AdaptiveFlow:
                 ftol = RECORD_TIME_FRACTION * self._clock_tolerance(target)
                 s = find_root_newton(gap, 0.0, 1.0, start=start, ftol=ftol)
                 self._record("grid", self._interpolated_state(step, s), target)
-            # The grid is geometric in log(1 + t): dense in t early, in log t late.
-            ell = math.log1p(math.exp(target)) if target < 700 else target
-            ell *= self.record_ratio
-            if ell > 1:
-                self.next_record = ell + math.log(-math.expm1(-ell))
-            else:
-                self.next_record = math.log(math.expm1(ell))
+            self._advance_record_time()
+
+    def _advance_record_time(self) -> None:
+        """Move ``next_record`` to the next time of the record grid, which is
+        geometric in log(1 + t): dense in t early, in log t late."""
+        target = self.next_record
+        ell = math.log1p(math.exp(target)) if target < 700 else target
+        ell *= self.record_ratio
+        if ell > 1:
+            self.next_record = ell + math.log(-math.expm1(-ell))
+        else:
+            self.next_record = math.log(math.expm1(ell))
 
     # -- coordinates -------------------------------------------------------
 
@@ -992,21 +1012,22 @@ class AdaptiveFlow:
         self.record_ratio = 10.0 ** (1.0 / self.records_per_decade)
         # First record at one hundredth of the initial time scale 1/N.
         self.next_record = math.log(1e-2) - self.ev.log_N
-        self.phases.append(("tau-explicit", self.log_t))
 
     def run(self) -> res.FlowResult:
         self._start()
+        if FROZEN_STEPS and frozen_applies(self.problem):
+            self._frozen_phase()
+        self.phases.append(("tau-explicit", self.log_t))
         size = self._initial_step()
-        attempts = 0
         while self.status is None:
             if not self.system.linear and not self.pattern.any():
                 self.status = res.STATUS_STATIONARY
                 break
-            if attempts >= self.max_steps:
+            if self.attempts >= self.max_steps:
                 self.status = res.STATUS_BUDGET
                 self.detail = f"max_steps={self.max_steps} attempted steps"
                 break
-            attempts += 1
+            self.attempts += 1
             step, err = self._attempt(size)
             clock = self._clock(step) if err <= 1.0 else None
             clock_err = self._clock_error(clock) if clock is not None else 0.0
@@ -1068,6 +1089,110 @@ class AdaptiveFlow:
                     size = min(size, _norm_step_cap(self.z[-1]))
                 self._check_progress(landing, size)
         return self._finish()
+
+    # -- frozen-gradient phase --------------------------------------------
+
+    def _frozen_phase(self) -> None:
+        """Take exact frozen-gradient steps (``frozen.py``) while their error
+        bound allows steps of at least ``FROZEN_MIN_EXPONENT / s`` or reaches
+        the next activation change; the Runge-Kutta steps take over from there."""
+        # The bound is on the relative error of each neuron, which bounds the
+        # error of its log-norm and twice that of its unit direction.
+        tolerance = FROZEN_SAFETY * 0.5 * (self.atol + self.rtol)
+        while self.status is None and self.pattern.any():
+            if self.attempts >= self.max_steps:
+                return
+            step = FrozenStep(
+                self.system, self.coords.to_polar(self.z), self.pattern, self.ev
+            )
+            if step.rate <= 0 or not self._frozen_step(step, tolerance):
+                return
+
+    def _frozen_step(self, step: FrozenStep, tolerance: float) -> bool:
+        """Advance by one frozen step whose error bound meets ``tolerance``,
+        ending it on the first activation change, event or end of the span.
+        Returns False, without a step, where the bound allows only steps below
+        ``FROZEN_MIN_EXPONENT / s`` that end on none of those."""
+        log_N = self.ev.log_N
+
+        def log_t_at(T: float) -> float:
+            return add_log(self.log_t, math.log(T) - log_N) if T > 0 else self.log_t
+
+        end, landing = MAX_EXPONENT / step.rate, _Landing(None, None, 0.0)
+        if self.log_t_max < math.inf:
+            if self.log_t_max <= self.log_t:
+                span = 0.0
+            else:
+                span = math.exp(sub_log(self.log_t_max, self.log_t) + log_N)
+            if span <= end:
+                end, landing = span, _Landing(None, None, 0.0, event_index=-1)
+        if not self.system.linear:
+            signs = np.where(self.pattern, 1.0, -1.0)
+            offsets = np.where(self.touching, self.offsets, 0.0)
+            # Crossings closer than this change the state by less than 1% of
+            # the tolerance in between (every rate is at most step.rate), so
+            # they are taken together.
+            window = 0.01 * (self.atol + self.rtol) / step.rate
+            roots = step.first_crossings(signs, offsets, end, window)
+            first = float(roots.min())
+            if first <= end and math.isfinite(first):
+                near = np.argwhere(roots <= first + window)
+                cluster = [(int(i), int(j)) for i, j in near]
+                end, landing = first, _Landing(None, None, 0.0, cluster=cluster)
+        # Most steps end on a crossing well within the bound: one evaluation of
+        # the bound confirms that. Otherwise the step is cut to the longest one
+        # that meets it.
+        if step.bound(end) > tolerance:
+            limit = step.step_limit(tolerance)
+            if not limit * step.rate >= FROZEN_MIN_EXPONENT:
+                return False
+            end, landing = limit, _Landing(None, None, 0.0)
+        if self.frozen_steps == 0:
+            self.phases.append(("frozen", self.log_t))
+        self.attempts += 1
+        self.frozen_steps += 1
+        if end > 0 and self.events:
+            found = self._frozen_event(step, end, log_t_at)
+            if found is not None:
+                end, index = found
+                landing = _Landing(None, None, 0.0, event_index=index)
+        log_t_end = log_t_at(end)
+        while self.next_record <= log_t_end:
+            target = self.next_record
+            if target > self.log_t:
+                T = math.exp(
+                    (sub_log(target, self.log_t) if self.log_t > -math.inf else target)
+                    + log_N
+                )
+                self._record("grid", step.state_at(min(T, end)), target)
+            self._advance_record_time()
+        if end > 0:
+            self.n_accepted += 1
+            self.log_t = log_t_end
+            self.z = self.coords.from_polar(step.state_at(end))
+        self.last_step = None
+        self._settle(landing, moved=end > 0)
+        return True
+
+    def _frozen_event(self, step: FrozenStep, end: float, log_t_at):
+        """Earliest ``(T, index)`` in (0, end] at which a continuous event
+        crosses 0 along a frozen step, or None."""
+        values1 = self._event_values(step.state_at(end), log_t_at(end))
+        best = None
+        for index, (event, v0, v1) in enumerate(
+            zip(self.events, self.values0, values1)
+        ):
+            if event.discrete or not crosses(v0, v1, event.direction):
+                continue
+
+            def along(T, event=event):
+                state = self._state(step.state_at(T), log_t_at(T))
+                return event_value(event, state)
+
+            T = find_root(along, 0.0, end)
+            if best is None or T < best[0]:
+                best = (T, index)
+        return best
 
     def _min_step(self) -> float:
         """Return the smallest step before a rejection ends the run.
@@ -1168,6 +1293,11 @@ class AdaptiveFlow:
             self.log_t = log_t_end
             self.z = self.coords.normalize(step.y1)
         self.last_step = step
+        self._settle(landing, moved=step is not None)
+
+    def _settle(self, landing: _Landing, moved: bool) -> None:
+        """Finish a landing at the new state: switch the pattern at a crossing,
+        fire events, evaluate the flow there. ``moved``: whether time passed."""
         if self.touching.any():
             # A pair leaves its boundary once it has moved well past the offset.
             self.touching &= np.abs(self._cosines(self.z)) <= 10 * self.offsets
@@ -1184,7 +1314,7 @@ class AdaptiveFlow:
                 return
             # A crossing found at the very start of a step that changes nothing
             # would be found again by the next step: count such landings in a row.
-            if step is None and not changed:
+            if not moved and not changed:
                 self.idle_landings = idle_landings + 1
             if self.idle_landings >= IDLE_LANDINGS:
                 self.status = res.STATUS_STEP_FAILURE
@@ -1210,7 +1340,7 @@ class AdaptiveFlow:
             self._check_discrete()
         previous = self.values0
         self.values0 = self._event_values(self.z, self.log_t)
-        if step is None:
+        if not moved:
             # No time passed: a switch at the start of a step only projects the
             # state onto a boundary, so an event located here keeps its value 0
             # rather than its roundoff, which could count it a second time.
@@ -1285,6 +1415,7 @@ class AdaptiveFlow:
                 "t_max": self.t_max,
                 "max_steps": self.max_steps,
                 "integrator": (
+                    "exact frozen-gradient steps while the outputs are small, "
                     "Dormand-Prince 5(4) in tau until stiff, then Radau IIA in "
                     "||theta||^2 (tau while a sample is misclassified or "
                     "||theta||^2 < 1), per-neuron polar coordinates"
@@ -1293,6 +1424,7 @@ class AdaptiveFlow:
                 "phases": [list(p) for p in self.phases],
                 "noise_limited_steps": self.noise_limited,
                 "dense_landings": self.dense_landings,
+                "frozen_steps": self.frozen_steps,
                 "noise_floor": self.noise_floor,
             },
             pattern=self.pattern.copy(),

@@ -184,13 +184,21 @@ def _unit_vectors(degrees: np.ndarray) -> np.ndarray:
     return np.column_stack([np.cos(radians), np.sin(radians)])
 
 
-def _euler_problem(neuron3_angle: float) -> tuple[Problem, Parameters]:
+def _euler_problem(
+    neuron3_angle: float, eps: float = EULER_EPS
+) -> tuple[Problem, Parameters]:
     X = _unit_vectors(EULER_ANGLES) * EULER_NORMS[:, None]
     problem = Problem(X, np.array([0, 0, 0, 1, 1, 1]), 2, "exponential")
     directions = _unit_vectors(np.append(NEURON_ANGLES, neuron3_angle)).T
-    W = EULER_EPS * directions * NEURON_NORMS
-    V = EULER_EPS * (NEURON_SIGNS * NEURON_NORMS)[None, :]
+    W = eps * directions * NEURON_NORMS
+    V = eps * (NEURON_SIGNS * NEURON_NORMS)[None, :]
     return problem, Parameters(W, V)
+
+
+def _frozen_until(result: FlowResult) -> float:
+    """``log t`` at which the frozen-gradient steps handed over; -inf if none ran."""
+    phases = result.settings["phases"]
+    return phases[1][1] if phases[0][0] == "frozen" else -math.inf
 
 
 def _euler(problem, params0, step, **kwargs) -> FlowResult:
@@ -199,16 +207,21 @@ def _euler(problem, params0, step, **kwargs) -> FlowResult:
     )
 
 
-def test_adaptive_state_matches_euler_extrapolation():
-    problem, params0 = _euler_problem(SMOOTH_ANGLE)
+@pytest.mark.parametrize(("eps", "t_max"), [(EULER_EPS, EULER_T_MAX), (1e-8, 10.0)])
+def test_adaptive_state_matches_euler_extrapolation(eps, t_max):
+    # From eps = 1e-8 the exact frozen-gradient steps carry the plateau, and the
+    # Runge-Kutta steps the escape; from 1e-2 only the latter run.
+    problem, params0 = _euler_problem(SMOOTH_ANGLE, eps)
     adaptive = solve_flow(
         problem,
         params0,
-        t_max=EULER_T_MAX,
+        t_max=t_max,
         rtol=RICHARDSON_RTOL,
         atol=RICHARDSON_ATOL,
     )
     assert adaptive.status == STATUS_END_OF_SPAN, adaptive.message
+    if eps < EULER_EPS:
+        assert _frozen_until(adaptive) > math.log(0.1), adaptive.settings["phases"]
     # The comparison needs a smooth flow: Euler's local error at an activation change
     # is first order with a coefficient (the share of the step past the change) that
     # jumps with the step, which the extrapolation cannot remove.
@@ -219,7 +232,7 @@ def test_adaptive_state_matches_euler_extrapolation():
     steps = (1e-3, 5e-4, 2.5e-4)
     finals = []
     for eta in steps:
-        count = round(EULER_T_MAX / eta)
+        count = round(t_max / eta)
         run = _euler(problem, params0, eta, max_steps=count)
         assert run.status == STATUS_BUDGET, run.message
         assert run.n_accepted == count
@@ -280,8 +293,10 @@ def _polygon_crossing(problem, params0, eta) -> tuple[float, float, float]:
     return crossing, velocity, curvature
 
 
-def test_separation_time_matches_euler_extrapolation():
-    problem, params0 = _euler_problem(CROSSING_ANGLE)
+@pytest.mark.parametrize("eps", [EULER_EPS, 1e-8])
+def test_separation_time_matches_euler_extrapolation(eps):
+    # From eps = 1e-8 the crossing falls among the exact frozen-gradient steps.
+    problem, params0 = _euler_problem(CROSSING_ANGLE, eps)
     adaptive = solve_flow(
         problem,
         params0,
@@ -293,6 +308,8 @@ def test_separation_time_matches_euler_extrapolation():
     i, j = CROSSING_PAIR
     assert [event.pairs for event in adaptive.activation_events] == [[(i, j, False)]]
     separation = math.exp(adaptive.separation_log_t)
+    if eps < EULER_EPS:
+        assert adaptive.separation_log_t <= _frozen_until(adaptive)
 
     steps = (2.5e-4, 1.25e-4, 6.25e-5)
     crossings, velocities, curvatures = zip(

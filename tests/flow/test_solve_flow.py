@@ -191,7 +191,9 @@ def test_printed_factor_is_the_smallest_that_works():
     factor = _printed_factor(str(error.value))
 
     result = solve_flow(problem, params0.scaled(factor), t_max=1.0, max_steps=1)
-    assert result.status == res.STATUS_BUDGET, result.message
+    # One step may reach t_max: the exact frozen-gradient steps of the plateau
+    # are long.
+    assert result.status in (res.STATUS_BUDGET, res.STATUS_END_OF_SPAN), result.message
     with pytest.raises(InvalidArgument, match="underflow float64"):
         solve_flow(problem, params0.scaled(factor / 2), t_max=1.0, max_steps=1)
 
@@ -641,6 +643,9 @@ def test_norm_clock_minimum_step_relative_to_R(monkeypatch):
     # 1e-14, where steps in R are of order R itself. A minimum step of 1e-13 in
     # absolute terms ended the run there at rtol=1e-7; relative to R it does not.
     monkeypatch.setattr(adaptive, "NORM_CLOCK_MIN", 1e-100)
+    # Frozen-gradient steps would carry the run past R = 1e-14 before the
+    # norm clock starts.
+    monkeypatch.setattr(adaptive, "FROZEN_STEPS", False)
     alpha = 1e-5
     angles = np.array([0.0, alpha, alpha, math.pi + 0.3])
     X = np.column_stack([np.cos(angles), np.sin(angles)])
