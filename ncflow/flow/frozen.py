@@ -81,6 +81,12 @@ MAX_OUTPUT_CHANGE = 0.3
 STEP_SEARCH = 0.05
 # Cells of the grid on which the crossings of a multi-output step are bounded.
 GRID_CELLS = 16
+# Narrowings of the grid of a multi-output crossing search, each to the first
+# grid point at which some pair is at or below 0 (when that is below ZOOM_FACTOR
+# of the span), and the number of candidate pairs at which narrowing stops.
+ZOOMS = 4
+ZOOM_FACTOR = 0.5
+SCALAR_CANDIDATES = 4
 # Subdivisions of a cell before a crossing search gives up resolving a touch of
 # 0 and reports the cell's start.
 MAX_SPLITS = 64
@@ -331,7 +337,7 @@ def _first_root_scalar(F0, P, Q, s, cells: list, limit: float) -> float:
             f_hi = _terms(F0, P, Q, s, hi)
             if f_hi > 0:
                 continue
-            return _bracketed_newton(F0, P, Q, s, lo, hi)
+            return _bracketed_newton(F0, P, Q, s, lo, hi, f_lo, f_hi)
         if slope_low > 0:
             continue  # rising from a positive value
         splits += 1
@@ -343,7 +349,9 @@ def _first_root_scalar(F0, P, Q, s, cells: list, limit: float) -> float:
     return math.inf
 
 
-def _bracketed_newton(F0, P, Q, s, lo: float, hi: float) -> float:
+def _bracketed_newton(
+    F0, P, Q, s, lo: float, hi: float, f_lo: float, f_hi: float
+) -> float:
     """Root of a falling function with ``F(lo) > 0 >= F(hi)``, by Newton's
     method kept in the bracket (bisection where a step leaves it).
 
@@ -352,7 +360,10 @@ def _bracketed_newton(F0, P, Q, s, lo: float, hi: float) -> float:
     on is tried, as in ``adaptive._bracketed_roots``.
     """
     unit = 4 * np.finfo(float).eps
-    T = 0.5 * (lo + hi)
+    # Start on the chord between the ends.
+    T = lo + (hi - lo) * f_lo / (f_lo - f_hi)
+    if not lo < T < hi:
+        T = 0.5 * (lo + hi)
     for _ in range(NEWTON_STEPS):
         value = _terms(F0, P, Q, s, T)
         if value > 0:
@@ -384,37 +395,61 @@ def _first_roots_many_rates(
     window: float,
 ) -> np.ndarray:
     """First roots of ``F0 + sum_r P_r (exp(s_r T) - 1) + Q_r (exp(-s_r T) - 1)``
-    on (0, limit]: lower bounds on a grid of cells pick the candidates, and each
-    candidate is searched in Python floats from its first possible cell, up to
-    the earliest root found plus ``window``."""
+    on (0, limit], up to the earliest root plus ``window``.
+
+    Lower bounds on a grid of cells pick the pairs that may reach 0, and the
+    first grid point where some pair is at or below 0 bounds the earliest root
+    from above. The search then narrows to that bound and repeats (up to
+    ``ZOOMS`` times), so that few pairs are left for the search in Python
+    floats, each from its first possible cell.
+    """
     n, h, r = P.shape
-    grid = np.linspace(0.0, limit, GRID_CELLS + 1)
-    up = np.expm1(S[:, :, None] * grid)  # (h, r, M + 1)
-    down = np.expm1(-S[:, :, None] * grid)
-    terms_up = P[..., None] * up[None]  # (n, h, r, M + 1)
-    terms_down = Q[..., None] * down[None]
-    low = F0[..., None] + np.sum(
-        np.minimum(terms_up[..., :-1], terms_up[..., 1:])
-        + np.minimum(terms_down[..., :-1], terms_down[..., 1:]),
-        axis=2,
-    )  # (n, h, M)
-    possible = low <= 0
     roots = np.full((n, h), np.inf)
-    pairs = np.argwhere(possible.any(axis=2) & (F0 > 0))
-    if pairs.size == 0:
+    rows, columns = np.nonzero(F0 > 0)
+    end = limit
+    for _ in range(ZOOMS):
+        grid = np.linspace(0.0, end, GRID_CELLS + 1)
+        up = np.expm1(S[columns][:, :, None] * grid)  # (pairs, r, M + 1)
+        down = np.expm1(-S[columns][:, :, None] * grid)
+        terms_up = P[rows, columns][..., None] * up
+        terms_down = Q[rows, columns][..., None] * down
+        values = F0[rows, columns][:, None] + np.sum(terms_up + terms_down, axis=1)
+        low = F0[rows, columns][:, None] + np.sum(
+            np.minimum(terms_up[..., :-1], terms_up[..., 1:])
+            + np.minimum(terms_down[..., :-1], terms_down[..., 1:]),
+            axis=1,
+        )  # (pairs, M)
+        possible = low <= 0
+        reached = values <= 0
+        if reached.any():
+            first = np.argmax(reached[reached.any(axis=1)], axis=1)
+            bound = float(grid[first.min()])
+        else:
+            bound = end
+        horizon = min(end, bound + window)
+        # A pair may reach 0 before the horizon only in a possible cell that
+        # starts before it.
+        keep = (possible & (grid[None, :-1] <= horizon)).any(axis=1)
+        rows, columns = rows[keep], columns[keep]
+        possible = possible[keep]
+        narrowed = horizon < ZOOM_FACTOR * end
+        end = horizon
+        if rows.size <= SCALAR_CANDIDATES or not narrowed:
+            break
+    if rows.size == 0:
         return roots
-    first_cell = np.argmax(possible[pairs[:, 0], pairs[:, 1]], axis=1)
+    first_cell = np.argmax(possible, axis=1)
     order = np.argsort(first_cell, kind="stable")
     best = math.inf
     for k in order:
-        i, j = pairs[k]
+        i, j = rows[k], columns[k]
         start = grid[first_cell[k]]
         if start > best + window:
             break
         cells = [
             (grid[m], grid[m + 1])
             for m in range(first_cell[k], GRID_CELLS)
-            if possible[i, j, m]
+            if possible[k, m]
         ]
         root = _first_root_scalar(
             float(F0[i, j]),
@@ -422,7 +457,7 @@ def _first_roots_many_rates(
             [float(v) for v in Q[i, j]],
             [float(v) for v in S[j]],
             cells,
-            min(limit, best + window),
+            min(end, best + window),
         )
         roots[i, j] = root
         best = min(best, root)
