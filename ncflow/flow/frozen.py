@@ -23,11 +23,13 @@ changes exactly: a pre-activation along the step is
 
 with ``P_r = <x_i, u_r> (alpha_r + beta_r) / 2`` and
 ``Q_r = <x_i, u_r> (alpha_r - beta_r) / 2``. For a scalar output (one singular
-value) its first root is that of a quadratic in ``exp(s t)``; with several it is
-found by interval bounds on a grid, refined by a safeguarded Newton search.
+value) its first root is that of a quadratic in ``exp(s t)``. With several
+singular values, interval bounds on a grid find it, and a safeguarded Newton
+search refines it.
 
-Time is in units of ``1/N`` at the step's start (``tau - tau_0``, with ``N``
-frozen), so every rate ``s_r`` is at most 1.
+The code measures time in units of ``1/N`` at the step's start (``tau - tau_0``
+with ``N`` frozen), and ``T``, ``s`` and ``m`` below with it, so every rate
+``s_r`` is at most 1.
 
 Error bound
 -----------
@@ -40,15 +42,15 @@ value) and ``m = sup ||dM||``,
     ||e(T)|| <= T m exp((s + m) T) ||theta_0||,
     ||theta(T)|| >= exp(-(s + m) T) ||theta_0||,
 
-so the relative error is at most ``E = T m exp(2 (s + m) T)``: that of the
-log-norm, and half that of the unit direction. The perturbation
+so the relative error is at most ``E = T m exp(2 (s + m) T)``. ``E`` bounds
+the error of the log-norm, and ``2 E`` that of the unit direction. The perturbation
 ``dM`` comes from ``dg_i = g_i(t) - g_i(t_0)``:
 ``||dA_j|| <= sum_i P_ij ||x_i|| ||dg_i||``, with ``||dg_i||`` at most the
 Hessian bound times ``||df_i||``. Every loss here has a Hessian whose entries
 are at most ``exp(lambda_i)`` (``losses.LossTerms``), so its norm is at most
-``K exp(lambda_i)`` for ``K`` outputs, and ``lambda_i`` changes by at most
-``2 ||df_i||`` (the cross-entropy's log-scale ``log sigmoid(z_i)`` has
-``|dz_i| <= 2 max |df_i|``; the binary losses have slope 1). While
+``K exp(lambda_i)`` for ``K`` outputs. The log-scale ``lambda_i`` changes by at
+most ``2 ||df_i||``: the cross-entropy's is ``log sigmoid(z_i)`` with
+``|dz_i| <= 2 max |df_i|``, and the binary losses' have slope 1 or less. While
 ``||df_i|| <= MAX_OUTPUT_CHANGE`` that factor is below 2. The outputs move at
 ``||df_i/dt|| <= ||x_i|| sum_j ||theta_j'|| ||theta_j|| <= ||x_i|| (s + m) R``
 with ``R = ||theta||^2`` (Cauchy-Schwarz on ``v' w + v w'``), and ``R`` grows
@@ -74,16 +76,18 @@ from ncflow.losses import _OWN_TERMS
 # Largest s T of a frozen step. cosh(4) = 27, so the exact solution, the grid
 # bounds of the crossing search and the error bound all stay well scaled.
 MAX_EXPONENT = 4.0
-# The Hessian bound above holds while every output moves by at most this much
-# over a step (its log-scale then changes by less than log 2).
+# The Hessian bound of the module docstring is valid while every output moves
+# by at most this much over a step, because its log-scale then changes by less
+# than log 2.
 MAX_OUTPUT_CHANGE = 0.3
 # Relative accuracy of the search for the longest step that meets the bound.
 STEP_SEARCH = 0.05
 # Cells of the grid on which the crossings of a multi-output step are bounded.
 GRID_CELLS = 16
-# Narrowings of the grid of a multi-output crossing search, each to the first
-# grid point at which some pair is at or below 0 (when that is below ZOOM_FACTOR
-# of the span), and the number of candidate pairs at which narrowing stops.
+# A multi-output crossing search narrows its grid up to ZOOMS times, each time to
+# the first grid point at which some pair is at or below 0. It stops narrowing
+# once that point is past ZOOM_FACTOR of the span or SCALAR_CANDIDATES pairs
+# are left.
 ZOOMS = 4
 ZOOM_FACTOR = 0.5
 SCALAR_CANDIDATES = 4
@@ -95,7 +99,7 @@ NEWTON_STEPS = 60
 
 
 def frozen_applies(problem) -> bool:
-    """Whether frozen steps may start a run of ``problem``.
+    """Return whether frozen steps may start a run of ``problem``.
 
     They need the per-sample Hessian bound of the module docstring, which the
     planted fault that normalises across samples does not have, and the
@@ -163,7 +167,8 @@ class FrozenStep:
         return d_alpha, d_beta
 
     def state_at(self, T: float) -> np.ndarray:
-        """Polar state after ``T`` (in units of ``1/N``), directions normalised."""
+        """Return the polar state after ``T`` (in units of ``1/N``), with unit
+        directions."""
         d_alpha, d_beta = self._changes(T)
         a = self.a + np.einsum("jdr,jr->jd", self.U, d_alpha)
         b = self.b + np.einsum("jrk,jr->jk", self.Vt, d_beta)
@@ -178,8 +183,8 @@ class FrozenStep:
     # -- step size ---------------------------------------------------------
 
     def bound(self, T: float) -> float:
-        """Relative error bound ``max_j E_j`` of a step ``T``; inf where the
-        bound's assumptions (``m_j <= s / 2``, small output moves) fail."""
+        """Return the relative error bound ``max_j E_j`` of a step ``T``, or inf
+        where its assumptions (``m_j <= s / 2``, small output moves) fail."""
         fast = 1.5 * self.rate
         log_R_max = self.log_norm2 + 3.0 * self.rate * T
         if log_R_max > 0.0:
@@ -194,8 +199,8 @@ class FrozenStep:
         return float(np.max(T * m * np.exp(2.0 * (s + m) * T)))
 
     def step_limit(self, tolerance: float) -> float:
-        """Longest step up to ``MAX_EXPONENT / s`` whose relative error bound is
-        at most ``tolerance``; 0 if none is found."""
+        """Return the longest step up to ``MAX_EXPONENT / s`` whose relative
+        error bound is at most ``tolerance``, or 0 if there is none."""
         if self.rate <= 0.0:
             return 0.0
         high = MAX_EXPONENT / self.rate
@@ -227,7 +232,8 @@ class FrozenStep:
     # -- activation crossings ---------------------------------------------
 
     def crossing_terms(self, signs: np.ndarray, offsets: np.ndarray):
-        """Coefficients of the signed, scaled pre-activations along the step.
+        """Return the coefficients of the signed, scaled pre-activations along
+        the step.
 
         Returns ``F0`` (n, h) and ``P``, ``Q`` (n, h, r): the function
         ``F0 + sum_r P_r (exp(s_r T) - 1) + Q_r (exp(-s_r T) - 1)`` is the
@@ -247,8 +253,9 @@ class FrozenStep:
     def first_crossings(
         self, signs: np.ndarray, offsets: np.ndarray, limit: float, window: float
     ) -> np.ndarray:
-        """First ``T`` in [0, limit] where each signed pre-activation reaches 0;
-        inf where it does not, 0 where it is not positive at the start.
+        """Return the first ``T`` in [0, limit] at which each signed
+        pre-activation reaches 0: inf where it does not, 0 where it is not
+        positive at the start.
 
         Roots later than the earliest one plus ``window`` may be left at inf.
         """
@@ -264,8 +271,8 @@ class FrozenStep:
 def _first_roots_one_rate(
     F0: np.ndarray, P: np.ndarray, Q: np.ndarray, s: np.ndarray, limit: float
 ) -> np.ndarray:
-    """First roots of ``F0 + P (E - 1) + Q (1/E - 1)``, ``E = exp(s T)``, for
-    ``T`` in (0, limit]; inf where there is none.
+    """Return the first roots of ``F0 + P (E - 1) + Q (1/E - 1)``, with
+    ``E = exp(s T)``, for ``T`` in (0, limit], and inf where there is none.
 
     With ``u = E - 1 > -1``, multiplying by ``1 + u > 0`` gives the quadratic
     ``P u^2 + (F0 + P - Q) u + F0``, whose positive roots are solved in the
@@ -304,8 +311,9 @@ def _slope(P, Q, s, T: float) -> float:
 
 
 def _interval(F0: float, P, Q, s, lo: float, hi: float):
-    """Lower bound of the function and upper and lower bounds of its slope on
-    ``[lo, hi]``: each term is monotone, so its extremes are at the ends."""
+    """Return a lower bound of the function and lower and upper bounds of its
+    slope on ``[lo, hi]``. Each term is monotone, so its extremes are at the
+    ends."""
     low = F0
     slope_low = slope_high = 0.0
     for p, q, r in zip(P, Q, s):
@@ -321,8 +329,9 @@ def _interval(F0: float, P, Q, s, lo: float, hi: float):
 
 
 def _first_root_scalar(F0, P, Q, s, cells: list, limit: float) -> float:
-    """First root of one pre-activation in the cells ``[(lo, hi), ...]`` (in
-    time order) up to ``limit``; inf if there is none."""
+    """Return the first root of one pre-activation in the cells
+    ``[(lo, hi), ...]`` (in time order) up to ``limit``, or inf if there is
+    none."""
     stack = [cell for cell in reversed(cells) if cell[0] <= limit]
     splits = 0
     while stack:
@@ -352,8 +361,8 @@ def _first_root_scalar(F0, P, Q, s, cells: list, limit: float) -> float:
 def _bracketed_newton(
     F0, P, Q, s, lo: float, hi: float, f_lo: float, f_hi: float
 ) -> float:
-    """Root of a falling function with ``F(lo) > 0 >= F(hi)``, by Newton's
-    method kept in the bracket (bisection where a step leaves it).
+    """Find the root of a falling function with ``F(lo) > 0 >= F(hi)`` by
+    Newton's method kept in the bracket (bisection where a step leaves it).
 
     Returns a point at or just past the root (``F <= 0`` there): once the
     Newton correction is below ``4 eps T``, the point two corrections further
@@ -394,8 +403,9 @@ def _first_roots_many_rates(
     limit: float,
     window: float,
 ) -> np.ndarray:
-    """First roots of ``F0 + sum_r P_r (exp(s_r T) - 1) + Q_r (exp(-s_r T) - 1)``
-    on (0, limit], up to the earliest root plus ``window``.
+    """Return the first roots of
+    ``F0 + sum_r P_r (exp(s_r T) - 1) + Q_r (exp(-s_r T) - 1)`` on (0, limit],
+    up to the earliest root plus ``window``.
 
     Lower bounds on a grid of cells pick the pairs that may reach 0, and the
     first grid point where some pair is at or below 0 bounds the earliest root
