@@ -22,10 +22,16 @@ changes exactly: a pre-activation along the step is
     <x_i, w_j(t)> = F_0 + sum_r (P_r (exp(s_r t) - 1) + Q_r (exp(-s_r t) - 1)),
 
 with ``P_r = <x_i, u_r> (alpha_r + beta_r) / 2`` and
-``Q_r = <x_i, u_r> (alpha_r - beta_r) / 2``. For a scalar output (one singular
-value) its first root is that of a quadratic in ``exp(s t)``. With several
-singular values, interval bounds on a grid find it, and a safeguarded Newton
-search refines it.
+``Q_r = <x_i, u_r> (alpha_r - beta_r) / 2``. With one output direction (a
+binary loss, or the cross-entropy of two classes) there is one singular value,
+and the first root is that of a quadratic in ``exp(s t)``.
+
+NOTE: with several output directions the pre-activation is a sum of
+exponentials at different rates, and a search for its first root that is
+both safe and fast was not found: interval bounds on a grid reported roots
+where the function stayed above 0, and resolving them made three-class runs
+up to 15 times slower than the Runge-Kutta steps. Frozen steps are therefore
+taken for one output direction only (``frozen_applies``).
 
 The code measures time in units of ``1/N`` at the step's start (``tau - tau_0``
 with ``N`` frozen), and ``T``, ``s`` and ``m`` below with it, so every rate
@@ -82,31 +88,22 @@ MAX_EXPONENT = 4.0
 MAX_OUTPUT_CHANGE = 0.3
 # Relative accuracy of the search for the longest step that meets the bound.
 STEP_SEARCH = 0.05
-# Cells of the grid on which the crossings of a multi-output step are bounded.
-GRID_CELLS = 16
-# A multi-output crossing search narrows its grid up to ZOOMS times, each time to
-# the first grid point at which some pair is at or below 0. It stops narrowing
-# once that point is past ZOOM_FACTOR of the span or SCALAR_CANDIDATES pairs
-# are left.
-ZOOMS = 4
-ZOOM_FACTOR = 0.5
-SCALAR_CANDIDATES = 4
-# Subdivisions of a cell before a crossing search gives up resolving a touch of
-# 0 and reports the cell's start.
-MAX_SPLITS = 64
-# Newton iterations of a bracketed crossing search.
-NEWTON_STEPS = 60
 
 
 def frozen_applies(problem) -> bool:
     """Return whether frozen steps may start a run of ``problem``.
 
-    They need the per-sample Hessian bound of the module docstring, which the
-    planted fault that normalises across samples does not have, and the
-    ``relu'(0) = 0`` rule of the driver (the planted ``relu'(0) = 1`` fault is
-    integrated by the Runge-Kutta steps only).
+    They need one output direction (see the NOTE of the module docstring), the
+    per-sample Hessian bound of the module docstring, which the planted fault
+    that normalises across samples does not have, and the ``relu'(0) = 0``
+    rule of the driver (the planted ``relu'(0) = 1`` fault is integrated by the
+    Runge-Kutta steps only).
     """
     if problem.activation not in ("relu", "linear"):
+        return False
+    # One output direction: a scalar output, or the cross-entropy of two
+    # classes, whose loss sees only f_1 - f_2 (polar.PolarSystem).
+    if not (problem.binary or problem.num_outputs == 2):
         return False
     return problem.loss not in _OWN_TERMS
 
@@ -137,14 +134,16 @@ class FrozenStep:
         X = system.X
         # A_j / N, shape (h, D, d_y).
         A = np.einsum("ij,id,ik->jdk", pattern.astype(float), X, ev.G)
-        if system.d_y == 1:
-            S = np.linalg.norm(A[:, :, 0], axis=1)
-            safe = np.where(S > 0, S, 1.0)
-            self.U = A / safe[:, None, None]
-            self.S = S[:, None]
-            self.Vt = np.ones((h, 1, 1))
-        else:
-            self.U, self.S, self.Vt = np.linalg.svd(A, full_matrices=False)
+        if system.d_y != 1:
+            raise ValueError(
+                f"frozen steps need a scalar output direction, got d_y = {system.d_y}"
+            )
+        # With one output direction the decomposition is A_j = u_j s_j [1].
+        S = np.linalg.norm(A[:, :, 0], axis=1)
+        safe = np.where(S > 0, S, 1.0)
+        self.U = A / safe[:, None, None]
+        self.S = S[:, None]
+        self.Vt = np.ones((h, 1, 1))
         self.alpha = np.einsum("jdr,jd->jr", self.U, self.a)
         self.beta = np.einsum("jrk,jk->jr", self.Vt, self.b)
         self.rate = float(self.S.max()) if self.S.size else 0.0
@@ -251,19 +250,13 @@ class FrozenStep:
         return F0, P, Q
 
     def first_crossings(
-        self, signs: np.ndarray, offsets: np.ndarray, limit: float, window: float
+        self, signs: np.ndarray, offsets: np.ndarray, limit: float
     ) -> np.ndarray:
         """Return the first ``T`` in [0, limit] at which each signed
         pre-activation reaches 0: inf where it does not, 0 where it is not
-        positive at the start.
-
-        Roots later than the earliest one plus ``window`` may be left at inf.
-        """
+        positive at the start."""
         F0, P, Q = self.crossing_terms(signs, offsets)
-        if P.shape[2] == 1:
-            roots = _first_roots_one_rate(F0, P[..., 0], Q[..., 0], self.S[:, 0], limit)
-        else:
-            roots = _first_roots_many_rates(F0, P, Q, self.S, limit, window)
+        roots = _first_roots_one_rate(F0, P[..., 0], Q[..., 0], self.S[:, 0], limit)
         roots[F0 <= 0] = 0.0
         return roots
 
@@ -296,179 +289,3 @@ def _first_roots_one_rate(
         u = np.where((u <= u_max) & (s > 0)[None, :], u, np.inf)
         T = np.log1p(u) / s[None, :]
     return np.where(np.isfinite(T), np.minimum(T, limit), np.inf)
-
-
-def _terms(F0: float, P, Q, s, T: float) -> float:
-    return F0 + sum(
-        p * math.expm1(r * T) + q * math.expm1(-r * T) for p, q, r in zip(P, Q, s)
-    )
-
-
-def _slope(P, Q, s, T: float) -> float:
-    return sum(
-        r * (p * math.exp(r * T) - q * math.exp(-r * T)) for p, q, r in zip(P, Q, s)
-    )
-
-
-def _interval(F0: float, P, Q, s, lo: float, hi: float):
-    """Return a lower bound of the function and lower and upper bounds of its
-    slope on ``[lo, hi]``. Each term is monotone, so its extremes are at the
-    ends."""
-    low = F0
-    slope_low = slope_high = 0.0
-    for p, q, r in zip(P, Q, s):
-        e_lo, e_hi = math.exp(r * lo), math.exp(r * hi)
-        low += min(p * (e_lo - 1), p * (e_hi - 1))
-        low += min(q * (1 / e_lo - 1), q * (1 / e_hi - 1))
-        # Each of r p exp(r T) and -r q exp(-r T) is monotone: bound them apart.
-        rising = (r * p * e_lo, r * p * e_hi)
-        falling = (-r * q / e_lo, -r * q / e_hi)
-        slope_low += min(rising) + min(falling)
-        slope_high += max(rising) + max(falling)
-    return low, slope_low, slope_high
-
-
-def _first_root_scalar(F0, P, Q, s, cells: list, limit: float) -> float:
-    """Return the first root of one pre-activation in the cells
-    ``[(lo, hi), ...]`` (in time order) up to ``limit``, or inf if there is
-    none."""
-    stack = [cell for cell in reversed(cells) if cell[0] <= limit]
-    splits = 0
-    while stack:
-        lo, hi = stack.pop()
-        low, slope_low, slope_high = _interval(F0, P, Q, s, lo, hi)
-        if low > 0:
-            continue
-        f_lo = _terms(F0, P, Q, s, lo)
-        if f_lo <= 0:
-            return lo
-        if slope_high < 0:
-            f_hi = _terms(F0, P, Q, s, hi)
-            if f_hi > 0:
-                continue
-            return _bracketed_newton(F0, P, Q, s, lo, hi, f_lo, f_hi)
-        if slope_low > 0:
-            continue  # rising from a positive value
-        splits += 1
-        if splits > MAX_SPLITS or hi - lo <= 4 * np.finfo(float).eps * max(hi, 1.0):
-            return lo
-        mid = 0.5 * (lo + hi)
-        stack.append((mid, hi))
-        stack.append((lo, mid))
-    return math.inf
-
-
-def _bracketed_newton(
-    F0, P, Q, s, lo: float, hi: float, f_lo: float, f_hi: float
-) -> float:
-    """Find the root of a falling function with ``F(lo) > 0 >= F(hi)`` by
-    Newton's method kept in the bracket (bisection where a step leaves it).
-
-    Returns a point at or just past the root (``F <= 0`` there): once the
-    Newton correction is below ``4 eps T``, the point two corrections further
-    on is tried, as in ``adaptive._bracketed_roots``.
-    """
-    unit = 4 * np.finfo(float).eps
-    # Start on the chord between the ends.
-    T = lo + (hi - lo) * f_lo / (f_lo - f_hi)
-    if not lo < T < hi:
-        T = 0.5 * (lo + hi)
-    for _ in range(NEWTON_STEPS):
-        value = _terms(F0, P, Q, s, T)
-        if value > 0:
-            lo = T
-        else:
-            hi = T
-        if hi - lo <= unit * hi:
-            return hi
-        slope = _slope(P, Q, s, T)
-        new = T - value / slope if slope != 0 else math.nan
-        if not lo < new < hi:
-            new = 0.5 * (lo + hi)
-        elif abs(new - T) <= unit * T:
-            past = min(new + 2 * abs(new - T) + unit * new, hi)
-            if _terms(F0, P, Q, s, past) <= 0:
-                return past
-            lo = past
-            new = 0.5 * (lo + hi)
-        T = new
-    return hi
-
-
-def _first_roots_many_rates(
-    F0: np.ndarray,
-    P: np.ndarray,
-    Q: np.ndarray,
-    S: np.ndarray,
-    limit: float,
-    window: float,
-) -> np.ndarray:
-    """Return the first roots of
-    ``F0 + sum_r P_r (exp(s_r T) - 1) + Q_r (exp(-s_r T) - 1)`` on (0, limit],
-    up to the earliest root plus ``window``.
-
-    Lower bounds on a grid of cells pick the pairs that may reach 0, and the
-    first grid point where some pair is at or below 0 bounds the earliest root
-    from above. The search then narrows to that bound and repeats (up to
-    ``ZOOMS`` times), so that few pairs are left for the search in Python
-    floats, each from its first possible cell.
-    """
-    n, h, r = P.shape
-    roots = np.full((n, h), np.inf)
-    rows, columns = np.nonzero(F0 > 0)
-    end = limit
-    for _ in range(ZOOMS):
-        grid = np.linspace(0.0, end, GRID_CELLS + 1)
-        up = np.expm1(S[columns][:, :, None] * grid)  # (pairs, r, M + 1)
-        down = np.expm1(-S[columns][:, :, None] * grid)
-        terms_up = P[rows, columns][..., None] * up
-        terms_down = Q[rows, columns][..., None] * down
-        values = F0[rows, columns][:, None] + np.sum(terms_up + terms_down, axis=1)
-        low = F0[rows, columns][:, None] + np.sum(
-            np.minimum(terms_up[..., :-1], terms_up[..., 1:])
-            + np.minimum(terms_down[..., :-1], terms_down[..., 1:]),
-            axis=1,
-        )  # (pairs, M)
-        possible = low <= 0
-        reached = values <= 0
-        if reached.any():
-            first = np.argmax(reached[reached.any(axis=1)], axis=1)
-            bound = float(grid[first.min()])
-        else:
-            bound = end
-        horizon = min(end, bound + window)
-        # A pair may reach 0 before the horizon only in a possible cell that
-        # starts before it.
-        keep = (possible & (grid[None, :-1] <= horizon)).any(axis=1)
-        rows, columns = rows[keep], columns[keep]
-        possible = possible[keep]
-        narrowed = horizon < ZOOM_FACTOR * end
-        end = horizon
-        if rows.size <= SCALAR_CANDIDATES or not narrowed:
-            break
-    if rows.size == 0:
-        return roots
-    first_cell = np.argmax(possible, axis=1)
-    order = np.argsort(first_cell, kind="stable")
-    best = math.inf
-    for k in order:
-        i, j = rows[k], columns[k]
-        start = grid[first_cell[k]]
-        if start > best + window:
-            break
-        cells = [
-            (grid[m], grid[m + 1])
-            for m in range(first_cell[k], GRID_CELLS)
-            if possible[k, m]
-        ]
-        root = _first_root_scalar(
-            float(F0[i, j]),
-            [float(v) for v in P[i, j]],
-            [float(v) for v in Q[i, j]],
-            [float(v) for v in S[j]],
-            cells,
-            min(end, best + window),
-        )
-        roots[i, j] = root
-        best = min(best, root)
-    return roots

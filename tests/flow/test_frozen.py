@@ -17,11 +17,11 @@ from ncflow.flow import Separated, adaptive, solve_flow
 from ncflow.flow.frozen import (
     MAX_EXPONENT,
     FrozenStep,
-    _first_roots_many_rates,
     _first_roots_one_rate,
     frozen_applies,
 )
 from ncflow.flow.polar import PolarSystem
+from ncflow.flow.result import STATUS_END_OF_SPAN
 from ncflow.init import balanced_init, balanced_shapes
 from ncflow.network import Parameters, Problem
 from tests.flow.test_events import _problem
@@ -37,8 +37,9 @@ def _random_problem(binary: bool, seed: int = 0):
         problem = Problem(X, rng.integers(0, 2, n), 2, "exponential")
         shapes = balanced_shapes(rng, D, h, 1)
     else:
-        problem = Problem(X, rng.integers(0, 3, n), 3, "cross_entropy")
-        shapes = balanced_shapes(rng, D, h, 3)
+        # The cross-entropy of two classes: one output direction, f_1 - f_2.
+        problem = Problem(X, rng.integers(0, 2, n), 2, "cross_entropy")
+        shapes = balanced_shapes(rng, D, h, 2)
     return problem, balanced_init(shapes, 1e-3)
 
 
@@ -54,7 +55,9 @@ def _frozen_at_start(problem: Problem, params: Parameters, pattern=None):
 # --- the closed form --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("binary", [True, False], ids=["binary", "three-class"])
+@pytest.mark.parametrize(
+    "binary", [True, False], ids=["binary", "two-class cross-entropy"]
+)
 def test_state_matches_matrix_exponential(binary):
     problem, params = _random_problem(binary)
     system, y, pattern, ev, step = _frozen_at_start(problem, params)
@@ -113,99 +116,12 @@ def test_one_rate_roots_are_the_constructed_ones():
     assert np.all(np.isinf(roots[~inside]))
 
 
-def _scan_first_root(function, limit: float, points: int = 20001) -> float:
-    """First root of ``function`` on [0, limit] by a dense scan and bisection."""
-    grid = np.linspace(0.0, limit, points)
-    values = np.array([function(T) for T in grid])
-    below = np.flatnonzero(values <= 0)
-    if below.size == 0:
-        return math.inf
-    k = int(below[0])
-    if k == 0:
-        return 0.0
-    lo, hi = grid[k - 1], grid[k]
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        if function(mid) > 0:
-            lo = mid
-        else:
-            hi = mid
-    return hi
-
-
-def test_many_rate_roots_match_a_dense_scan():
-    rng = np.random.default_rng(7)
-    n, h, r = 6, 5, 2
-    S = rng.uniform(0.1, 1.0, (h, r))
-    P = rng.standard_normal((n, h, r))
-    Q = rng.standard_normal((n, h, r))
-    F0 = rng.uniform(0.05, 1.0, (n, h))
-    limit = MAX_EXPONENT / S.max()
-    roots = _first_roots_many_rates(F0, P, Q, S, limit, window=math.inf)
-    found = 0
-    for i in range(n):
-        for j in range(h):
-
-            def F(T, i=i, j=j):
-                return F0[i, j] + float(
-                    np.sum(P[i, j] * np.expm1(S[j] * T) + Q[i, j] * np.expm1(-S[j] * T))
-                )
-
-            expected = _scan_first_root(F, limit)
-            if math.isinf(expected):
-                assert math.isinf(roots[i, j])
-                continue
-            found += 1
-            # The scan's cells are limit / 20000 wide: a root it finds is the
-            # first unless two roots share a cell, which these coefficients (drawn
-            # at unit scale) do not produce. Both searches end at float64
-            # resolution of T up to the roundoff of F over its slope.
-            slope = abs(
-                float(
-                    np.sum(
-                        S[j]
-                        * (
-                            P[i, j] * np.exp(S[j] * expected)
-                            - Q[i, j] * np.exp(-S[j] * expected)
-                        )
-                    )
-                )
-            )
-            size = float(np.sum(np.abs(P[i, j]) + np.abs(Q[i, j]))) * math.cosh(
-                MAX_EXPONENT
-            )
-            tol = 64 * EPS * (size / slope + limit)
-            assert abs(roots[i, j] - expected) <= tol, (i, j, roots[i, j], expected)
-    assert found >= 5
-
-
-def test_many_rate_search_finds_a_brief_dip():
-    # F(T) = 2 a (cosh(T - c) - 1) - depth dips below 0 and back within one cell
-    # of the prefilter's grid, positive at every grid point: only the interval
-    # bounds see it. With P = a exp(-c) and Q = a exp(c) (rate 1),
-    # P (e^T - 1) + Q (e^-T - 1) = 2 a cosh(T - c) - 2 a cosh(c).
-    a, depth, limit = 1.0, 1e-3, 4.0
-    c = 1.3 * limit / 16  # inside the second of 16 cells
-    S = np.array([[1.0, 0.5]])  # the second rate has no terms
-    F0 = np.array([[2 * a * math.cosh(c) - 2 * a - depth]])
-    P = np.array([[[a * math.exp(-c), 0.0]]])
-    Q = np.array([[[a * math.exp(c), 0.0]]])
-
-    def F(T):
-        return 2 * a * (math.cosh(T - c) - 1) - depth
-
-    assert all(F(T) > 0 for T in np.linspace(0.0, limit, 17))
-    roots = _first_roots_many_rates(F0, P, Q, S, limit, window=math.inf)
-    expected = c - math.acosh(1 + depth / (2 * a))
-    # F's roundoff is a few eps times the terms (about 2); over the slope at the
-    # root, 2 a sinh(0.03) = 0.06, that moves the root by below 1e-13.
-    assert abs(roots[0, 0] - expected) <= 1e-13
-
-
 # --- the error bound --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("binary", [True, False], ids=["binary", "three-class"])
+@pytest.mark.parametrize(
+    "binary", [True, False], ids=["binary", "two-class cross-entropy"]
+)
 def test_bound_covers_the_true_flow(binary, monkeypatch):
     # From eps = 3e-3 the outputs are about 1e-5: the frozen flow drifts from the
     # true one by a visible amount, which the bound must cover. The reference is
@@ -214,7 +130,7 @@ def test_bound_covers_the_true_flow(binary, monkeypatch):
     params = params.scaled(3.0)
     system, y, pattern, ev, step = _frozen_at_start(problem, params)
     signs = np.where(pattern, 1.0, -1.0)
-    first = float(step.first_crossings(signs, np.zeros(pattern.shape), 1e3, 0.0).min())
+    first = float(step.first_crossings(signs, np.zeros(pattern.shape), 1e3).min())
     T = min(MAX_EXPONENT / step.rate, first)
     bound = step.bound(T)
     assert math.isfinite(bound)
@@ -243,11 +159,24 @@ def test_bound_covers_the_true_flow(binary, monkeypatch):
     assert max(errors) >= 100 * reference_error
 
 
-def test_applies_to_the_per_sample_losses_only():
+def test_applies_to_one_output_direction_only():
     problem, _ = _random_problem(True)
     assert frozen_applies(problem)
+    assert frozen_applies(_random_problem(False)[0])
+    three = Problem(problem.X, np.arange(len(problem.X)) % 3, 3, "cross_entropy")
+    assert not frozen_applies(three)
     faulty = Problem(problem.X, problem.labels, 2, "exponential", "relu_derivative_one")
     assert not frozen_applies(faulty)
+
+
+def test_three_class_run_takes_no_frozen_step():
+    problem, _ = _random_problem(True)
+    three = Problem(problem.X, np.arange(len(problem.X)) % 3, 3, "cross_entropy")
+    params0 = balanced_init(balanced_shapes(np.random.default_rng(1), 4, 6, 3), 1e-8)
+    result = solve_flow(three, params0, t_max=1e-3, rtol=1e-6)
+    assert result.status == STATUS_END_OF_SPAN, result.message
+    assert result.settings["frozen_steps"] == 0
+    assert result.settings["phases"][0][0] == "tau-explicit"
 
 
 # --- whole runs -------------------------------------------------------------------
@@ -290,3 +219,45 @@ def test_runs_with_and_without_frozen_steps_agree(rtol, monkeypatch):
         a = np.append(with_frozen.params.W[:, j], with_frozen.params.V[:, j])
         b = np.append(without.params.W[:, j], without.params.V[:, j])
         assert np.linalg.norm(a - b) <= tol * np.linalg.norm(b), j
+
+
+@pytest.mark.parametrize("t_max", [30.0, 100.0])
+def test_span_ends_on_t_max_after_frozen_phase(t_max):
+    # From 1e-10 at rtol = 1e-2 the first explicit step after the frozen phase
+    # spans the escape, and its interpolated clock put t_max = 100 at t = 109.
+    # The step to t_max is taken again until its own clock ends there to the
+    # clock's tolerance of (atol + rtol) max(1, |log t|).
+    problem, params0 = _problem()
+    params0 = params0.scaled(1e-10 / math.sqrt(params0.norm2()))
+    rtol, atol = 1e-2, 1e-14
+    result = solve_flow(problem, params0, rtol=rtol, atol=atol, t_max=t_max)
+    assert result.status == STATUS_END_OF_SPAN, result.message
+    assert result.settings["frozen_steps"] >= 1
+    tolerance = (atol + rtol) * max(1.0, math.log(t_max))
+    assert abs(result.log_t - math.log(t_max)) <= tolerance
+
+
+def test_event_that_crosses_back_within_a_frozen_step_fires_twice(monkeypatch):
+    # A direction entry of neuron 0 rises above 0.19741 for about 0.05 of t and
+    # falls back (its maximum is 0.19841): the event must fire on the way up and
+    # on the way down, as in a run without frozen steps.
+    problem, params0 = _problem()
+    params0 = params0.scaled(1e-8 / math.sqrt(params0.norm2()))
+
+    def entry(state):
+        W, V = state.params.W, state.params.V
+        norm = math.sqrt(float(np.sum(W[:, 0] ** 2) + np.sum(V[:, 0] ** 2)))
+        return float(W[3, 0]) / norm - 0.19741
+
+    entry.terminal = False
+    counts = []
+    for frozen in (True, False):
+        monkeypatch.setattr(adaptive, "FROZEN_STEPS", frozen)
+        result = solve_flow(
+            problem, params0, rtol=1e-6, atol=1e-14, t_max=1.0, events=[entry]
+        )
+        assert result.status == STATUS_END_OF_SPAN, result.message
+        counts.append(len(result.t_events[0]))
+        if frozen:
+            assert result.settings["frozen_steps"] >= 1
+    assert counts == [2, 2]
