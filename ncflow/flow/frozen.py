@@ -27,11 +27,11 @@ binary loss, or the cross-entropy of two classes) there is one singular value,
 and the first root is that of a quadratic in ``exp(s t)``.
 
 NOTE: with several output directions the pre-activation is a sum of
-exponentials at different rates, and a search for its first root that is
-both safe and fast was not found: interval bounds on a grid reported roots
-where the function stayed above 0, and resolving them made three-class runs
-up to 15 times slower than the Runge-Kutta steps. Frozen steps are therefore
-taken for one output direction only (``frozen_applies``).
+exponentials at different rates. No search for its first root was found that
+is both safe and fast: interval bounds on a grid reported roots where the
+function stayed above 0, and resolving them made three-class runs up to 15
+times slower than the Runge-Kutta steps. So frozen steps are taken for one
+output direction only (``frozen_applies``).
 
 The code measures time in units of ``1/N`` at the step's start (``tau - tau_0``
 with ``N`` frozen), and ``T``, ``s`` and ``m`` below with it, so every rate
@@ -93,16 +93,16 @@ STEP_SEARCH = 0.05
 def frozen_applies(problem) -> bool:
     """Return whether frozen steps may start a run of ``problem``.
 
-    They need one output direction (see the NOTE of the module docstring), the
-    per-sample Hessian bound of the module docstring, which the planted fault
-    that normalises across samples does not have, and the ``relu'(0) = 0``
-    rule of the driver (the planted ``relu'(0) = 1`` fault is integrated by the
-    Runge-Kutta steps only).
+    They need one output direction (see the NOTE of the module docstring) and
+    the per-sample Hessian bound of the error bound, which the planted fault
+    that normalises across samples does not have. They also need the
+    ``relu'(0) = 0`` rule of the driver, so the planted ``relu'(0) = 1`` fault
+    is integrated by the Runge-Kutta steps only.
     """
     if problem.activation not in ("relu", "linear"):
         return False
     # One output direction: a scalar output, or the cross-entropy of two
-    # classes, whose loss sees only f_1 - f_2 (polar.PolarSystem).
+    # classes, whose loss depends on f_1 - f_2 only (polar.PolarSystem).
     if not (problem.binary or problem.num_outputs == 2):
         return False
     return problem.loss not in _OWN_TERMS
