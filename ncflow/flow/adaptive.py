@@ -1475,7 +1475,8 @@ class AdaptiveFlow:
                 "t_max": self.t_max,
                 "max_steps": self.max_steps,
                 "integrator": (
-                    "exact frozen-gradient steps while the outputs are small, "
+                    "exact frozen-gradient steps while the outputs are small "
+                    "(one output direction), "
                     "Dormand-Prince 5(4) in tau until stiff, then Radau IIA in "
                     "||theta||^2 (tau while a sample is misclassified or "
                     "||theta||^2 < 1), per-neuron polar coordinates"
