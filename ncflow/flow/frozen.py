@@ -79,8 +79,8 @@ import numpy as np
 from ncflow.flow.polar import Evaluation, PolarSystem
 from ncflow.losses import _OWN_TERMS
 
-# Largest s T of a frozen step. cosh(4) = 27, so the exact solution, the grid
-# bounds of the crossing search and the error bound all stay well scaled.
+# Largest s T of a frozen step. cosh(4) = 27, so the exact solution and the
+# error bound stay well scaled.
 MAX_EXPONENT = 4.0
 # The Hessian bound of the module docstring is valid while every output moves
 # by at most this much over a step, because its log-scale then changes by less
@@ -131,13 +131,13 @@ class FrozenStep:
         self.a = blocks[:, 1 : 1 + D].copy()
         self.b = blocks[:, 1 + D :].copy()
         self.pattern = pattern
-        X = system.X
-        # A_j / N, shape (h, D, d_y).
-        A = np.einsum("ij,id,ik->jdk", pattern.astype(float), X, ev.G)
         if system.d_y != 1:
             raise ValueError(
                 f"frozen steps need a scalar output direction, got d_y = {system.d_y}"
             )
+        X = system.X
+        # A_j / N, shape (h, D, d_y).
+        A = np.einsum("ij,id,ik->jdk", pattern.astype(float), X, ev.G)
         # With one output direction the decomposition is A_j = u_j s_j [1].
         S = np.linalg.norm(A[:, :, 0], axis=1)
         safe = np.where(S > 0, S, 1.0)
