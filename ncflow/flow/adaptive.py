@@ -1186,11 +1186,14 @@ class AdaptiveFlow:
         The values are compared at points ``FROZEN_EVENT_SPACING / s`` apart or
         closer, not only at the step's ends: a frozen step may be longer than
         the explicit steps, and an event that crosses 0 and back between two
-        points is not seen.
+        points is not seen. Where every continuous event is ``falling`` (as
+        ``LossBelow``), which crosses 0 at most once, the ends are enough.
         """
         if all(event.discrete for event in self.events):
             return None
-        pieces = max(1, math.ceil(step.rate * end / FROZEN_EVENT_SPACING))
+        pieces = 1
+        if not all(event.discrete or event.falling for event in self.events):
+            pieces = max(1, math.ceil(step.rate * end / FROZEN_EVENT_SPACING))
         T0, values0 = 0.0, self.values0
         for piece in range(1, pieces + 1):
             T1 = end * piece / pieces

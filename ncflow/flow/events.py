@@ -232,6 +232,10 @@ class _Event:
     terminal = True
     direction = 0.0
     discrete = False
+    # True for an event whose value cannot rise along the flow, so that it
+    # crosses 0 at most once: an integrator may then compare its values at the
+    # ends of a step only.
+    falling = False
 
 
 class CallableEvent(_Event):
@@ -315,6 +319,7 @@ class LossBelow(_Event):
     """Fires when ``L`` falls below ``level`` (compared as ``log L - log level``)."""
 
     direction = -1.0
+    falling = True  # gradient flow never increases L
 
     def __init__(self, level: float, terminal: bool = True) -> None:
         self.level = check_positive("level", level)
