@@ -728,6 +728,10 @@ class AdaptiveFlow:
         new pattern. Returns the changed pairs, or None if the flow slides."""
         D = self.system.D
         blocks = self.coords.blocks(self.z)
+        # NOTE: with D = 1 every boundary of a neuron is w_j = 0, so this
+        # projection sets w_j to 0 and leaves the neuron there. A trial with
+        # D = 1 from eps = 1e-40 reached that state through frozen steps (the
+        # explicit steps never crossed) and ended with a different limit.
         for j in sorted({j for _, j in cluster}):
             rows = [i for i, jj in cluster if jj == j]
             a = blocks[j, 1 : 1 + D]
