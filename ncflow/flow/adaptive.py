@@ -1104,7 +1104,7 @@ class AdaptiveFlow:
     def _frozen_phase(self) -> None:
         """Take exact frozen-gradient steps (``frozen.py``) while their error
         bound allows steps of at least ``FROZEN_MIN_EXPONENT / s`` or reaches
-        the next activation change; the Runge-Kutta steps take over from there."""
+        the next activation change. The Runge-Kutta steps take over from there."""
         # The bound is on the relative error of each neuron, which bounds the
         # error of its log-norm and twice that of its unit direction.
         tolerance = FROZEN_SAFETY * 0.5 * (self.atol + self.rtol)

@@ -27,10 +27,10 @@ binary loss, or the cross-entropy of two classes) there is one singular value,
 and the first root is that of a quadratic in ``exp(s t)``.
 
 NOTE: with several output directions the pre-activation is a sum of
-exponentials at different rates. No search for its first root was found that
-is both safe and fast: interval bounds on a grid reported roots where the
-function stayed above 0, and resolving them made three-class runs up to 15
-times slower than the Runge-Kutta steps. So frozen steps are taken for one
+exponentials at different rates, and no search for its first root was found
+that is both safe and fast. Interval bounds on a grid reported roots where the
+function stayed above 0. Resolving them made three-class runs up to 15 times
+slower than the Runge-Kutta steps. So frozen steps are taken for one
 output direction only (``frozen_applies``).
 
 The code measures time in units of ``1/N`` at the step's start (``tau - tau_0``
@@ -130,7 +130,6 @@ class FrozenStep:
         self.sigma = blocks[:, 0].copy()
         self.a = blocks[:, 1 : 1 + D].copy()
         self.b = blocks[:, 1 + D :].copy()
-        self.pattern = pattern
         if system.d_y != 1:
             raise ValueError(
                 f"frozen steps need a scalar output direction, got d_y = {system.d_y}"
@@ -148,6 +147,7 @@ class FrozenStep:
         self.beta = np.einsum("jrk,jk->jr", self.Vt, self.b)
         self.rate = float(self.S.max()) if self.S.size else 0.0
         self.log_norm2 = system.log_norm2(y)
+        self._last: tuple[float, np.ndarray] | None = None
 
         # Error-bound constants (module docstring).
         x_norm2 = system._x_norms**2
@@ -167,7 +167,13 @@ class FrozenStep:
 
     def state_at(self, T: float) -> np.ndarray:
         """Return the polar state after ``T`` (in units of ``1/N``), with unit
-        directions."""
+        directions.
+
+        The last state is kept: the driver asks for the end of a step twice,
+        for the events there and for the step itself.
+        """
+        if self._last is not None and self._last[0] == T:
+            return self._last[1].copy()
         d_alpha, d_beta = self._changes(T)
         a = self.a + np.einsum("jdr,jr->jd", self.U, d_alpha)
         b = self.b + np.einsum("jrk,jr->jk", self.Vt, d_beta)
@@ -177,6 +183,7 @@ class FrozenStep:
         blocks[:, 0] = self.sigma + np.log(norms)
         blocks[:, 1 : 1 + self.system.D] = a / norms[:, None]
         blocks[:, 1 + self.system.D :] = b / norms[:, None]
+        self._last = (T, y.copy())
         return y
 
     # -- step size ---------------------------------------------------------

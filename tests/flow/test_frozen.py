@@ -109,8 +109,8 @@ def test_one_rate_roots_are_the_constructed_ones():
     expected = np.log1p(u1) / s
     inside = expected <= limit
     # The stable quadratic formula gives each root to a few roundoffs relative to
-    # the coefficients; the roots here are at least 0.01 apart, which keeps the
-    # condition number of each below 1e3.
+    # the coefficients. A root's condition number is about |u| / |u1 - u2|, at
+    # most 6 / 0.01 = 600 here, so below 1e3.
     tol = 1e3 * 16 * EPS * np.maximum(expected, 1.0)
     assert np.all(np.abs(roots[inside] - expected[inside]) <= tol[inside])
     assert np.all(np.isinf(roots[~inside]))
@@ -237,10 +237,10 @@ def test_span_ends_on_t_max_after_frozen_phase(t_max):
     assert abs(result.log_t - math.log(t_max)) <= tolerance
 
 
-def test_event_that_crosses_back_within_a_frozen_step_fires_twice(monkeypatch):
+def test_event_bump_fires_twice(monkeypatch):
     # A direction entry of neuron 0 rises above 0.19741 for about 0.05 of t and
-    # falls back (its maximum is 0.19841): the event must fire on the way up and
-    # on the way down, as in a run without frozen steps.
+    # falls back, with a maximum of 0.19841. The event must fire on the way up
+    # and on the way down, as in a run without frozen steps.
     problem, params0 = _problem()
     params0 = params0.scaled(1e-8 / math.sqrt(params0.norm2()))
 
