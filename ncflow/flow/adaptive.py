@@ -66,8 +66,7 @@ from ncflow.flow.events import (
     Separated,
     crosses,
     event_value,
-    stacked_log_losses,
-    stacked_outputs,
+    network_log_losses,
     terminal_after,
 )
 from ncflow.flow.frozen import MAX_EXPONENT, FrozenStep, frozen_applies
@@ -454,9 +453,7 @@ class AdaptiveFlow:
         """Convert the kept records in one batch: parameters, outputs, losses."""
         kinds, log_ts, ys, patterns = zip(*self.pending_records)
         W, V = self.system.parameters_many(np.stack(ys))
-        log_losses = stacked_log_losses(
-            self.problem, stacked_outputs(self.problem, W, V)
-        )
+        log_losses = network_log_losses(self.problem, W, V)
         recorder = res.TrajectoryRecorder()
         for k, kind in enumerate(kinds):
             recorder.add_arrays(kind, log_ts[k], log_losses[k], W[k], V[k], patterns[k])

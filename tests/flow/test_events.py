@@ -626,3 +626,35 @@ def test_events_none_means_no_events():
     problem, params0 = _problem()
     result = solve_flow(problem, params0, t_max=1.0, events=None)
     assert result.t_events == []
+
+
+def test_trajectory_losses_in_batches(monkeypatch):
+    """The trajectory's losses are computed in batches: the same values as one
+    stacked pass, while the largest allocation stays near one batch.
+
+    One stacked pass holds the pre-activations of every record, ``m n h``
+    float64 entries; the batched one holds a batch of them (with its
+    temporaries, a few times that). The limit is a quarter of the one-pass
+    array, which a batch of 1/64 of it stays far below."""
+    import tracemalloc
+
+    from ncflow.flow import events
+
+    rng = np.random.default_rng(3)
+    problem, _ = _problem()
+    m, (n, D), h = 2048, problem.X.shape, 32
+    W = rng.standard_normal((m, D, h))
+    V = rng.standard_normal((m, 1, h))
+    whole = events.stacked_log_losses(problem, events.stacked_outputs(problem, W, V))
+    one_pass = m * n * h * 8
+    monkeypatch.setattr(events, "LOSS_BATCH_ENTRIES", m * n * h // 64)
+    tracemalloc.start()
+    try:
+        batched = events.network_log_losses(problem, W, V)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Each record gets the same arithmetic in both; a few roundoffs are allowed
+    # for a BLAS kernel that depends on the stack's size.
+    np.testing.assert_allclose(batched, whole, rtol=8 * EPS, atol=0)
+    assert peak < one_pass / 4, (peak, one_pass)
