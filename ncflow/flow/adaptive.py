@@ -1308,6 +1308,10 @@ class AdaptiveFlow:
         clock = self._clock(sub)
         if index == -1:
             sub, sub_err, clock = self._end_on_t_max(sub, sub_err, clock, step.size)
+            if sub is None:
+                # The clock varies too fast over this step to place t_max on it:
+                # a shorter step is tried.
+                return RETRY
             if not math.isfinite(sub_err):
                 return self._failed_landing(sub, sub.size, "the end of the span")
         return _Landing(sub, clock, max(err, sub_err), event_index=index)
@@ -1321,18 +1325,25 @@ class AdaptiveFlow:
         points: after the frozen phase, one explicit step at rtol = 1e-2 put
         t_max = 100 at t = 109 there. Newton's method on the size, with the
         slope from the step's own clock, is kept inside (0, full), where the
-        gain in t brackets t_max.
+        gain in t brackets t_max. An iteration that does not halve the gap
+        bisects the bracket instead: late in a run at rtol = 1e-2, Newton
+        alternated between two sizes whose ends were 0.7 below and 0.5 above
+        log t_max. Returns ``(None, inf, None)`` where the end is not found
+        within ``EVENT_REFINEMENTS`` iterations, and the caller retries a
+        shorter step.
         """
         if self.log_t > -math.inf:
             log_gain = sub_log(self.log_t_max, self.log_t)
         else:
             log_gain = self.log_t_max
+        tolerance = self._clock_tolerance(self.log_t_max)
         low, high = 0.0, full
+        previous_gap = math.inf
         for _ in range(EVENT_REFINEMENTS):
             log_dt = clock.full()[0]
             gap = log_dt - log_gain
-            if abs(gap) <= self._clock_tolerance(self.log_t_max):
-                break
+            if abs(gap) <= tolerance:
+                return sub, sub_err, clock
             if gap > 0:
                 high = sub.size
             else:
@@ -1340,13 +1351,16 @@ class AdaptiveFlow:
             # d log(dt) / d size = (dt/ds at s = 1) / (size dt).
             slope = math.exp(clock.log_speed(1.0) - log_dt) / sub.size
             size = sub.size - gap / slope
-            if not low < size < high:
+            if not low < size < high or abs(gap) > 0.5 * previous_gap:
                 size = 0.5 * (low + high)
+            previous_gap = abs(gap)
             sub, sub_err = self._attempt(size)
             if not math.isfinite(sub_err):
-                break
+                return sub, sub_err, clock
             clock = self._clock(sub)
-        return sub, sub_err, clock
+        if abs(clock.full()[0] - log_gain) <= tolerance:
+            return sub, sub_err, clock
+        return None, math.inf, None
 
     def _commit(self, landing: _Landing) -> None:
         step, clock = landing.step, landing.clock

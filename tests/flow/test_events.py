@@ -259,6 +259,29 @@ def test_t_max_ends_run_at_t_max(t_max):
     assert result.trajectory.log_t[-1] == result.log_t
 
 
+def test_t_max_late_at_loose_rtol():
+    """A late ``t_max`` at rtol = 1e-2 ends within the clock's tolerance.
+
+    On this problem the run stays in explicit steps, where ``t`` grows by a factor
+    of about 3 over the last step, and the Newton iteration on the step's size
+    alternated between ends 0.7 below and 0.5 above ``log t_max``."""
+    from benchmarks.problems import binary_problem
+
+    base = binary_problem(50, 20, 10, 1e-6, 7)
+    problem = Problem(base.problem.X, base.problem.labels, 2, "logistic")
+    start = base.params0
+    factor = 1e-80 / math.sqrt(np.sum(start.W**2) + np.sum(start.V**2))
+    params0 = Parameters(factor * start.W, factor * start.V)
+    rtol, log_t_max = 1e-2, 30.0
+    result = solve_flow(
+        problem, params0, rtol=rtol, atol=1e-14, t_max=math.exp(log_t_max)
+    )
+    assert result.status == STATUS_END_OF_SPAN, result.message
+    # The tolerance of one step on log t (adaptive._clock_tolerance).
+    tol = (rtol + 1e-14) * log_t_max
+    assert abs(result.log_t - log_t_max) <= tol
+
+
 def test_increasing_norm_fires_each_upward_event_once():
     # Two unit samples of opposite classes and one neuron aligned with each: the
     # neurons never interact and ||theta||^2 grows monotonically, so each upward
