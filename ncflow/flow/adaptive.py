@@ -394,6 +394,8 @@ class AdaptiveFlow:
         self.noise_floor = 0.0
         self.attempts = 0  # attempted steps, against max_steps
         self.frozen_steps = 0
+        # Whether self.ev is older than the state (a frozen step in progress).
+        self.ev_stale = False
         self._groups_of: tuple[bytes, list] = (b"", [])
         # Fixed seed: the roundoff probe must not make runs irreproducible.
         self.noise_rng = np.random.default_rng(0)
@@ -412,6 +414,7 @@ class AdaptiveFlow:
         return self.coords.rhs_many(zs, self.pattern)
 
     def _refresh(self) -> None:
+        self.ev_stale = False
         self.nfev += 1
         self.f, self.ev = self.coords.evaluate(self.z, self.pattern)
         if self.stiff:
@@ -1111,78 +1114,120 @@ class AdaptiveFlow:
             step = FrozenStep(
                 self.system, self.coords.to_polar(self.z), self.pattern, self.ev
             )
-            if step.rate <= 0 or not self._frozen_step(step, tolerance):
+            taken = step.rate > 0 and self._frozen_step(step, tolerance)
+            if self.ev_stale:
+                self._refresh()
+            if not taken:
                 return
 
     def _frozen_step(self, step: FrozenStep, tolerance: float) -> bool:
-        """Advance by one frozen step whose error bound meets ``tolerance``,
-        ending it on the first activation change, event or end of the span.
-        Returns False, without a step, where the bound allows only steps below
-        ``FROZEN_MIN_EXPONENT / s`` that end on none of those."""
+        """Advance along one frozen step, from one evaluation of the gradients,
+        while its error bound meets ``tolerance``.
+
+        The step is taken in pieces that end on an activation change, an
+        event, the end of the span or the bound's limit. After an activation
+        change it goes on with the same gradients: only the neurons of the
+        change start a new linear flow (``FrozenStep.restart``), so a change
+        costs the pattern choice, not a new step. Returns False, without a
+        step, where the bound allows only steps below ``FROZEN_MIN_EXPONENT / s``
+        that end on none of those.
+        """
         log_N = self.ev.log_N
+        log_t0 = self.log_t
 
         def log_t_at(T: float) -> float:
-            return add_log(self.log_t, math.log(T) - log_N) if T > 0 else self.log_t
+            return add_log(log_t0, math.log(T) - log_N) if T > 0 else log_t0
 
-        end, landing = MAX_EXPONENT / step.rate, _Landing(None, None, 0.0)
+        cap = MAX_EXPONENT / step.rate
+        span = math.inf
         if self.log_t_max < math.inf:
-            if self.log_t_max <= self.log_t:
+            if self.log_t_max <= log_t0:
                 span = 0.0
             else:
-                span = math.exp(sub_log(self.log_t_max, self.log_t) + log_N)
-            if span <= end:
-                end, landing = span, _Landing(None, None, 0.0, event_index=-1)
+                span = math.exp(sub_log(self.log_t_max, log_t0) + log_N)
+        roots = None
         if not self.system.linear:
             signs = np.where(self.pattern, 1.0, -1.0)
             offsets = np.where(self.touching, self.offsets, 0.0)
-            roots = step.first_crossings(signs, offsets, end)
-            first = float(roots.min())
-            if first <= end and math.isfinite(first):
-                # Crossings closer than this change the state by less than 1% of
-                # the tolerance in between (every rate is at most step.rate), so
-                # they are taken together.
-                window = 0.01 * (self.atol + self.rtol) / step.rate
-                near = np.argwhere(roots <= first + window)
-                cluster = [(int(i), int(j)) for i, j in near]
-                end, landing = first, _Landing(None, None, 0.0, cluster=cluster)
-        # Most steps end on a crossing well within the bound: one evaluation of
-        # the bound confirms that. Otherwise the step is cut to the longest one
-        # that meets it.
-        if step.bound(end) > tolerance:
-            limit = step.step_limit(tolerance)
-            if not limit * step.rate >= FROZEN_MIN_EXPONENT:
-                return False
-            end, landing = limit, _Landing(None, None, 0.0)
-        if self.frozen_steps == 0:
-            self.phases.append(("frozen", self.log_t))
-        self.attempts += 1
-        self.frozen_steps += 1
-        if end > 0 and self.events:
-            found = self._frozen_event(step, end, log_t_at)
-            if found is not None:
-                end, index = found
-                landing = _Landing(None, None, 0.0, event_index=index)
+            roots = step.first_crossings(signs, offsets, cap)
+        position = 0.0
+        while True:
+            # A restart may raise step.rate, which shortens the longest step.
+            cap = MAX_EXPONENT / step.rate
+            if cap <= position:
+                return True
+            end, landing = cap, _Landing(None, None, 0.0)
+            if span <= end:
+                end, landing = span, _Landing(None, None, 0.0, event_index=-1)
+            if roots is not None:
+                first = float(roots.min())
+                if first <= end and math.isfinite(first):
+                    # Crossings closer than this change the state by less than
+                    # 1% of the tolerance in between (every rate is at most
+                    # step.rate), so they are taken together.
+                    window = 0.01 * (self.atol + self.rtol) / step.rate
+                    near = np.argwhere(roots <= first + window)
+                    cluster = [(int(i), int(j)) for i, j in near]
+                    end, landing = first, _Landing(None, None, 0.0, cluster=cluster)
+            # Most pieces end on a crossing well within the bound: one
+            # evaluation of the bound confirms that. Otherwise the step is cut
+            # to the longest one that meets it.
+            if step.bound(end) > tolerance:
+                limit = step.step_limit(tolerance)
+                if limit <= position:
+                    return True
+                if position == 0.0 and not limit * step.rate >= FROZEN_MIN_EXPONENT:
+                    return False
+                end, landing = limit, _Landing(None, None, 0.0)
+            if self.frozen_steps == 0:
+                self.phases.append(("frozen", self.log_t))
+            self.attempts += 1
+            self.frozen_steps += 1
+            if end > position and self.events:
+                found = self._frozen_event(step, position, end, log_t_at)
+                if found is not None:
+                    end, index = found
+                    landing = _Landing(None, None, 0.0, event_index=index)
+            self._frozen_records(step, end, log_t_at, log_N, log_t0)
+            moved = end > position
+            if moved:
+                self.n_accepted += 1
+                self.log_t = log_t_at(end)
+                self.z = self.coords.from_polar(step.state_at(end))
+            self.last_step = None
+            if landing.cluster is None:
+                self._settle(landing, moved=moved)
+                return True
+            self._settle(landing, moved=moved, refresh=False)
+            self.ev_stale = True
+            if self.status is not None or self.attempts >= self.max_steps:
+                return True
+            # Only the neurons of the change start new pieces; the roots of the
+            # others are those of their current pieces.
+            columns = sorted({j for _, j in landing.cluster})
+            step.restart(columns, self.coords.to_polar(self.z), self.pattern, end)
+            signs = np.where(self.pattern[:, columns], 1.0, -1.0)
+            offsets = np.where(self.touching[:, columns], self.offsets[:, columns], 0.0)
+            roots[:, columns] = step.first_crossings(
+                signs, offsets, MAX_EXPONENT / step.rate, columns
+            )
+            position = end
+
+    def _frozen_records(self, step: FrozenStep, end: float, log_t_at, log_N, log_t0):
+        """Record the grid times up to ``end`` of a frozen step that started at
+        ``log_t0``."""
         log_t_end = log_t_at(end)
         while self.next_record <= log_t_end:
             target = self.next_record
             if target > self.log_t:
-                T = math.exp(
-                    (sub_log(target, self.log_t) if self.log_t > -math.inf else target)
-                    + log_N
-                )
+                gap = sub_log(target, log_t0) if log_t0 > -math.inf else target
+                T = math.exp(gap + log_N)
                 self._record("grid", step.state_at(min(T, end)), target)
             self._advance_record_time()
-        if end > 0:
-            self.n_accepted += 1
-            self.log_t = log_t_end
-            self.z = self.coords.from_polar(step.state_at(end))
-        self.last_step = None
-        self._settle(landing, moved=end > 0)
-        return True
 
-    def _frozen_event(self, step: FrozenStep, end: float, log_t_at):
-        """Return the earliest ``(T, index)`` in (0, end] at which a continuous
-        event crosses 0 along a frozen step, or None.
+    def _frozen_event(self, step: FrozenStep, start: float, end: float, log_t_at):
+        """Return the earliest ``(T, index)`` in (start, end] at which a
+        continuous event crosses 0 along a frozen step, or None.
 
         The values are compared at points ``FROZEN_EVENT_SPACING / s`` apart or
         closer, not only at the step's ends: a frozen step may be longer than
@@ -1194,10 +1239,10 @@ class AdaptiveFlow:
             return None
         pieces = 1
         if not all(event.discrete or event.falling for event in self.events):
-            pieces = max(1, math.ceil(step.rate * end / FROZEN_EVENT_SPACING))
-        T0, values0 = 0.0, self.values0
+            pieces = max(1, math.ceil(step.rate * (end - start) / FROZEN_EVENT_SPACING))
+        T0, values0 = start, self.values0
         for piece in range(1, pieces + 1):
-            T1 = end * piece / pieces
+            T1 = start + (end - start) * piece / pieces
             values1 = self._event_values(step.state_at(T1), log_t_at(T1))
             best = None
             for index, (event, v0, v1) in enumerate(zip(self.events, values0, values1)):
@@ -1373,9 +1418,11 @@ class AdaptiveFlow:
         self.last_step = step
         self._settle(landing, moved=step is not None)
 
-    def _settle(self, landing: _Landing, moved: bool) -> None:
+    def _settle(self, landing: _Landing, moved: bool, refresh: bool = True) -> None:
         """Finish a landing at the new state: switch the pattern at a crossing,
-        fire events, evaluate the flow there. ``moved``: whether time passed."""
+        fire events, evaluate the flow there. ``moved``: whether time passed.
+        ``refresh=False`` leaves the evaluation to the caller (a frozen step
+        goes on with its gradients)."""
         if self.touching.any():
             # A pair leaves its boundary once it has moved well past the offset.
             self.touching &= np.abs(self._cosines(self.z)) <= 10 * self.offsets
@@ -1413,7 +1460,8 @@ class AdaptiveFlow:
             self.status = res.STATUS_END_OF_SPAN
         elif landing.event_index is not None:
             self._fire(landing.event_index)
-        self._refresh()
+        if refresh:
+            self._refresh()
         if landing.cluster is not None:
             self._check_discrete()
         previous = self.values0

@@ -22,6 +22,13 @@ from tests.flow.test_events import ATOL, _problem
 EPS = float(np.finfo(np.float64).eps)
 
 
+@pytest.fixture(autouse=True)
+def _explicit_crossings(monkeypatch):
+    """Turn frozen-gradient steps off: they carry every activation change of the
+    test problem, and these tests are about explicit steps that land on one."""
+    monkeypatch.setattr(adaptive, "FROZEN_STEPS", False)
+
+
 def _nodes() -> np.ndarray:
     return np.array(DP_C + (1.0,))
 

@@ -87,6 +87,33 @@ def test_state_matches_matrix_exponential(binary):
         assert np.max(np.abs(moved[j, 1:] - omega / norm)) <= tol
 
 
+@pytest.mark.parametrize(
+    "binary", [True, False], ids=["binary", "two-class cross-entropy"]
+)
+def test_restart_matches_fresh_step(binary):
+    # After a restart at T1 with a changed pattern column, the step goes on as a
+    # fresh frozen step from the state at T1 with the same gradients: every
+    # neuron follows the same linear flow in both. Their states at T1 + d are
+    # two evaluations of one closed form, each within the roundoff bound of the
+    # test above.
+    problem, params = _random_problem(binary)
+    system, y, pattern, ev, step = _frozen_at_start(problem, params)
+    T1 = 0.5 * MAX_EXPONENT / step.rate
+    y1 = step.state_at(T1)
+    changed = pattern.copy()
+    changed[0, 1] = not changed[0, 1]
+    changed[3, 4] = not changed[3, 4]
+    step.restart([1, 4], y1, changed, T1)
+    fresh = FrozenStep(system, y1, changed, ev)
+    fresh.log_norm2 = step.log_norm2  # the same start of the error bound
+    d = 0.4 * MAX_EXPONENT / max(step.rate, fresh.rate)
+    tol = 64 * EPS * math.cosh(MAX_EXPONENT) ** 2
+    assert np.max(np.abs(step.state_at(T1 + d) - fresh.state_at(d))) <= tol
+    # The restarted neurons' rates are those of the fresh step.
+    assert np.allclose(step.S[[1, 4]], fresh.S[[1, 4]], rtol=16 * EPS, atol=0)
+    assert step.rate >= fresh.rate
+
+
 # --- crossing searches ------------------------------------------------------------
 
 
