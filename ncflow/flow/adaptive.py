@@ -1128,9 +1128,10 @@ class AdaptiveFlow:
         event, the end of the span or the bound's limit. After an activation
         change it goes on with the same gradients: only the neurons of the
         change start a new linear flow (``FrozenStep.restart``), so a change
-        costs the pattern choice, not a new step. Returns False, without a
-        step, where the bound allows only steps below ``FROZEN_MIN_EXPONENT / s``
-        that end on none of those.
+        costs the pattern choice, not a new step. Returns False where the
+        frozen phase ends: without a step where the bound allows only steps
+        below ``FROZEN_MIN_EXPONENT / s`` that end on none of those, and after a
+        step of the longest length that did not grow ``||theta||^2``.
         """
         log_N = self.ev.log_N
         log_t0 = self.log_t
@@ -1174,10 +1175,10 @@ class AdaptiveFlow:
             # to the longest one that meets it.
             if step.bound(end) > tolerance:
                 limit = step.step_limit(tolerance)
-                if limit <= position:
-                    return True
                 if position == 0.0 and not limit * step.rate >= FROZEN_MIN_EXPONENT:
                     return False
+                if limit <= position:
+                    return True
                 end, landing = limit, _Landing(None, None, 0.0)
             if self.frozen_steps == 0:
                 self.phases.append(("frozen", self.log_t))
@@ -1197,6 +1198,14 @@ class AdaptiveFlow:
             self.last_step = None
             if landing.cluster is None:
                 self._settle(landing, moved=moved)
+                if end == cap and landing.event_index is None:
+                    # A whole step of s T = MAX_EXPONENT that did not grow the
+                    # network: its neurons shrink along their linear flows, and
+                    # frozen steps would follow that decay at MAX_EXPONENT each
+                    # (a trial with D = 1 took 83532 of them to t = 1e5, where
+                    # explicit steps took 13), so the explicit steps take over.
+                    log_norm2 = self.system.log_norm2(self.coords.to_polar(self.z))
+                    return log_norm2 > step.log_norm2
                 return True
             self._settle(landing, moved=moved, refresh=False)
             self.ev_stale = True

@@ -264,6 +264,47 @@ def test_span_ends_on_t_max_after_frozen_phase(t_max):
     assert abs(result.log_t - math.log(t_max)) <= tolerance
 
 
+def test_large_start_hands_over_at_once(monkeypatch):
+    # From ||theta|| = 3 the outputs are of order 1 and the error bound fails at
+    # every step length, so the first frozen step hands over without moving. A
+    # frozen step that returned without moving and without handing over would
+    # be built again forever: more than a hundred of them fail the test.
+    built = []
+
+    class Counting(FrozenStep):
+        def __init__(self, *args):
+            built.append(1)
+            if len(built) > 100:
+                raise AssertionError("frozen steps built again without progress")
+            super().__init__(*args)
+
+    monkeypatch.setattr(adaptive, "FrozenStep", Counting)
+    problem, params0 = _problem()
+    params0 = params0.scaled(3.0 / math.sqrt(params0.norm2()))
+    result = solve_flow(problem, params0, rtol=1e-6, atol=1e-12, t_max=5.0)
+    assert result.status == STATUS_END_OF_SPAN, result.message
+    assert result.settings["frozen_steps"] == 0
+    assert len(built) == 1
+
+
+def test_shrinking_network_hands_over():
+    # The only neuron starts on the shrinking direction of its linear flow, so
+    # the network decays and every frozen step has the longest length. The
+    # frozen phase must end after the first step that did not grow
+    # ||theta||^2, not follow the decay step by step up to t_max: the count of
+    # frozen steps must not grow with t_max.
+    X = np.array([[-1.0, 0.3, 0], [-1.0, -0.3, 0], [1.0, 0, 0.3], [1.0, 0, -0.3]])
+    problem = Problem(X, np.array([1, 1, 0, 0]), 2, "exponential")
+    shapes = Parameters(np.array([[-1.0], [0.0], [0.0]]), np.array([[1.0]]))
+    params0 = balanced_init(shapes, 1e-20)
+    counts = []
+    for t_max in (1e3, 1e4):
+        result = solve_flow(problem, params0, rtol=1e-6, atol=1e-12, t_max=t_max)
+        assert result.status == STATUS_END_OF_SPAN, result.message
+        counts.append(result.settings["frozen_steps"])
+    assert counts[0] == counts[1]
+
+
 def test_event_bump_fires_twice(monkeypatch):
     # A direction entry of neuron 0 rises above 0.19741 for about 0.05 of t and
     # falls back, with a maximum of 0.19841. The event must fire on the way up
