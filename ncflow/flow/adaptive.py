@@ -183,8 +183,14 @@ STALL_FRACTION = 1e-3
 # A run stops after this many landings in a row on a crossing at the start of a
 # step that changed no pattern: each would repeat forever.
 IDLE_LANDINGS = 3
-# Relative singular value below which a cluster's samples count as parallel when
-# a direction is projected onto their common boundary.
+# Relative singular value of a cluster's unit samples below which they count as
+# parallel when a direction is projected onto their common boundary. The driver
+# raises it to half the tolerance: two unit samples at a small angle delta have
+# singular values of ratio about delta / 2, and a direction projected onto the
+# first one's boundary has a cosine of at most delta with the second one, so at
+# that tolerance the two share one boundary. Projected onto both, a direction in
+# D = 2 is 0: a trial with samples 1e-7 rad apart, taken in one cluster at
+# rtol = 1e-3, set w_j to 0 and ended the run.
 PROJECTION_RANK = 1e-8
 # Relative size below which a derivative of a pre-activation counts as 0 when
 # the new pattern is chosen at a boundary: a few hundred float64 roundoffs.
@@ -740,12 +746,13 @@ class AdaptiveFlow:
                 blocks[j, 1 : 1 + D] = a - (x @ a) / (x @ x) * x
             else:
                 # Samples of a cluster may be parallel (equal directions, other
-                # norms): singular values below PROJECTION_RANK of the largest
-                # are roundoff, and inverting them would move a_j far.
-                U, singular, Vt = np.linalg.svd(
-                    self.problem.X[rows], full_matrices=False
-                )
-                keep = singular > PROJECTION_RANK * singular[0]
+                # norms) or nearly so: their small singular values are roundoff
+                # or below the tolerance (see PROJECTION_RANK), and inverting
+                # them would move a_j far.
+                unit = self.problem.X[rows] / self.x_norms[rows, None]
+                U, singular, Vt = np.linalg.svd(unit, full_matrices=False)
+                rank = max(PROJECTION_RANK, 0.5 * (self.atol + self.rtol))
+                keep = singular > rank * singular[0]
                 basis = Vt[keep]
                 blocks[j, 1 : 1 + D] = a - basis.T @ (basis @ a)
         self.z = self.coords.normalize(self.z)
@@ -992,8 +999,9 @@ class AdaptiveFlow:
         self.pattern = self.system.initial_pattern(self.z)
         self.touching = np.zeros(self.pattern.shape, dtype=bool)
         # Offset of each touching pair: touch_offset, or twice the cosine that its
-        # projection left (samples parallel to within PROJECTION_RANK are projected
-        # out together, which leaves their cosines at up to about PROJECTION_RANK).
+        # projection left (samples parallel to within the projection rank are
+        # projected out together, which leaves their cosines at up to about twice
+        # that rank).
         self.offsets = np.full(self.pattern.shape, self.touch_offset)
         self.stiff = False
         self.stiff_count = 0

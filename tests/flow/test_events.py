@@ -429,6 +429,42 @@ def test_nearly_parallel_crossing_is_left_behind():
     assert result.status == STATUS_TERMINAL_EVENT, result.message
 
 
+@pytest.mark.parametrize("rtol", [1e-2, 1e-3])
+def test_close_boundaries_in_one_cluster_keep_the_neuron(rtol):
+    """Two samples 1e-7 rad apart in D = 2 cross in one cluster at loose rtol.
+
+    Projected onto both boundaries, the neuron's w_j was 0 and the run failed;
+    at this tolerance the two share one boundary. The run must change the same
+    pairs as a run at rtol = 1e-11, which takes the two changes apart."""
+
+    def polar(radius: float, angle: float) -> list:
+        return [radius * math.cos(angle), radius * math.sin(angle)]
+
+    close = math.radians(40.0) + 1e-7
+    X = np.array(
+        [
+            polar(1.0, 0.0),
+            polar(1.0, math.radians(40.0)),
+            polar(1.5, close),
+            polar(1.0, math.pi),
+            polar(1.0, math.radians(200.0)),
+        ]
+    )
+    problem = Problem(X, np.array([0, 0, 0, 1, 1]), 2, "exponential")
+    W = np.array([polar(1.0, math.radians(140.0)), polar(1.0, math.radians(190.0))])
+    params0 = balanced_init(Parameters(W.T, np.array([[1.0, -1.0]])), 1e-30)
+
+    def changed(result: FlowResult) -> list:
+        events = result.activation_events
+        return sorted(pair for event in events for pair in event.pairs)
+
+    reference = solve_flow(problem, params0, rtol=1e-11, atol=1e-12, t_max=200.0)
+    result = solve_flow(problem, params0, rtol=rtol, atol=1e-12, t_max=200.0)
+    assert reference.status == STATUS_END_OF_SPAN, reference.message
+    assert result.status == STATUS_END_OF_SPAN, result.message
+    assert changed(result) == changed(reference)
+
+
 def test_repeated_idle_crossing_ends_the_run(monkeypatch):
     # Without the per-pair offsets the crossing above repeats; the run must then
     # stop after IDLE_LANDINGS landings, with the pairs named, not at max_steps.
