@@ -430,7 +430,7 @@ def test_nearly_parallel_crossing_is_left_behind():
 
 
 @pytest.mark.parametrize("rtol", [1e-2, 1e-3])
-def test_close_boundaries_in_one_cluster_keep_the_neuron(rtol):
+def test_close_boundaries_keep_neuron(rtol):
     """Two samples 1e-7 rad apart in D = 2 cross in one cluster at loose rtol.
 
     Projected onto both boundaries, the neuron's w_j was 0 and the run failed;
@@ -691,8 +691,8 @@ def test_trajectory_losses_in_batches(monkeypatch):
     """The trajectory's losses are computed in batches: the same values as one
     stacked pass, while the largest allocation stays near one batch.
 
-    One stacked pass holds the pre-activations of every record, ``m n h``
-    float64 entries; the batched one holds a batch of them (with its
+    One stacked pass stores the pre-activations of every record, ``m n h``
+    float64 entries. The batched one stores a batch of them (with its
     temporaries, a few times that). The limit is a quarter of the one-pass
     array, which a batch of 1/64 of it stays far below."""
     import tracemalloc
