@@ -25,6 +25,7 @@ from ncflow.flow.events import (
     event_value,
     terminal_after,
 )
+from ncflow.flow.result import INACTIVE_DETAIL
 from ncflow.network import Parameters, Problem, activation_mask, gradient_arrays
 
 
@@ -145,6 +146,7 @@ def solve_euler(
             status = res.STATUS_END_OF_SPAN
         if status is None and not pattern.any():
             status = res.STATUS_STATIONARY
+            detail = INACTIVE_DETAIL
 
     final = state(log_t, pattern)
     if status != res.STATUS_NONFINITE and k > 0:

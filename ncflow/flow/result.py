@@ -18,12 +18,13 @@ STATUS_SLIDING = -2
 STATUS_BUDGET = -3
 STATUS_NONFINITE = -4
 
+# Details of STATUS_STATIONARY.
+INACTIVE_DETAIL = "every neuron is inactive on every sample"
+
 STATUS_MESSAGES = {
     STATUS_END_OF_SPAN: "reached the end of the time span",
     STATUS_TERMINAL_EVENT: "a terminal event occurred",
-    STATUS_STATIONARY: (
-        "every neuron is inactive on every sample, so the flow is at rest"
-    ),
+    STATUS_STATIONARY: "the flow came to rest",
     STATUS_STEP_FAILURE: "the integrator could not continue at the requested rtol",
     STATUS_SLIDING: (
         "the flow slides along an activation boundary (both sides push towards it), "

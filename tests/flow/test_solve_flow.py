@@ -776,3 +776,38 @@ def test_separated_uses_run_groups():
     assert result.separation_log_t is not None
     assert result.fired == [0]
     assert result.t_events[0][0] == result.separation_log_t
+
+
+def test_decaying_network_comes_to_rest():
+    # Each neuron is active on the other class's sample only, so every margin is
+    # negative and the network shrinks towards theta = 0 for good. The polar
+    # coordinates would follow that decay without end; the run must stop at rest
+    # once ||theta||^2 is far below the float64 range, well within the budget.
+    problem = Problem(np.array([[1.0], [-2.0]]), np.array([0, 1]), 2, "exponential")
+    params0 = Parameters(np.array([[-1e-3, 1e-3]]), np.array([[1e-3, -1e-3]]))
+    result = solve_flow(problem, params0, events=Norm2Above(1.0), max_steps=5000)
+    assert result.status == res.STATUS_STATIONARY, result.message
+    assert "decays to theta = 0" in result.message
+    assert np.all(result.params.W == 0.0)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"events": "loss"}, "events='loss' is invalid"),
+        ({"events": 5}, "events=5 is invalid"),
+        ({"events": [1]}, "events[0]=1 is not callable"),
+        (
+            {"method": "euler", "step": 0.1, "progress": 5},
+            "progress=5 is not callable",
+        ),
+    ],
+)
+def test_invalid_events_and_progress_rejected(options, message):
+    # A string was read one character at a time ("events[0]='l' is not
+    # callable"), and a progress that is not callable failed with a bare
+    # TypeError at the first step.
+    problem = Problem(np.array([[1.0], [-2.0]]), np.array([0, 1]), 2, "exponential")
+    params0 = Parameters(np.array([[1e-3, -1e-3]]), np.array([[1e-3, -1e-3]]))
+    with pytest.raises(InvalidArgument, match=re.escape(message)):
+        solve_flow(problem, params0, t_max=1.0, **options)
