@@ -126,6 +126,11 @@ def check_array(
 
     ``shape`` may contain ``None`` for a free dimension.
     """
+    if np.iscomplexobj(value):
+        raise InvalidArgument(
+            f"{name} is invalid: it is complex; give real numbers (take .real "
+            "if the imaginary part is meant to be dropped)"
+        )
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as error:

@@ -41,6 +41,7 @@ from ncflow.training import (
     DEFAULT_STEPS,
     DEFAULT_WIDTH,
     INITS,
+    MAX_STEPS,
     TrainingRun,
     TrajectoryMetrics,
     summarize,
@@ -407,7 +408,9 @@ def _train_options(args: argparse.Namespace, dataset: Dataset) -> dict[str, Any]
     elif steps is None:
         steps = DEFAULT_STEPS
     else:
-        steps = check_int("--steps", steps, 1, fix="take at least one step")
+        steps = check_int(
+            "--steps", steps, 1, MAX_STEPS, fix=f"take 1 to {MAX_STEPS:.0e} steps"
+        )
     batch_size = args.batch_size
     if batch_size is not None:
         batch_size = check_int(

@@ -78,6 +78,9 @@ DEFAULT_EPS = 1e-3
 # 10000 to 20000, NC1 and the rank-3 feature error change by less than 1 %, NC3 by
 # 1.3 % and NC2 by 5 % (measured once, seed 0).
 DEFAULT_STEPS = 20_000
+# Most steps of one run: about 12 days at 1 ms a step, and far inside int64 (the
+# record grid is built in int64).
+MAX_STEPS = 10**9
 # Default step eta = STEP_FACTOR / (n X_max); see default_step for why it is stable.
 STEP_FACTOR = 1.0
 RECORDS_PER_DECADE = 10
@@ -508,9 +511,16 @@ def _validated_settings(
         )
     if time is not None:
         steps = steps_for_time(time, step)
+        if steps > MAX_STEPS:
+            raise InvalidArgument(
+                f"time={time!r} needs {steps:.3g} steps of {step:.3g}, more than "
+                f"{MAX_STEPS:.0e}; give a shorter time or a larger step"
+            )
     elif steps is None:
         steps = DEFAULT_STEPS
-    steps = check_int("steps", steps, 1)
+    steps = check_int(
+        "steps", steps, 1, MAX_STEPS, fix=f"take between 1 and {MAX_STEPS:.0e} steps"
+    )
 
     if batch_size is not None:
         batch_size = check_int(

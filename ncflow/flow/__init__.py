@@ -174,10 +174,25 @@ def solve_flow(
     # solve_ivp allows.
     if events is None:
         events = ()
+    iterable = hasattr(events, "__iter__") and not isinstance(events, (str, bytes))
+    if not callable(events) and not iterable:
+        raise InvalidArgument(
+            f"events={events!r} is invalid: give an event (a callable such as "
+            "LossBelow(1e-3), Norm2Above(1e8) or Separated()), a list of them, "
+            "or None"
+        )
     events = [events] if callable(events) else list(events)
     for index, event in enumerate(events):
         if not callable(event):
-            raise InvalidArgument(f"events[{index}]={event!r} is not callable")
+            raise InvalidArgument(
+                f"events[{index}]={event!r} is not callable; give an event such "
+                "as LossBelow(1e-3) or a function of the flow state"
+            )
+    if progress is not None and not callable(progress):
+        raise InvalidArgument(
+            f"progress={progress!r} is not callable; give a function "
+            "progress(steps, log_t), or None"
+        )
     if groups is None:
         groups = default_groups(problem, params0.V)
     groups = check_groups("groups", groups, params0.width, problem.num_classes)

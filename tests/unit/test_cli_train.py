@@ -350,3 +350,20 @@ def test_no_center_with_file_exits_2(capsys, npz_path):
     status, _, err = _run(capsys, "--data", str(npz_path), "--no-center")
     assert status == 2
     assert "--no-center" in err
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--steps", "99999999999999999999", "--steps=99999999999999999999 is invalid"),
+        ("--time", "1e12", "more than 1e+09; give a shorter time or a larger step"),
+    ],
+)
+def test_too_many_steps_exit_2(capsys, option, value, message):
+    # A count past int64 overflowed while the record grid was built, and a long
+    # time started 1.6e15 steps without a word.
+    status, out, err = _run(capsys, option, value)
+    assert status == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert out == ""
