@@ -98,8 +98,8 @@ def load_dataset(path: str | os.PathLike[str]) -> Dataset:
     list the labels that occur in ``y``, not names for integer labels.
 
     ``.csv``: comma-separated, one sample per line, blank lines skipped. The first
-    line is a header when it names a column ``y`` or ``label`` (any case), or when a
-    field other than the last one is not a number. The label column is the one named
+    line is a header when it names a column ``y`` or ``label`` (any case), or when no
+    field other than the last one is a number. The label column is the one named
     ``y`` or ``label`` if the header has one, and the last column otherwise. Labels
     that all parse as numbers are read as numbers, others as strings. Feature
     columns must be numbers. A header made only of numbers cannot be distinguished
@@ -239,7 +239,10 @@ def _load_csv(path: Path) -> Dataset:
         for position, field in enumerate(first_fields)
         if field.lower() in _LABEL_COLUMN_NAMES
     ]
-    has_header = bool(label_positions) or not all(
+    # A header has no numeric feature field. A first line with some numbers and
+    # some text is a sample with a bad value (read as a header, "1,abc,0" lost
+    # its sample and the error spoke of the classes instead).
+    has_header = bool(label_positions) or not any(
         _is_number(field) for field in first_fields[:-1]
     )
     if len(label_positions) > 1:

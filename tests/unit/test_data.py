@@ -396,6 +396,17 @@ def test_csv_rejects_non_numeric_feature(tmp_path: Path):
     assert "'oops'" in str(caught.value)
 
 
+def test_csv_bad_first_sample_not_header(tmp_path: Path):
+    # A first line with a number and a text feature is a sample with a bad value,
+    # not a header: it was read as one, and the error spoke of the classes.
+    path = tmp_path / "bad_first.csv"
+    path.write_text("1,abc,0\n2,3,1\n")
+    with pytest.raises(InvalidArgument) as caught:
+        load_dataset(path)
+    assert "line 1" in str(caught.value)
+    assert "'abc'" in str(caught.value)
+
+
 def test_csv_rejects_ragged_line(tmp_path: Path):
     path = tmp_path / "ragged.csv"
     path.write_text("1,2,0\n1,1\n")
