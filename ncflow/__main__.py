@@ -1,5 +1,5 @@
 """``python -m ncflow``: the command line of :mod:`ncflow.cli`."""
 
-from ncflow.cli import main
+from ncflow._entry import main
 
 raise SystemExit(main())
