@@ -209,7 +209,7 @@ HERMITE_NEWTON = 8
 # A run whose ||theta||^2 falls below exp(LOG_NORM2_FLOOR), the square of the
 # smallest normal float64 number, has decayed to theta = 0 (AdaptiveFlow._decayed).
 # Starts must have ||theta||^2 above that number itself, so a run gets here only
-# by shrinking by a factor of more than 1e-308, far beyond any dip of the plateau.
+# by shrinking by a factor of more than 1e-308.
 LOG_NORM2_FLOOR = 2 * math.log(np.finfo(np.float64).tiny)
 
 # Returned in place of a landing when the step must be rejected and retried.
@@ -443,11 +443,8 @@ class AdaptiveFlow:
 
     def _state(self, z: np.ndarray, log_t: float) -> FlowState:
         y = self.coords.to_polar(z)
-        log_norm2 = self.system.log_norm2(y)
-        if self.system.frozen_norm2 > 0:
-            log_norm2 = add_log(log_norm2, math.log(self.system.frozen_norm2))
         params = partial(self.system.to_parameters, y)
-        return FlowState(self.problem, params, log_t, self.pattern, log_norm2)
+        return FlowState(self.problem, params, log_t, self.pattern, self._log_norm2(y))
 
     def _directions(self, z: np.ndarray) -> np.ndarray:
         """Input-weight directions ``a_j`` (rows), shape (h, D)."""
@@ -1131,10 +1128,10 @@ class AdaptiveFlow:
             step = FrozenStep(
                 self.system, self.coords.to_polar(self.z), self.pattern, self.ev
             )
-            taken = step.rate > 0 and self._frozen_step(step, tolerance)
+            goes_on = step.rate > 0 and self._frozen_step(step, tolerance)
             if self.ev_stale:
                 self._refresh()
-            if not taken:
+            if not goes_on:
                 return
 
     def _frozen_step(self, step: FrozenStep, tolerance: float) -> bool:
@@ -1156,18 +1153,23 @@ class AdaptiveFlow:
         def log_t_at(T: float) -> float:
             return add_log(log_t0, math.log(T) - log_N) if T > 0 else log_t0
 
-        cap = MAX_EXPONENT / step.rate
         span = math.inf
         if self.log_t_max < math.inf:
             if self.log_t_max <= log_t0:
                 span = 0.0
             else:
                 span = math.exp(sub_log(self.log_t_max, log_t0) + log_N)
-        roots = None
-        if not self.system.linear:
-            signs = np.where(self.pattern, 1.0, -1.0)
-            offsets = np.where(self.touching, self.offsets, 0.0)
-            roots = step.first_crossings(signs, offsets, cap)
+
+        def crossing_roots(columns=slice(None)) -> np.ndarray:
+            """First crossing of each pair of the neurons in ``columns``, signed
+            by the pattern and offset where a pair touches its boundary."""
+            signs = np.where(self.pattern[:, columns], 1.0, -1.0)
+            touching = self.touching[:, columns]
+            offsets = np.where(touching, self.offsets[:, columns], 0.0)
+            limit = MAX_EXPONENT / step.rate
+            return step.first_crossings(signs, offsets, limit, columns)
+
+        roots = None if self.system.linear else crossing_roots()
         position = 0.0
         while True:
             # A restart may raise step.rate, which shortens the longest step.
@@ -1217,9 +1219,9 @@ class AdaptiveFlow:
                 self._settle(landing, moved=moved)
                 if end == cap and landing.event_index is None:
                     # A whole step of s T = MAX_EXPONENT that did not grow the
-                    # network: its neurons shrink along their linear flows, and
-                    # frozen steps would follow that decay at MAX_EXPONENT each
-                    # (a trial with D = 1 took 83532 of them to t = 1e5, where
+                    # network means its neurons shrink along their linear flows.
+                    # Frozen steps would follow that decay one MAX_EXPONENT at a
+                    # time (83532 steps to t = 1e5 in a trial with D = 1, where
                     # explicit steps took 13), so the explicit steps take over.
                     log_norm2 = self.system.log_norm2(self.coords.to_polar(self.z))
                     return log_norm2 > step.log_norm2
@@ -1232,11 +1234,7 @@ class AdaptiveFlow:
             # others are those of their current pieces.
             columns = sorted({j for _, j in landing.cluster})
             step.restart(columns, self.coords.to_polar(self.z), self.pattern, end)
-            signs = np.where(self.pattern[:, columns], 1.0, -1.0)
-            offsets = np.where(self.touching[:, columns], self.offsets[:, columns], 0.0)
-            roots[:, columns] = step.first_crossings(
-                signs, offsets, MAX_EXPONENT / step.rate, columns
-            )
+            roots[:, columns] = crossing_roots(columns)
             position = end
 
     def _frozen_records(self, step: FrozenStep, end: float, log_t_at, log_N, log_t0):
@@ -1328,8 +1326,8 @@ class AdaptiveFlow:
             )
 
     def _decayed(self) -> bool:
-        """End the run, at rest, once ``||theta||^2`` is below
-        ``exp(LOG_NORM2_FLOOR)``.
+        """Stop the run at rest once ``||theta||^2`` is below
+        ``exp(LOG_NORM2_FLOOR)``, and return whether it stopped.
 
         The polar coordinates keep ``log ||theta_j||`` exact at any scale, so
         a network that shrinks towards ``theta = 0`` would be followed without
@@ -1337,7 +1335,7 @@ class AdaptiveFlow:
         neurons, each active on the other class's sample only, used up 200000
         steps in 76 s.
         """
-        log_norm2 = self._state(self.z, self.log_t).log_norm2
+        log_norm2 = self._log_norm2()
         if log_norm2 >= LOG_NORM2_FLOOR:
             return False
         self.status = res.STATUS_STATIONARY
@@ -1347,9 +1345,19 @@ class AdaptiveFlow:
         )
         return True
 
+    def _log_norm2(self, y: np.ndarray | None = None) -> float:
+        """Return ``log ||theta||^2`` of the polar state ``y`` (the current state
+        by default), frozen part included."""
+        if y is None:
+            y = self.coords.to_polar(self.z)
+        log_norm2 = self.system.log_norm2(y)
+        if self.system.frozen_norm2 > 0:
+            log_norm2 = add_log(log_norm2, math.log(self.system.frozen_norm2))
+        return log_norm2
+
     def _norm2(self) -> float:
         """``||theta||^2`` at the current state, frozen part included."""
-        return math.exp(self._state(self.z, self.log_t).log_norm2)
+        return math.exp(self._log_norm2())
 
     def _misclassified(self) -> list[int]:
         """Indices of the samples with a non-positive margin at the current state."""

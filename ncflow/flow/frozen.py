@@ -135,40 +135,37 @@ class FrozenStep:
     ) -> None:
         self.system = system
         h, D = system.h, system.D
-        blocks = y.reshape(h, system.block)
-        self.sigma = blocks[:, 0].copy()
-        self.a = blocks[:, 1 : 1 + D].copy()
-        self.b = blocks[:, 1 + D :].copy()
         if system.d_y != 1:
             raise ValueError(
                 f"frozen steps need a scalar output direction, got d_y = {system.d_y}"
             )
-        X = system.X
-        # A_j / N, shape (h, D, d_y).
-        A = np.einsum("ij,id,ik->jdk", pattern.astype(float), X, ev.G)
-        # With one output direction the decomposition is A_j = u_j s_j [1].
-        S = np.linalg.norm(A[:, :, 0], axis=1)
-        safe = np.where(S > 0, S, 1.0)
-        self.U = A / safe[:, None, None]
-        self.S = S[:, None]
-        # Largest rate of each neuron over its pieces, for the error bound.
-        self.S_bound = S.copy()
-        self.Vt = np.ones((h, 1, 1))
-        self.alpha = np.einsum("jdr,jd->jr", self.U, self.a)
-        self.beta = np.einsum("jrk,jk->jr", self.Vt, self.b)
-        self.rate = float(self.S.max()) if self.S.size else 0.0
+        self.G = ev.G
         self.log_norm2 = system.log_norm2(y)
         self._last: tuple[float, np.ndarray] | None = None
-        # Start of each neuron's current piece (see restart), shape (h, 1).
-        self.origin = np.zeros((h, 1))
-        self.G = ev.G
 
         # Error-bound constants (module docstring).
         x_norm2 = system._x_norms**2
         self._weights = x_norm2 * np.exp(ev.terms.log_scales - ev.log_N)
         self._coupling_factor = 2.0 * system.problem.num_outputs
-        self.coupling = self._coupling_factor * (pattern.T @ self._weights)
         self.max_x_norm = float(system._x_norms.max())
+
+        # Every neuron's linear flow, set by restart from the start of the step.
+        self.sigma = np.zeros(h)
+        self.a = np.zeros((h, D))
+        self.b = np.zeros((h, 1))
+        # With one output direction the decomposition is A_j = u_j s_j [1].
+        self.U = np.zeros((h, D, 1))
+        self.S = np.zeros((h, 1))
+        self.Vt = np.ones((h, 1, 1))
+        self.alpha = np.zeros((h, 1))
+        self.beta = np.zeros((h, 1))
+        # Start of each neuron's current piece, shape (h, 1).
+        self.origin = np.zeros((h, 1))
+        # Largest rate and coupling of each neuron over its pieces, for the bound.
+        self.S_bound = np.zeros(h)
+        self.coupling = np.zeros(h)
+        self.rate = 0.0
+        self.restart(range(h), y, pattern, 0.0)
 
     def restart(self, columns, y: np.ndarray, pattern: np.ndarray, T: float) -> None:
         """Start a new piece of the neurons in ``columns`` at ``T``, from their
@@ -188,6 +185,7 @@ class FrozenStep:
         self.b[columns] = blocks[columns, 1 + D :]
         self.origin[columns] = T
         active = pattern[:, columns].astype(float)
+        # A_j / N, shape (c, D, 1).
         A = np.einsum("ij,id,ik->jdk", active, system.X, self.G)
         S = np.linalg.norm(A[:, :, 0], axis=1)
         safe = np.where(S > 0, S, 1.0)
@@ -196,7 +194,8 @@ class FrozenStep:
         self.S_bound[columns] = np.maximum(self.S_bound[columns], S)
         self.alpha[columns] = np.einsum("jdr,jd->jr", self.U[columns], self.a[columns])
         self.beta[columns] = np.einsum("jrk,jk->jr", self.Vt[columns], self.b[columns])
-        self.rate = max(self.rate, float(S.max()))
+        if S.size:
+            self.rate = max(self.rate, float(S.max()))
         self.coupling[columns] = np.maximum(
             self.coupling[columns], self._coupling_factor * (active.T @ self._weights)
         )

@@ -387,24 +387,22 @@ def test_csv_string_labels_without_header(tmp_path: Path):
     assert loaded.n == 2
 
 
-def test_csv_rejects_non_numeric_feature(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("text", "line", "value"),
+    [
+        ("a,b,y\n1,2,0\n1,oops,1\n", "line 3", "'oops'"),
+        # A first line with a number and a text feature is a sample with a bad
+        # value, not a header. Read as a header, its error was about the classes.
+        ("1,abc,0\n2,3,1\n", "line 1", "'abc'"),
+    ],
+)
+def test_csv_rejects_non_numeric_feature(tmp_path: Path, text, line, value):
     path = tmp_path / "bad.csv"
-    path.write_text("a,b,y\n1,2,0\n1,oops,1\n")
+    path.write_text(text)
     with pytest.raises(InvalidArgument) as caught:
         load_dataset(path)
-    assert "line 3" in str(caught.value)
-    assert "'oops'" in str(caught.value)
-
-
-def test_csv_bad_first_sample_not_header(tmp_path: Path):
-    # A first line with a number and a text feature is a sample with a bad value,
-    # not a header: it was read as one, and the error spoke of the classes.
-    path = tmp_path / "bad_first.csv"
-    path.write_text("1,abc,0\n2,3,1\n")
-    with pytest.raises(InvalidArgument) as caught:
-        load_dataset(path)
-    assert "line 1" in str(caught.value)
-    assert "'abc'" in str(caught.value)
+    assert line in str(caught.value)
+    assert value in str(caught.value)
 
 
 def test_csv_rejects_ragged_line(tmp_path: Path):
