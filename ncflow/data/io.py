@@ -240,8 +240,8 @@ def _load_csv(path: Path) -> Dataset:
         if field.lower() in _LABEL_COLUMN_NAMES
     ]
     # A header has no numeric feature field. A first line with some numbers and
-    # some text is a sample with a bad value (read as a header, "1,abc,0" lost
-    # its sample and the error spoke of the classes instead).
+    # some text is a sample with a bad value. Read as a header, "1,abc,0" lost
+    # its sample, and the error was about the number of classes.
     has_header = bool(label_positions) or not any(
         _is_number(field) for field in first_fields[:-1]
     )

@@ -18,7 +18,7 @@ STATUS_SLIDING = -2
 STATUS_BUDGET = -3
 STATUS_NONFINITE = -4
 
-# Details of STATUS_STATIONARY.
+# Detail of STATUS_STATIONARY where no neuron is active on any sample.
 INACTIVE_DETAIL = "every neuron is inactive on every sample"
 
 STATUS_MESSAGES = {

@@ -433,8 +433,8 @@ def test_nearly_parallel_crossing_is_left_behind():
 def test_close_boundaries_keep_neuron(rtol):
     """Two samples 1e-7 rad apart in D = 2 cross in one cluster at loose rtol.
 
-    Projected onto both boundaries, the neuron's w_j was 0 and the run failed;
-    at this tolerance the two share one boundary. The run must change the same
+    Projected onto both boundaries, the neuron's w_j was 0 and the run failed.
+    At this tolerance the two share one boundary. The run must change the same
     pairs as a run at rtol = 1e-11, which takes the two changes apart."""
 
     def polar(radius: float, angle: float) -> list:
@@ -713,7 +713,7 @@ def test_trajectory_losses_in_batches(monkeypatch):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    # Each record gets the same arithmetic in both; a few roundoffs are allowed
+    # Each record gets the same arithmetic in both. A few roundoffs are allowed
     # for a BLAS kernel that depends on the stack's size.
     np.testing.assert_allclose(batched, whole, rtol=8 * EPS, atol=0)
     assert peak < one_pass / 4, (peak, one_pass)

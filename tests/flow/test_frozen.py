@@ -93,9 +93,10 @@ def test_state_matches_matrix_exponential(binary):
 def test_restart_matches_fresh_step(binary):
     # After a restart at T1 with a changed pattern column, the step goes on as a
     # fresh frozen step from the state at T1 with the same gradients: every
-    # neuron follows the same linear flow in both. Their states at T1 + d are
-    # two evaluations of one closed form, each within the roundoff bound of the
-    # test above.
+    # neuron follows the same linear flow in both. The fresh step starts from a
+    # state within the roundoff bound of the test above, 64 eps cosh(s T) with
+    # s T <= MAX_EXPONENT, and its flow over d grows that error by at most
+    # cosh(MAX_EXPONENT) more, hence the square.
     problem, params = _random_problem(binary)
     system, y, pattern, ev, step = _frozen_at_start(problem, params)
     T1 = 0.5 * MAX_EXPONENT / step.rate
@@ -109,7 +110,8 @@ def test_restart_matches_fresh_step(binary):
     d = 0.4 * MAX_EXPONENT / max(step.rate, fresh.rate)
     tol = 64 * EPS * math.cosh(MAX_EXPONENT) ** 2
     assert np.max(np.abs(step.state_at(T1 + d) - fresh.state_at(d))) <= tol
-    # The restarted neurons' rates are those of the fresh step.
+    # The restarted neurons' rates are those of the fresh step: the same
+    # arithmetic on their columns, to a few roundoffs.
     assert np.allclose(step.S[[1, 4]], fresh.S[[1, 4]], rtol=16 * EPS, atol=0)
     assert step.rate >= fresh.rate
 

@@ -781,7 +781,7 @@ def test_separated_uses_run_groups():
 def test_decaying_network_comes_to_rest():
     # Each neuron is active on the other class's sample only, so every margin is
     # negative and the network shrinks towards theta = 0 for good. The polar
-    # coordinates would follow that decay without end; the run must stop at rest
+    # coordinates would follow that decay without end, so the run must stop at rest
     # once ||theta||^2 is far below the float64 range, well within the budget.
     problem = Problem(np.array([[1.0], [-2.0]]), np.array([0, 1]), 2, "exponential")
     params0 = Parameters(np.array([[-1e-3, 1e-3]]), np.array([[1e-3, -1e-3]]))
