@@ -69,7 +69,12 @@ from ncflow.flow.events import (
     network_log_losses,
     terminal_after,
 )
-from ncflow.flow.frozen import MAX_EXPONENT, FrozenStep, frozen_applies
+from ncflow.flow.frozen import (
+    MAX_EXPONENT,
+    CrossingTable,
+    FrozenStep,
+    frozen_applies,
+)
 from ncflow.flow.linear import neuron_groups
 from ncflow.flow.polar import PolarSystem
 from ncflow.flow.radau import C_NODES as RADAU_NODES
@@ -1169,16 +1174,21 @@ class AdaptiveFlow:
             else:
                 span = math.exp(sub_log(self.log_t_max, log_t0) + log_N)
 
-        def crossing_roots(columns=slice(None)) -> np.ndarray:
-            """First crossing of each pair of the neurons in ``columns``, signed
-            by the pattern and offset where a pair touches its boundary."""
+        def search(columns) -> None:
+            """Search the pairs of the neurons in ``columns`` for their first
+            crossings, signed by the pattern and offset where a pair touches
+            its boundary."""
             signs = np.where(self.pattern[:, columns], 1.0, -1.0)
             touching = self.touching[:, columns]
             offsets = np.where(touching, self.offsets[:, columns], 0.0)
-            limit = MAX_EXPONENT / step.rate
-            return step.first_crossings(signs, offsets, limit, columns)
+            crossings.update(columns, signs, offsets, MAX_EXPONENT / step.rate)
 
-        roots = None if self.system.linear else crossing_roots()
+        crossings = None
+        if not self.system.linear:
+            # A landing tolerance below half of every touching pair's offset,
+            # so that no pair lands again where its last change left it.
+            crossings = CrossingTable(step, 0.25 * self.touch_offset)
+            search(np.arange(self.system.h))
         position = 0.0
         while True:
             # A restart may raise step.rate, which shortens the longest step.
@@ -1188,15 +1198,13 @@ class AdaptiveFlow:
             end, landing = cap, _Landing(None, None, 0.0)
             if span <= end:
                 end, landing = span, _Landing(None, None, 0.0, event_index=-1)
-            if roots is not None:
-                first = float(roots.min())
+            if crossings is not None:
+                # Crossings closer than this change the state by less than
+                # 1% of the tolerance in between (every rate is at most
+                # step.rate), so they are taken together.
+                window = 0.01 * (self.atol + self.rtol) / step.rate
+                first, cluster = crossings.first(window)
                 if first <= end and math.isfinite(first):
-                    # Crossings closer than this change the state by less than
-                    # 1% of the tolerance in between (every rate is at most
-                    # step.rate), so they are taken together.
-                    window = 0.01 * (self.atol + self.rtol) / step.rate
-                    near = np.argwhere(roots <= first + window)
-                    cluster = [(int(i), int(j)) for i, j in near]
                     end, landing = first, _Landing(None, None, 0.0, cluster=cluster)
             # Most pieces end on a crossing well within the bound: one
             # evaluation of the bound confirms that. Otherwise the step is cut
@@ -1243,7 +1251,7 @@ class AdaptiveFlow:
             # others are those of their current pieces.
             columns = sorted({j for _, j in landing.cluster})
             step.restart(columns, self.coords.to_polar(self.z), self.pattern, end)
-            roots[:, columns] = crossing_roots(columns)
+            search(columns)
             position = end
 
     def _frozen_records(self, step: FrozenStep, end: float, log_t_at, log_N, log_t0):

@@ -12,12 +12,15 @@ import math
 
 import numpy as np
 import pytest
+import scipy.optimize
 
 from ncflow.flow import Separated, adaptive, solve_flow
 from ncflow.flow.frozen import (
     MAX_EXPONENT,
     FrozenStep,
     _first_roots_one_rate,
+    _grid_bounds,
+    _search_root,
     frozen_applies,
 )
 from ncflow.flow.polar import PolarSystem
@@ -29,17 +32,24 @@ from tests.flow.test_events import _problem
 EPS = float(np.finfo(np.float64).eps)
 
 
-def _random_problem(binary: bool, seed: int = 0):
+KINDS = ["binary", "two-class cross-entropy", "three-class cross-entropy"]
+
+
+def _random_problem(kind: str, seed: int = 0):
     rng = np.random.default_rng(seed)
     n, D, h = 12, 4, 6
     X = rng.standard_normal((n, D))
-    if binary:
+    if kind == "binary":
         problem = Problem(X, rng.integers(0, 2, n), 2, "exponential")
         shapes = balanced_shapes(rng, D, h, 1)
-    else:
-        # The cross-entropy of two classes: one output direction, f_1 - f_2.
+    elif kind == "two-class cross-entropy":
+        # One output direction, f_1 - f_2.
         problem = Problem(X, rng.integers(0, 2, n), 2, "cross_entropy")
         shapes = balanced_shapes(rng, D, h, 2)
+    else:
+        # Two output directions: each A_j has two singular values.
+        problem = Problem(X, np.arange(n) % 3, 3, "cross_entropy")
+        shapes = balanced_shapes(rng, D, h, 3)
     return problem, balanced_init(shapes, 1e-3)
 
 
@@ -55,11 +65,9 @@ def _frozen_at_start(problem: Problem, params: Parameters, pattern=None):
 # --- the closed form --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "binary", [True, False], ids=["binary", "two-class cross-entropy"]
-)
-def test_state_matches_matrix_exponential(binary):
-    problem, params = _random_problem(binary)
+@pytest.mark.parametrize("kind", KINDS)
+def test_state_matches_matrix_exponential(kind):
+    problem, params = _random_problem(kind)
     system, y, pattern, ev, step = _frozen_at_start(problem, params)
     # One neuron with no active sample: A_j = 0, and it must not move.
     pattern[:, 0] = False
@@ -87,17 +95,15 @@ def test_state_matches_matrix_exponential(binary):
         assert np.max(np.abs(moved[j, 1:] - omega / norm)) <= tol
 
 
-@pytest.mark.parametrize(
-    "binary", [True, False], ids=["binary", "two-class cross-entropy"]
-)
-def test_restart_matches_fresh_step(binary):
+@pytest.mark.parametrize("kind", KINDS)
+def test_restart_matches_fresh_step(kind):
     # After a restart at T1 with a changed pattern column, the step goes on as a
     # fresh frozen step from the state at T1 with the same gradients: every
     # neuron follows the same linear flow in both. The fresh step starts from a
     # state within the roundoff bound of the test above, 64 eps cosh(s T) with
     # s T <= MAX_EXPONENT, and its flow over d grows that error by at most
     # cosh(MAX_EXPONENT) more, hence the square.
-    problem, params = _random_problem(binary)
+    problem, params = _random_problem(kind)
     system, y, pattern, ev, step = _frozen_at_start(problem, params)
     T1 = 0.5 * MAX_EXPONENT / step.rate
     y1 = step.state_at(T1)
@@ -145,17 +151,86 @@ def test_one_rate_roots_are_the_constructed_ones():
     assert np.all(np.isinf(roots[~inside]))
 
 
+def _multi_rate_search(F0, P, Q, s, span, landing):
+    """The search of CrossingTable for one pair: the grid's lower bound, then
+    the certified steps from there."""
+    F0_cell, span_cell = np.array([[F0]]), np.array([span])
+    bound, exact = _grid_bounds(
+        F0_cell, P[None, None], Q[None, None], s[None], span_cell, landing
+    )
+    if exact[0, 0]:
+        return float(bound[0, 0]), float(bound[0, 0]), True
+    T, certified = _search_root(
+        F0, list(P), list(Q), list(s), bound[0, 0], span, landing
+    )
+    return float(bound[0, 0]), T, certified
+
+
+def _exponential_sum(F0, P, Q, s, T):
+    E = np.exp(np.outer(T, s))
+    return F0 + (E - 1.0) @ P + (1.0 / E - 1.0) @ Q
+
+
+@pytest.mark.parametrize("rates", [2, 3])
+def test_multi_rate_search_passes_no_root(rates):
+    # Random sums of exponentials, and ones shifted so that their minimum on
+    # the piece is 1e-3 or 1e-7 above 0 or 1e-7 below. The first two are near
+    # touches, which must not count as crossings. The last has two close roots,
+    # and the first must be found. A dense scan checks that f stays positive
+    # before the point returned and that f <= landing there.
+    rng = np.random.default_rng(rates)
+    landing = 1e-10
+    # f is a sum of terms up to |P| e^4 + |Q| in size, a few of each: its
+    # roundoff is below 1e-13, so values under -1e-12 are true roots.
+    floor = 1e-12
+    for case in range(300):
+        P = rng.normal(size=rates) * 0.5
+        Q = rng.normal(size=rates) * 0.5
+        s = rng.uniform(0.05, 1.0, rates)
+        span = MAX_EXPONENT / s.max()
+        T = np.linspace(0.0, span, 100001)
+        shift = case % 4
+        if shift == 0:
+            F0 = rng.uniform(1e-3, 1.0)
+        else:
+            h = _exponential_sum(0.0, P, Q, s, T)
+            k = int(np.argmin(h))
+
+            def terms(t, P=P, Q=Q, s=s):
+                return float(_exponential_sum(0.0, P, Q, s, np.array([t]))[0])
+
+            result = scipy.optimize.minimize_scalar(
+                terms,
+                bounds=(T[max(k - 1, 0)], T[min(k + 1, len(T) - 1)]),
+                method="bounded",
+                options={"xatol": 1e-12},
+            )
+            F0 = [1e-3, 1e-7, -1e-7][shift - 1] - min(result.fun, 0.0)
+            if F0 <= landing:
+                continue
+        f = _exponential_sum(F0, P, Q, s, T)
+        bound, root, certified = _multi_rate_search(F0, P, Q, s, span, landing)
+        assert certified, case
+        roots = T[f <= -floor]
+        assert bound <= root
+        if len(roots):
+            assert root <= roots[0], case
+        if math.isfinite(root):
+            assert root <= span
+            value = float(_exponential_sum(F0, P, Q, s, np.array([root]))[0])
+            assert value <= landing + floor, case
+            assert np.all(f[T < root] > -floor), case
+
+
 # --- the error bound --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "binary", [True, False], ids=["binary", "two-class cross-entropy"]
-)
-def test_bound_covers_the_true_flow(binary, monkeypatch):
+@pytest.mark.parametrize("kind", KINDS)
+def test_bound_covers_the_true_flow(kind, monkeypatch):
     # From eps = 3e-3 the outputs are about 1e-5: the frozen flow drifts from the
     # true one by a visible amount, which the bound must cover. The reference is
     # the Runge-Kutta integration at rtol = 1e-13.
-    problem, params = _random_problem(binary, seed=2)
+    problem, params = _random_problem(kind, seed=2)
     params = params.scaled(3.0)
     system, y, pattern, ev, step = _frozen_at_start(problem, params)
     signs = np.where(pattern, 1.0, -1.0)
@@ -188,27 +263,53 @@ def test_bound_covers_the_true_flow(binary, monkeypatch):
     assert max(errors) >= 100 * reference_error
 
 
-def test_applies_to_one_output_direction_only():
-    problem, _ = _random_problem(True)
-    assert frozen_applies(problem)
-    assert frozen_applies(_random_problem(False)[0])
-    three = Problem(problem.X, np.arange(len(problem.X)) % 3, 3, "cross_entropy")
-    assert not frozen_applies(three)
+def test_applies_to_the_relu_losses_of_the_bound():
+    for kind in KINDS:
+        assert frozen_applies(_random_problem(kind)[0]), kind
+    problem, _ = _random_problem("binary")
     faulty = Problem(problem.X, problem.labels, 2, "exponential", "relu_derivative_one")
     assert not frozen_applies(faulty)
-
-
-def test_three_class_run_takes_no_frozen_step():
-    problem, _ = _random_problem(True)
-    three = Problem(problem.X, np.arange(len(problem.X)) % 3, 3, "cross_entropy")
-    params0 = balanced_init(balanced_shapes(np.random.default_rng(1), 4, 6, 3), 1e-8)
-    result = solve_flow(three, params0, t_max=1e-3, rtol=1e-6)
-    assert result.status == STATUS_END_OF_SPAN, result.message
-    assert result.settings["frozen_steps"] == 0
-    assert result.settings["phases"][0][0] == "tau-explicit"
+    wrong_axis = Problem(
+        problem.X, np.arange(len(problem.X)) % 3, 3, "cross_entropy_wrong_axis"
+    )
+    assert not frozen_applies(wrong_axis)
 
 
 # --- whole runs -------------------------------------------------------------------
+
+
+def _assert_frozen_runs_agree(problem, params0, t_max, rtol, changes, monkeypatch):
+    """Run to ``t_max`` with and without frozen steps, and check that the first
+    run is all frozen steps with at least ``changes`` activation changes, the
+    same as the second, and that the states agree within the integration's
+    bound."""
+    runs = []
+    for frozen in (True, False):
+        monkeypatch.setattr(adaptive, "FROZEN_STEPS", frozen)
+        result = solve_flow(problem, params0, t_max=t_max, rtol=rtol, atol=1e-12)
+        assert result.status == STATUS_END_OF_SPAN, result.message
+        runs.append(result)
+    with_frozen, without = runs
+    assert with_frozen.settings["frozen_steps"] == with_frozen.n_accepted
+    assert without.settings["frozen_steps"] == 0
+    assert len(with_frozen.activation_events) >= changes
+    assert [e.pairs for e in with_frozen.activation_events] == [
+        e.pairs for e in without.activation_events
+    ]
+
+    # Each step of either run moves theta_j by at most 2 (atol + rtol) ||theta_j||
+    # from the flow (see test_accuracy), and each located change projects a_j by
+    # its residual cosine, at most rtol. Before separation each neuron's flow is
+    # linear and grows it, which amplifies no relative error, so the runs differ
+    # by at most the sum of those terms.
+    local = 1e-12 + rtol
+    steps = with_frozen.n_accepted + without.n_accepted
+    projections = 2 * len(without.activation_events)
+    tol = 2 * steps * local + projections * rtol
+    for j in range(with_frozen.params.width):
+        a = np.append(with_frozen.params.W[:, j], with_frozen.params.V[:, j])
+        b = np.append(without.params.W[:, j], without.params.V[:, j])
+        assert np.linalg.norm(a - b) <= tol * np.linalg.norm(b), j
 
 
 @pytest.mark.parametrize("rtol", [1e-6, 1e-9])
@@ -222,32 +323,37 @@ def test_runs_with_and_without_frozen_steps_agree(rtol, monkeypatch):
         problem, params0, rtol=1e-9, atol=1e-12, events=[Separated()]
     ).separation_log_t
     t_max = 0.99 * math.exp(separation)
-    runs = []
-    for frozen in (True, False):
-        monkeypatch.setattr(adaptive, "FROZEN_STEPS", frozen)
-        result = solve_flow(problem, params0, t_max=t_max, rtol=rtol, atol=1e-12)
-        assert result.success, result.message
-        runs.append(result)
-    with_frozen, without = runs
-    assert with_frozen.settings["frozen_steps"] == with_frozen.n_accepted
-    assert without.settings["frozen_steps"] == 0
-    assert len(with_frozen.activation_events) >= 3
-    assert [e.pairs for e in with_frozen.activation_events] == [
-        e.pairs for e in without.activation_events
-    ]
-    # Each step of either run moves theta_j by at most 2 (atol + rtol) ||theta_j||
-    # from the flow (see test_accuracy), and each located change projects a_j by
-    # its residual cosine, at most rtol. Before separation each neuron's flow is
-    # linear and grows it, which amplifies no relative error, so the runs differ
-    # by at most the sum of those terms.
-    local = 1e-12 + rtol
-    steps = with_frozen.n_accepted + without.n_accepted
-    changes = 2 * len(without.activation_events)
-    tol = 2 * steps * local + changes * rtol
-    for j in range(with_frozen.params.width):
-        a = np.append(with_frozen.params.W[:, j], with_frozen.params.V[:, j])
-        b = np.append(without.params.W[:, j], without.params.V[:, j])
-        assert np.linalg.norm(a - b) <= tol * np.linalg.norm(b), j
+    _assert_frozen_runs_agree(problem, params0, t_max, rtol, 3, monkeypatch)
+
+
+def _three_cones(rng):
+    """Four samples of each of three classes in R^4, around e_1, e_2 and e_3,
+    with small negative entries on the other two axes: orthogonally separable
+    (inner products positive within a class, negative across)."""
+    X = np.zeros((12, 4))
+    labels = np.repeat(np.arange(3), 4)
+    for row, k in enumerate(labels):
+        X[row, :3] = -rng.uniform(0.05, 0.15, 3)
+        X[row, k] = rng.uniform(0.5, 2.0)
+        X[row, 3] = rng.uniform(-0.05, 0.05)
+    return X, labels
+
+
+@pytest.mark.parametrize("rtol", [1e-6, 1e-9])
+def test_three_class_frozen_runs_agree(rtol, monkeypatch):
+    # Two output directions: the crossings come from the certified search of
+    # CrossingTable, not from a closed form. From eps = 1e-8 the run to
+    # t = exp(-0.5) has its activation changes in the frozen phase.
+    rng = np.random.default_rng(0)
+    X, labels = _three_cones(rng)
+    gram = X @ X.T
+    same = labels[:, None] == labels[None, :]
+    assert np.all(gram[same] > 0)
+    assert np.all(gram[~same] < 0)
+
+    problem = Problem(X, labels, 3, "cross_entropy")
+    params0 = balanced_init(balanced_shapes(rng, 4, 6, 3), 1e-8)
+    _assert_frozen_runs_agree(problem, params0, math.exp(-0.5), rtol, 10, monkeypatch)
 
 
 @pytest.mark.parametrize("t_max", [30.0, 100.0])
