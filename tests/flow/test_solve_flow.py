@@ -24,7 +24,7 @@ from ncflow.flow import (
     solve_flow,
 )
 from ncflow.flow import result as res
-from ncflow.init import balanced_init, balanced_shapes
+from ncflow.init import balanced_init, balanced_shapes, semilocal_shapes
 from ncflow.losses import loss_terms
 from ncflow.network import Parameters, Problem, outputs
 from strategies.shapes import width_two_example
@@ -219,6 +219,31 @@ def test_adaptive_run_from_tiny_eps_reaches_target():
     result = solve_flow(problem, params0, events=Norm2Above(1e4), rtol=1e-6)
     assert result.status == res.STATUS_TERMINAL_EVENT, result.message
     assert result.settings["phases"][-1][0] == "norm2"
+
+
+def test_slow_explicit_steps_enter_norm_clock():
+    # Four classes in R^10 at rtol = 3e-3: from the state where the frozen steps
+    # hand over, the explicit steps in tau are held by accuracy, not stability,
+    # at about 0.03 in log R each. Without the rule for slow steps they went on
+    # to R = 1e8 (480 steps) and never reached the norm clock.
+    K, D = 4, 10
+    rng = np.random.default_rng(5)
+    centres = np.eye(D)[:K] - 0.2 * np.eye(D)[:K].sum(axis=0) / K
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    rotation, _ = np.linalg.qr(rng.standard_normal((D, D)))
+    noise = 0.005 * rng.standard_normal((K, D)) / math.sqrt(D)
+    X = (centres @ rotation + noise) * rng.uniform(0.5, 2.0, (K, 1))
+    labels = np.arange(K)
+    problem = Problem(X, labels, K, "cross_entropy")
+    shapes = semilocal_shapes(rng, X, labels, labels, K)
+    W = shapes.W + rng.standard_normal(shapes.W.shape) / math.sqrt(D)
+    W /= np.linalg.norm(W, axis=0)
+    params0 = balanced_init(Parameters(W, shapes.V), 1e-40)
+    result = solve_flow(problem, params0, rtol=3e-3, events=Norm2Above(1e4))
+    assert result.status == res.STATUS_TERMINAL_EVENT, result.message
+    clocks = [name for name, _ in result.settings["phases"]]
+    assert clocks[:2] == ["frozen", "tau-explicit"]
+    assert clocks[-1] == "norm2"
 
 
 @pytest.mark.parametrize(
@@ -716,7 +741,7 @@ def test_noise_floor_message_states_rtol_met():
 _FIRST_CALL_SCRIPT = """
 import numpy as np
 from ncflow.flow import Norm2Above, solve_flow
-from ncflow.init import balanced_init, balanced_shapes
+from ncflow.init import balanced_init, balanced_shapes, semilocal_shapes
 from ncflow.network import Problem
 X = np.array([[1.0, 0.3, 0, 0], [0.8, 0.5, 0, 0], [1.0, 0.1, 0, 0],
               [0, 0, 1.0, 0.2], [0, 0, 0.6, 0.9]])
