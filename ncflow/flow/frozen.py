@@ -492,15 +492,27 @@ def _search_root(F0, P, Q, s, start, span, landing):
     rates = list(zip(P, Q, s))
 
     def value(T):
-        f, slope = F0, 0.0
+        f, slope, curvature = F0, 0.0, 0.0
         for p, q, rate in rates:
             E = math.exp(rate * T)
             f += p * (E - 1.0) + q * (1.0 / E - 1.0)
             slope += rate * (p * E - q / E)
-        return f, slope
+            curvature += rate * rate * (p * E + q / E)
+        return f, slope, curvature
+
+    def second_derivative_bound(a, b, curvature):
+        """Bound |f''| on [a, b] by the sizes of its terms, or by |f''(a)| and a
+        bound on |f'''|, which keeps the cancellation of nearly equal rates."""
+        sizes = [
+            (rate, abs(p) * math.exp(rate * b) + abs(q) * math.exp(-rate * a))
+            for p, q, rate in rates
+        ]
+        by_terms = sum(rate * rate * size for rate, size in sizes)
+        third = sum(rate**3 * size for rate, size in sizes)
+        return min(by_terms, abs(curvature) + third * (b - a))
 
     a = start
-    f, slope = value(a)
+    f, slope, curvature = value(a)
     width = span - a
     for _ in range(MAX_SEARCH):
         if f <= landing:
@@ -508,10 +520,7 @@ def _search_root(F0, P, Q, s, start, span, landing):
         if a >= span:
             return math.inf, True
         b = min(a + width, span)
-        M2 = sum(
-            rate * rate * (abs(p) * math.exp(rate * b) + abs(q) * math.exp(-rate * a))
-            for p, q, rate in rates
-        )
+        M2 = second_derivative_bound(a, b, curvature)
         # First positive root of f + slope d - M2 d^2 / 2, in the stable forms.
         root = math.sqrt(slope * slope + 2.0 * M2 * f)
         if slope >= 0.0:
@@ -527,7 +536,7 @@ def _search_root(F0, P, Q, s, start, span, landing):
             return a, True
         else:
             a, width = a + d, 4.0 * d
-        f, slope = value(a)
+        f, slope, curvature = value(a)
     return a, False
 
 
