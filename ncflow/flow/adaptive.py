@@ -1255,6 +1255,11 @@ class AdaptiveFlow:
                 self.log_t = log_t_at(end)
                 self.z = self.coords.from_polar(step.state_at(end))
             self.last_step = None
+            if landing.cluster is not None:
+                # The location error, as for the other landings: a closed-form
+                # root leaves roundoff, a searched one up to its landing tolerance.
+                cosines = self._cosines(self.z)
+                landing.residual = max(abs(cosines[i, j]) for i, j in landing.cluster)
             if landing.cluster is None:
                 self._settle(landing, moved=moved)
                 if end == cap and landing.event_index is None:

@@ -305,6 +305,11 @@ def _assert_frozen_runs_agree(problem, params0, t_max, rtol, changes, monkeypatc
     assert [e.pairs for e in with_frozen.activation_events] == [
         e.pairs for e in without.activation_events
     ]
+    # Frozen landings report their location error like the others: up to rtol
+    # in cosine units, and above 0 for roots in floating point.
+    residuals = [e.residual for e in with_frozen.activation_events]
+    assert max(residuals) <= rtol
+    assert max(residuals) > 0
 
     # Each step of either run moves theta_j by at most 2 (atol + rtol) ||theta_j||
     # from the flow (see test_accuracy), and each located change projects a_j by
