@@ -351,12 +351,14 @@ class CrossingTable:
       ``min(f(a), f(b)) - M2 (b - a)^2 / 8 > 0``, and the start of the first
       cell that is not free is the lower bound;
     - ``resolve`` goes on from there in steps that are free of roots by the
-      bound ``f(a + d) >= f(a) + f'(a) d - M2 d^2 / 2``: each step is the first
-      positive root of that quadratic, so none passes a root of ``f``. Near a
-      simple root the steps are Newton's, taken from the safe side. The search
-      ends where ``f <= landing``, a point that is then the crossing: the true
-      root lies after it, by at most ``landing / |f'|``, and the projection onto
-      the boundary moves the state by ``landing`` at most.
+      bound ``f(a + d) >= f(a) + f'(a) d - M2 d^2 / 2``, with ``M2`` now the
+      smaller of the bound above and ``|f''(a)|`` plus a bound on ``|f'''|``
+      times ``d`` (which keeps the cancellation of nearly equal rates). Each
+      step is the first positive root of that quadratic, so none passes a root
+      of ``f``. Near a simple root the steps are Newton's, taken from the safe
+      side. The search ends where ``f <= landing``, a point that is then the
+      crossing: the true root lies after it, by about ``landing / |f'|``, and
+      the projection onto the boundary moves the state by ``landing`` at most.
 
     A pair whose ``f`` only comes within ``landing`` of 0 and turns back is
     landed on like a crossing; the pattern choice at the boundary then keeps
@@ -532,7 +534,8 @@ def _search_root(F0, P, Q, s, start, span, landing):
                 return math.inf, True
             a, width = b, 2.0 * width
         elif a + d == a:
-            # The next certified point is a itself: f is 0 to roundoff here.
+            # The next certified point is a itself in float64: the root is
+            # within the roundoff of T from here.
             return a, True
         else:
             a, width = a + d, 4.0 * d
