@@ -159,7 +159,7 @@ def solve_flow(
             "sample; give every class at least one sample, or lower num_classes"
         )
     if t_max is not None:
-        check_positive("t_max", t_max)
+        t_max = check_positive("t_max", t_max)
         tiny = float(np.finfo(np.float64).tiny)
         if method == "adaptive" and t_max < tiny:
             # The first step's part up to t_max would be a subnormal number of
@@ -288,14 +288,17 @@ def _solve(
 ) -> FlowResult:
     # The fixed-step methods do not use rtol and atol, but an invalid value is
     # still a mistake worth naming.
-    check_range(
+    # The checks return Python floats: a NumPy float32 tolerance would make every
+    # later sum with it float32 (NumPy 2 casting), far too coarse for the times
+    # and states of a run.
+    rtol = check_range(
         "rtol",
         rtol,
         RTOL_MIN,
         RTOL_MAX,
         fix=f"use a value in [{RTOL_MIN:g}, {RTOL_MAX:g}]",
     )
-    check_range("atol", atol, 0.0, 1e-2)
+    atol = check_range("atol", atol, 0.0, 1e-2)
     if method == "adaptive":
         from ncflow.flow.adaptive import AdaptiveFlow
 
@@ -315,7 +318,7 @@ def _solve(
 
     if step is None:
         raise InvalidArgument(f"method={method!r} needs step=eta > 0 (e.g. step=1e-3)")
-    check_positive("step", step)
+    step = check_positive("step", step)
     from ncflow.flow.euler import solve_euler
 
     return solve_euler(

@@ -221,6 +221,35 @@ def test_adaptive_run_from_tiny_eps_reaches_target():
     assert result.settings["phases"][-1][0] == "norm2"
 
 
+def test_float32_tolerances_run_as_floats():
+    # NumPy 2 keeps a float32 in every sum with Python floats, so a float32
+    # rtol reached the crossing search's window and made it empty (a
+    # ValueError in the frozen steps). The checks now return Python floats, and
+    # the run equals one with the same values given as floats.
+    rng = np.random.default_rng(0)
+    X = -0.05 * rng.uniform(0.0, 1.0, (12, 3))
+    labels = np.repeat(np.arange(3), 4)
+    X[np.arange(12), labels] = 1.0 + 0.1 * rng.uniform(-1.0, 1.0, 12)
+    problem = Problem(X, labels, 3, "cross_entropy")
+    params0 = balanced_init(balanced_shapes(np.random.default_rng(100), 3, 9, 3), 1e-6)
+    rtol, atol, t_max = np.float32(1e-6), np.float32(1e-12), np.float32(1e6)
+    as_float32 = solve_flow(
+        problem, params0, rtol=rtol, atol=atol, t_max=t_max, events=Norm2Above(1e4)
+    )
+    as_float = solve_flow(
+        problem,
+        params0,
+        rtol=float(rtol),
+        atol=float(atol),
+        t_max=float(t_max),
+        events=Norm2Above(1e4),
+    )
+    assert as_float32.settings["frozen_steps"] > 0
+    assert as_float32.status == as_float.status
+    assert as_float32.nfev == as_float.nfev
+    assert np.array_equal(as_float32.params.flat(), as_float.params.flat())
+
+
 def test_slow_explicit_steps_enter_norm_clock():
     # Four classes in R^10 at rtol = 3e-3: from the state where the frozen steps
     # hand over, the explicit steps in tau are held by accuracy, not stability,
