@@ -30,6 +30,16 @@ def _pseudo_labels(num_classes: int) -> np.ndarray:
     return np.sqrt(K / (K - 1)) * (np.eye(K) - np.ones((K, K)) / K)
 
 
+def _check_rng(rng: object) -> np.random.Generator:
+    """Return ``rng`` if it is a NumPy Generator, or raise naming the fix."""
+    if not isinstance(rng, np.random.Generator):
+        raise InvalidArgument(
+            f"rng={rng!r} is not a numpy.random.Generator; pass one, "
+            "e.g. numpy.random.default_rng(0)"
+        )
+    return rng
+
+
 def balanced_shapes(
     rng: np.random.Generator, D: int, width: int, num_outputs: int
 ) -> Parameters:
@@ -39,6 +49,7 @@ def balanced_shapes(
     of its Gaussian input draw ``z_j``, so the largest shape has norm 1. For a
     scalar output ``v_j0 = +-||w_j0||`` with a Gaussian sign.
     """
+    _check_rng(rng)
     check_int("D", D, 1)
     check_int("width", width, 1)
     check_int("num_outputs", num_outputs, 1)
@@ -91,6 +102,7 @@ def gaussian_init(
 
     This is the initialisation of the paper's experiments (variance ``1e-6``).
     """
+    _check_rng(rng)
     check_int("D", D, 1)
     check_int("width", width, 1)
     check_int("num_outputs", num_outputs, 1)
@@ -140,6 +152,7 @@ def semilocal_shapes(
         raise InvalidArgument(
             f"groups contains class {int(bad[0])}; classes are 0..{K - 1}"
         )
+    _check_rng(rng)
     E = _pseudo_labels(K)
     W = np.empty((X.shape[1], groups.size))
     V = np.empty((K, groups.size))

@@ -308,3 +308,18 @@ def test_semilocal_shapes_reject_one_class():
     X, labels = _three_class_data()
     with pytest.raises(InvalidArgument, match="num_classes=1"):
         semilocal_shapes(np.random.default_rng(16), X, labels, [0], 1)
+
+
+@pytest.mark.parametrize(
+    "rng", [0, None, np.random.RandomState(0)], ids=["int", "None", "RandomState"]
+)
+def test_draws_reject_non_generator_rng(rng):
+    X, labels = _three_class_data()
+    draws = [
+        lambda: balanced_shapes(rng, 3, 4, 1),
+        lambda: gaussian_init(rng, 3, 4, 1, 1e-6),
+        lambda: semilocal_shapes(rng, X, labels, [0, 1, 2], 3),
+    ]
+    for draw in draws:
+        with pytest.raises(InvalidArgument, match="numpy.random.default_rng"):
+            draw()
