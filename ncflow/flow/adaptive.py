@@ -179,6 +179,13 @@ STIFF_STEPS = 3
 # took steps of 0.005 in log R, against 0.045 for the explicit ones.
 SLOW_LOG_R = 0.05
 SLOW_STEPS = 50
+# The explicit method hands over at once where those conditions hold and R is at
+# least this. In tau, Phi = log dt/dtau grows like R, and the quadrature of t over
+# an explicit step needs ever more panels: a three-class run at rtol = 1e-2 that
+# stayed explicit took 0.38 s to R = 1e10 and 113 s to R = 1e12, nearly all in
+# that quadrature. The benchmark runs hand over by the stiffness test at R from
+# 2.8 to 42, so this bound leaves them unchanged.
+LATE_EXPLICIT_MAX = 1e4
 # Spread of log dt/ds over an explicit step up to which its own Runge-Kutta
 # weights integrate dt/ds (beyond, the node interpolant of clock.py does).
 STAGE_RULE_SPREAD = 1.0
@@ -1017,18 +1024,22 @@ class AdaptiveFlow:
             converted = min(converted, cap)
         return converted
 
-    def _slow_late_step(self) -> bool:
-        """Return whether the explicit step that ended at the current state grew
-        ``log R`` by less than ``SLOW_LOG_R`` where the norm clock's conditions
-        hold (every sample classified correctly, ``R >= NORM_CLOCK_MIN``).
+    def _late_explicit_step(self) -> tuple[bool, bool]:
+        """Return ``(slow, far)`` for the explicit step that ended at the current
+        state, where the norm clock's conditions hold (every sample classified
+        correctly, ``R >= NORM_CLOCK_MIN``): whether it grew ``log R`` by less
+        than ``SLOW_LOG_R``, and whether ``R >= LATE_EXPLICIT_MAX``. Both are
+        False elsewhere.
 
         Each call records ``log R`` for the next one, so it is called once per
         accepted explicit step."""
         log_R = self._log_norm2()
         previous, self.last_log_R = self.last_log_R, log_R
-        if not log_R - previous < SLOW_LOG_R or log_R < math.log(NORM_CLOCK_MIN):
-            return False
-        return bool(np.all(sample_margins(self.problem, self.ev.outputs) > 0))
+        if log_R < math.log(NORM_CLOCK_MIN):
+            return False, False
+        if not np.all(sample_margins(self.problem, self.ev.outputs) > 0):
+            return False, False
+        return log_R - previous < SLOW_LOG_R, log_R >= math.log(LATE_EXPLICIT_MAX)
 
     # -- main loop ---------------------------------------------------------
 
@@ -1133,9 +1144,12 @@ class AdaptiveFlow:
                 limited = self.stiffness > STIFF_FRACTION * DP_STABILITY_LIMIT
                 held = limited or clock_bound
                 self.stiff_count = self.stiff_count + 1 if held else 0
-                self.slow_count = self.slow_count + 1 if self._slow_late_step() else 0
+                slow, far = self._late_explicit_step()
+                self.slow_count = self.slow_count + 1 if slow else 0
                 self.stiff = (
-                    self.stiff_count >= STIFF_STEPS or self.slow_count >= SLOW_STEPS
+                    self.stiff_count >= STIFF_STEPS
+                    or self.slow_count >= SLOW_STEPS
+                    or far
                 )
             norm_clock = self.coords.clock == "norm2"
             R0 = self.z[-1]

@@ -221,6 +221,30 @@ def test_adaptive_run_from_tiny_eps_reaches_target():
     assert result.settings["phases"][-1][0] == "norm2"
 
 
+def test_late_explicit_steps_enter_norm_clock():
+    # Three classes from eps = 1e-150 at rtol = 1e-2: from the frozen steps'
+    # hand-over the explicit steps each grow log R by more than SLOW_LOG_R and
+    # are never held by stability. Without the bound on R such runs stayed
+    # explicit to the end; in a trial one took 113 s to R = 1e12, nearly all
+    # in the quadrature of t.
+    K = 3
+    rng = np.random.default_rng(2 * K)
+    X = -0.05 * rng.uniform(0.0, 1.0, (5 * K, K))
+    labels = np.repeat(np.arange(K), 5)
+    X[np.arange(5 * K), labels] = 1.0 + 0.1 * rng.uniform(-1.0, 1.0, 5 * K)
+    problem = Problem(X, labels, K, "cross_entropy")
+    groups = np.arange(2 * K) % K
+    shapes = semilocal_shapes(np.random.default_rng(7), X, labels, groups, K)
+    params0 = balanced_init(shapes, 1e-150)
+    result = solve_flow(
+        problem, params0, rtol=1e-2, groups=groups, events=Norm2Above(1e8)
+    )
+    assert result.status == res.STATUS_TERMINAL_EVENT, result.message
+    clocks = [name for name, _ in result.settings["phases"]]
+    assert clocks[0] == "frozen"
+    assert clocks[-1] == "norm2"
+
+
 def test_float32_tolerances_run_as_floats():
     # NumPy 2 keeps a float32 in every sum with Python floats, so a float32
     # rtol reached the crossing search's window and made it empty (a
