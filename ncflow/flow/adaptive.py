@@ -14,7 +14,8 @@ coordinates of ``polar.py``:
   the explicit Dormand-Prince 5(4) method in the clock ``tau``;
 - once it is (the step is held by stability, not accuracy: in ``tau`` the
   stiffness grows like ``||theta||^2``), or once every sample is classified
-  and the explicit steps grow ``log R`` only slowly, with the L-stable, fully implicit
+  and the explicit steps grow ``log R`` only slowly or ``R`` reaches
+  ``LATE_EXPLICIT_MAX``, with the L-stable, fully implicit
   Radau IIA method of ``radau.py``, in the clock ``R = ||theta||^2`` when every
   sample is classified correctly and ``R >= 1`` (``coordinates.NormCoordinates``,
   ``NORM_CLOCK_MIN``) and in ``tau`` otherwise. Its Newton iteration starts
@@ -183,8 +184,8 @@ SLOW_STEPS = 50
 # least this. In tau, Phi = log dt/dtau grows like R, and the quadrature of t over
 # an explicit step needs ever more panels: a three-class run at rtol = 1e-2 that
 # stayed explicit took 0.38 s to R = 1e10 and 113 s to R = 1e12, nearly all in
-# that quadrature. The benchmark runs hand over by the stiffness test at R from
-# 2.8 to 42, so this bound leaves them unchanged.
+# that quadrature. The benchmark runs hand over by the stiffness test, at R from
+# 2.8 to 42 where checked, and this bound changes none of their counts.
 LATE_EXPLICIT_MAX = 1e4
 # Spread of log dt/ds over an explicit step up to which its own Runge-Kutta
 # weights integrate dt/ds (beyond, the node interpolant of clock.py does).
