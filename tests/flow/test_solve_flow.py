@@ -221,6 +221,30 @@ def test_adaptive_run_from_tiny_eps_reaches_target():
     assert result.settings["phases"][-1][0] == "norm2"
 
 
+def test_slow_step_rule_spares_tight_rtol(monkeypatch):
+    # At rtol = 1e-10 the explicit steps are as accurate as the norm clock, and
+    # handing over after 50 slow steps (at R = 6 on this problem) took the run
+    # from 6606 to 14902 evaluations. The rule must not change such a run.
+    rng = np.random.default_rng(105)
+    n, D, h = 55, 12, 3
+    u = rng.standard_normal(D)
+    u /= np.linalg.norm(u)
+    signs = np.where(np.arange(n) < n // 2, 1.0, -1.0)
+    noise = 0.25 * rng.standard_normal((n, D))
+    noise -= np.outer(noise @ u, u)
+    X = signs[:, None] * u[None, :] * rng.uniform(1.0, 2.0, n)[:, None] + noise
+    problem = Problem(X, (np.arange(n) >= n // 2).astype(int), 2, "exponential")
+    params0 = balanced_init(balanced_shapes(rng, D, h, 1), 1e-40)
+    runs = []
+    for slow_steps in (adaptive.SLOW_STEPS, 10**9):
+        monkeypatch.setattr(adaptive, "SLOW_STEPS", slow_steps)
+        runs.append(solve_flow(problem, params0, rtol=1e-10, events=Norm2Above(1e4)))
+    with_rule, without = runs
+    assert with_rule.status == res.STATUS_TERMINAL_EVENT, with_rule.message
+    assert with_rule.nfev == without.nfev
+    assert with_rule.settings["phases"] == without.settings["phases"]
+
+
 def test_late_explicit_steps_enter_norm_clock():
     # Three classes from eps = 1e-150 at rtol = 1e-2: from the frozen steps'
     # hand-over the explicit steps each grow log R by more than SLOW_LOG_R and
