@@ -1151,8 +1151,8 @@ class AdaptiveFlow:
                 # t, whose integrand exp(Phi) then varies at the rate dPhi/dtau,
                 # the rate that grows like ||theta||^2.
                 limited = self.stiffness > STIFF_FRACTION * DP_STABILITY_LIMIT
-                held = limited or clock_bound
-                self.stiff_count = self.stiff_count + 1 if held else 0
+                stiff_step = limited or clock_bound
+                self.stiff_count = self.stiff_count + 1 if stiff_step else 0
                 slow, far = self._late_explicit_step()
                 self.slow_count = self.slow_count + 1 if slow else 0
                 self.stiff = (

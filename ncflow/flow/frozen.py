@@ -352,8 +352,9 @@ class CrossingTable:
       cell that is not free is the lower bound;
     - ``resolve`` goes on from there in steps that are free of roots by the
       bound ``f(a + d) >= f(a) + f'(a) d - M2 d^2 / 2``, with ``M2`` now the
-      smaller of the bound above and ``|f''(a)|`` plus a bound on ``|f'''|``
-      times ``d`` (which keeps the cancellation of nearly equal rates). Each
+      smaller of the bound above and ``|f''(a)|`` plus a bound on the third
+      derivative times ``d`` (which keeps the cancellation of nearly equal
+      rates). Each
       step is the first positive root of that quadratic, so none passes a root
       of ``f``. Near a simple root the steps are Newton's, taken from the safe
       side. The search ends where ``f <= landing``, a point that is then the
@@ -361,8 +362,9 @@ class CrossingTable:
       the projection onto the boundary moves the state by ``landing`` at most.
 
     A pair whose ``f`` only comes within ``landing`` of 0 and turns back is
-    landed on like a crossing; the pattern choice at the boundary then keeps
-    its side. No pair is reported to cross where ``f`` stays above ``landing``.
+    landed on like a crossing, and the pattern choice at the boundary then
+    keeps its side. No pair is reported to cross where ``f`` stays above
+    ``landing``.
     A search that has not ended after ``MAX_SEARCH`` steps stops at its last
     point, before which ``f > 0`` is proven, and marks the pair
     ``uncertified``: the step then ends there without a change.
@@ -503,8 +505,9 @@ def _search_root(F0, P, Q, s, start, span, landing):
         return f, slope, curvature
 
     def second_derivative_bound(a, b, curvature):
-        """Bound |f''| on [a, b] by the sizes of its terms, or by |f''(a)| and a
-        bound on |f'''|, which keeps the cancellation of nearly equal rates."""
+        """Bound the second derivative on [a, b] by the sizes of its terms, or by
+        its value at a and a bound on the third derivative, which keeps the
+        cancellation of nearly equal rates."""
         sizes = [
             (rate, abs(p) * math.exp(rate * b) + abs(q) * math.exp(-rate * a))
             for p, q, rate in rates
