@@ -108,9 +108,10 @@ MAX_SHRINK = 0.2  # largest step decrease after a rejected step
 # below EARLY_NORM_BELOW. The stalls of the NOTE below began at R tol >= 38. On the
 # benchmark problems this takes the runs to error 1e-6 from 1100 to 1034 (binary) and
 # from 732 to 672 (three classes) evaluations.
-# NOTE: a two-class cross-entropy run of a trial (n = 36, D = 6, h = 2) stalls at the
-# noise floor near R = 1.4e8 at rtol = 1e-6 with this rule, and at rtol = 1e-3
-# without it (reaching 1e12 at the other rtol). The cause was not found.
+# NOTE: a two-class cross-entropy run of a trial (n = 36, D = 6, h = 2) stalls near
+# R = 1.4e8 (R tol = 138) at rtol = 1e-6 with this rule, and at rtol = 1e-3 without
+# it, reaching 1e12 at the other rtol. Newton fails there at every step down to
+# 1e-6 R, as in the stalls of the NOTE below; what kicks the state was not found.
 # NOTE: caps of 0.4 and 0.5 at every R made runs to R = 1e12 stall on roundoff,
 # from R = 3.8e7 (rtol = 1e-2) and 1.3e11 (rtol = 1e-6) on. In one such run
 # (rtol = 1e-8, the binary problem of the tests) a step of 0.5 R from R = 1.19e10
