@@ -16,17 +16,17 @@ largest entry.
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
 from benchmarks.problems import (
+    best_process_time,
     binary_problem,
-    environment,
     margin_error,
     three_class_problem,
+    write_report,
 )
 from ncflow.flow import Norm2Above, linear, solve_flow
 
@@ -47,23 +47,18 @@ CASES = [
 
 def _run(bp, smallest: int, repeats: int) -> tuple[float, object]:
     """Best process time of ``repeats`` runs with ``MIN_BLOCK_SIZE = smallest``."""
-    saved = linear.MIN_BLOCK_SIZE
-    linear.MIN_BLOCK_SIZE = smallest
-    try:
-        best = np.inf
-        for _ in range(repeats):
-            start = time.process_time()
-            result = solve_flow(
-                bp.problem,
-                bp.params0,
-                rtol=RTOL,
-                atol=ATOL,
-                events=[Norm2Above(STOP_NORM2)],
-            )
-            best = min(best, time.process_time() - start)
-    finally:
-        linear.MIN_BLOCK_SIZE = saved
-    return best, result
+
+    def run():
+        return solve_flow(
+            bp.problem,
+            bp.params0,
+            rtol=RTOL,
+            atol=ATOL,
+            events=[Norm2Above(STOP_NORM2)],
+        )
+
+    with mock.patch.object(linear, "MIN_BLOCK_SIZE", smallest):
+        return best_process_time(run, repeats)
 
 
 def bench_case(make, n: int, D: int, h: int, repeats: int) -> dict:
@@ -116,20 +111,14 @@ def main(argv=None) -> None:
             f"{blocks['error']:>9.3g} {row['relative_difference']:>10.2g}",
             flush=True,
         )
-    report = {
-        "environment": environment(),
-        "settings": {
-            "rtol": RTOL,
-            "atol": ATOL,
-            "stop_norm2": STOP_NORM2,
-            "repeats": args.repeats,
-            "min_block_size": linear.MIN_BLOCK_SIZE,
-        },
-        "rows": rows,
+    settings = {
+        "rtol": RTOL,
+        "atol": ATOL,
+        "stop_norm2": STOP_NORM2,
+        "repeats": args.repeats,
+        "min_block_size": linear.MIN_BLOCK_SIZE,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.output}")
+    write_report(args.output, settings, rows)
 
 
 if __name__ == "__main__":

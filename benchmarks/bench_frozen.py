@@ -23,13 +23,17 @@ stop where the flow slides along a boundary (status -2), the same in both modes.
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
-from benchmarks.problems import binary_problem, environment, three_class_problem
+from benchmarks.problems import (
+    best_process_time,
+    binary_problem,
+    three_class_problem,
+    write_report,
+)
 from ncflow.flow import Norm2Above, adaptive, solve_flow
 from ncflow.init import balanced_init, balanced_shapes
 
@@ -43,23 +47,18 @@ SHAPE_SEEDS = range(6)
 
 def _run(problem, params0, frozen: bool, repeats: int) -> tuple[float, object]:
     """Best process time of ``repeats`` runs, with or without frozen steps."""
-    saved = adaptive.FROZEN_STEPS
-    adaptive.FROZEN_STEPS = frozen
-    try:
-        best = np.inf
-        for _ in range(repeats):
-            start = time.process_time()
-            result = solve_flow(
-                problem,
-                params0,
-                rtol=RTOL,
-                atol=ATOL,
-                events=[Norm2Above(STOP_NORM2)],
-            )
-            best = min(best, time.process_time() - start)
-    finally:
-        adaptive.FROZEN_STEPS = saved
-    return best, result
+
+    def run():
+        return solve_flow(
+            problem,
+            params0,
+            rtol=RTOL,
+            atol=ATOL,
+            events=[Norm2Above(STOP_NORM2)],
+        )
+
+    with mock.patch.object(adaptive, "FROZEN_STEPS", frozen):
+        return best_process_time(run, repeats)
 
 
 def _largest_difference(a, b) -> float:
@@ -133,19 +132,13 @@ def main(argv=None) -> None:
             f"{row['relative_difference']:>10.2g}",
             flush=True,
         )
-    report = {
-        "environment": environment(),
-        "settings": {
-            "rtol": RTOL,
-            "atol": ATOL,
-            "stop_norm2": STOP_NORM2,
-            "repeats": args.repeats,
-        },
-        "rows": rows,
+    settings = {
+        "rtol": RTOL,
+        "atol": ATOL,
+        "stop_norm2": STOP_NORM2,
+        "repeats": args.repeats,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.output}")
+    write_report(args.output, settings, rows)
 
 
 if __name__ == "__main__":

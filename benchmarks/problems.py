@@ -22,12 +22,15 @@ outputs.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -211,6 +214,25 @@ def margin_error(problem: Problem, params: Parameters, predicted: float) -> floa
     if np.any(per_class <= 0):
         return math.inf
     return float(np.max(np.abs(per_class - predicted)) / predicted)
+
+
+def best_process_time(run, repeats: int) -> tuple[float, object]:
+    """Call ``run()`` ``repeats`` times; return the best process time and the
+    last result."""
+    best = math.inf
+    for _ in range(repeats):
+        start = time.process_time()
+        result = run()
+        best = min(best, time.process_time() - start)
+    return best, result
+
+
+def write_report(output: Path, settings: dict, rows: list) -> None:
+    """Write the environment, ``settings`` and ``rows`` as JSON to ``output``."""
+    report = {"environment": environment(), "settings": settings, "rows": rows}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {output}")
 
 
 def environment() -> dict:
