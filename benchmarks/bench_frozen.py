@@ -46,7 +46,8 @@ SHAPE_SEEDS = range(6)
 
 
 def _run(problem, params0, frozen: bool, repeats: int) -> tuple[float, object]:
-    """Best process time of ``repeats`` runs, with or without frozen steps."""
+    """Return the best process time of ``repeats`` runs, with or without frozen
+    steps, and the last result."""
 
     def run():
         return solve_flow(
@@ -62,7 +63,8 @@ def _run(problem, params0, frozen: bool, repeats: int) -> tuple[float, object]:
 
 
 def _largest_difference(a, b) -> float:
-    """Largest difference of two networks' neurons, relative to the neuron's norm."""
+    """Return the largest difference of two networks' neurons, relative to the
+    neuron's norm."""
     worst = 0.0
     for j in range(a.width):
         left = np.append(a.W[:, j], a.V[:, j])

@@ -1035,13 +1035,14 @@ class AdaptiveFlow:
 
     def _late_explicit_step(self) -> tuple[bool, bool]:
         """Return ``(slow, far)`` for the explicit step that ended at the current
-        state, where the norm clock's conditions hold (every sample classified
-        correctly, ``R >= NORM_CLOCK_MIN``): whether it grew ``log R`` by less
-        than ``SLOW_LOG_R`` at an ``rtol`` above ``LATE_RTOL_MAX``, and whether
-        ``R >= LATE_EXPLICIT_MAX``. Both are False elsewhere.
+        state.
 
-        Each call records ``log R`` for the next one, so it is called once per
-        accepted explicit step."""
+        ``slow``: the step grew ``log R`` by less than ``SLOW_LOG_R``, at an
+        ``rtol`` above ``LATE_RTOL_MAX``. ``far``: ``R >= LATE_EXPLICIT_MAX``.
+        Both are False unless every sample is classified correctly and
+        ``R >= NORM_CLOCK_MIN`` (the norm clock's conditions). Each call records
+        ``log R`` for the next one, so it is called once per accepted explicit
+        step."""
         log_R = self._log_norm2()
         previous, self.last_log_R = self.last_log_R, log_R
         if log_R < math.log(NORM_CLOCK_MIN):
@@ -1289,8 +1290,8 @@ class AdaptiveFlow:
                 self.z = self.coords.from_polar(step.state_at(end))
             self.last_step = None
             if landing.cluster is not None:
-                # The location error, as for the other landings: a closed-form
-                # root leaves roundoff, a searched one up to its landing tolerance.
+                # Record the location error as the other landings do. A closed-form
+                # root leaves roundoff, and a searched one up to its landing tolerance.
                 cosines = self._cosines(self.z)
                 landing.residual = max(abs(cosines[i, j]) for i, j in landing.cluster)
             if landing.cluster is None:

@@ -152,8 +152,8 @@ def test_one_rate_roots_are_the_constructed_ones():
 
 
 def _multi_rate_search(F0, P, Q, s, span, landing):
-    """The search of CrossingTable for one pair: the grid's lower bound, then
-    the certified steps from there."""
+    """Search one pair as CrossingTable does: the grid's lower bound, then the
+    certified steps from there."""
     F0_cell, span_cell = np.array([[F0]]), np.array([span])
     bound, exact = _grid_bounds(
         F0_cell, P[None, None], Q[None, None], s[None], span_cell, landing
@@ -272,7 +272,7 @@ def test_bound_covers_the_true_flow(kind, monkeypatch):
     assert max(errors) >= 100 * reference_error
 
 
-def test_applies_to_the_relu_losses_of_the_bound():
+def test_applies_except_planted_faults():
     for kind in KINDS:
         assert frozen_applies(_random_problem(kind)[0]), kind
     problem, _ = _random_problem("binary")

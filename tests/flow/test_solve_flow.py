@@ -249,7 +249,7 @@ def test_late_explicit_steps_enter_norm_clock():
     # Three classes from eps = 1e-150 at rtol = 1e-2: from the frozen steps'
     # hand-over the explicit steps each grow log R by more than SLOW_LOG_R and
     # are never held by stability. Without the bound on R such runs stayed
-    # explicit to the end; in a trial one took 113 s to R = 1e12, nearly all
+    # explicit to the end. In a trial one took 113 s to R = 1e12, nearly all
     # in the quadrature of t.
     K = 3
     rng = np.random.default_rng(2 * K)
