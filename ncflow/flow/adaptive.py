@@ -490,9 +490,29 @@ class AdaptiveFlow:
         return self.coords.blocks(z)[:, 1 : 1 + self.system.D]
 
     def _cosines(self, z: np.ndarray) -> np.ndarray:
+        """Cosine of each ``x_i`` and ``a_j``, shape (n, h); 0 where ``a_j = 0``,
+        which lies on every boundary of its neuron."""
         a = self._directions(z)
-        return (self.problem.X @ a.T) / np.outer(
-            self.x_norms, np.linalg.norm(a, axis=1)
+        norms = np.linalg.norm(a, axis=1)
+        norms[norms == 0] = 1.0
+        return (self.problem.X @ a.T) / np.outer(self.x_norms, norms)
+
+    def _residual(self, z: np.ndarray, cluster: list) -> float:
+        """Location error of a landing on the boundaries of ``cluster``: the
+        largest ``|<x_i, a_j>|`` relative to ``||x_i|| ||a_j||`` (a cosine).
+
+        With ``D = 1`` that cosine is the sign of the pre-activation everywhere
+        off the boundary, so no landing could meet a tolerance in it. There the
+        scale is the norm of the neuron's whole direction ``omega_j`` instead,
+        the scale on which the state's tolerance bounds ``a_j``.
+        """
+        if self.system.D > 1:
+            cos = self._cosines(z)
+            return max(abs(cos[i, j]) for i, j in cluster)
+        blocks = self.coords.blocks(z)
+        return max(
+            abs(float(blocks[j, 1])) / float(np.linalg.norm(blocks[j, 1:]))
+            for _, j in cluster
         )
 
     def _record(self, kind: str, z: np.ndarray, log_t: float) -> None:
@@ -630,12 +650,14 @@ class AdaptiveFlow:
 
     def _crossing_polynomials(self, step: Step) -> np.ndarray:
         """Coefficients (4, n, h) of ``s -> g_ij(s)``: the cosine of ``x_i`` and
-        ``a_j(s)`` (normalised at the step start), signed to be positive on the
-        side of the current pattern."""
+        ``a_j(s)`` (normalised at the step start, where ``a_j = 0`` by the
+        unit ``omega_j``), signed to be positive on the side of the current
+        pattern."""
         D = self.system.D
         a_coef = self.coords.blocks(step.polynomial())[:, :, 1 : 1 + D]
-        a0 = self._directions(step.y0)
-        norms = np.outer(self.x_norms, np.linalg.norm(a0, axis=1))
+        a_norms = np.linalg.norm(self._directions(step.y0), axis=1)
+        a_norms[a_norms == 0] = 1.0
+        norms = np.outer(self.x_norms, a_norms)
         g = np.einsum("nd,khd->knh", self.problem.X, a_coef) / norms
         g *= np.where(self.pattern, 1.0, -1.0)
         g[0] += np.where(self.touching, self.offsets, 0.0)
@@ -685,13 +707,13 @@ class AdaptiveFlow:
             ):
                 s, cluster = s * earlier, other
                 continue
-            cos = self._cosines(sub.y1)
-            residual = max(abs(cos[i, j]) for i, j in cluster)
+            residual = self._residual(sub.y1, cluster)
             if residual <= self.rtol:
                 return _Landing(
                     sub, self._clock(sub), err, cluster=cluster, residual=residual
                 )
             # Newton step on the worst pair along this sub-step's dense output.
+            cos = self._cosines(sub.y1)
             i, j = max(cluster, key=lambda pair: abs(cos[pair]))
             g = self._crossing_polynomials(sub)[:, i, j]
             offset = self.offsets[i, j] if self.touching[i, j] else 0.0
@@ -732,8 +754,7 @@ class AdaptiveFlow:
         err = float(np.max(np.abs(difference) / scale))
         if not err <= 1.0:
             return None
-        cos = self._cosines(y1)
-        residual = max(abs(cos[i, j]) for i, j in cluster)
+        residual = self._residual(y1, cluster)
         if residual > self.rtol:
             return None
         partial = _dense_log_integral(rates, step.size, s)
@@ -779,10 +800,8 @@ class AdaptiveFlow:
         new pattern. Returns the changed pairs, or None if the flow slides."""
         D = self.system.D
         blocks = self.coords.blocks(self.z)
-        # NOTE: with D = 1 every boundary of a neuron is w_j = 0, so this
-        # projection sets w_j to 0 and leaves the neuron there. A trial with
-        # D = 1 from eps = 1e-40 reached that state through frozen steps (the
-        # explicit steps never crossed) and ended with a different limit.
+        # With D = 1 every boundary of a neuron is w_j = 0, so this projection
+        # sets w_j to 0; _cross_through then lets the neuron go on through it.
         for j in sorted({j for _, j in cluster}):
             rows = [i for i, jj in cluster if jj == j]
             a = blocks[j, 1 : 1 + D]
@@ -826,6 +845,7 @@ class AdaptiveFlow:
         rates = self._boundary_rates(trial)
         for (i, j), slope in zip(cluster, rates(trial, cluster)):
             trial[i, j] = slope > 0
+        self._cross_through(blocks, cluster, before, trial, rates)
         for (i, j), slope in zip(cluster, rates(trial, cluster)):
             if trial[i, j] and not slope > 0:
                 self.detail = (
@@ -840,6 +860,35 @@ class AdaptiveFlow:
         return [
             (i, j, bool(trial[i, j])) for i, j in cluster if trial[i, j] != before[i, j]
         ]
+
+    def _cross_through(
+        self, blocks: np.ndarray, cluster: list, before: np.ndarray, trial, rates
+    ) -> None:
+        """Let a neuron that the projection put at ``a_j = 0`` cross through it.
+
+        The choice above starts from the cluster's pairs inactive. A neuron
+        whose projection removed all of ``a_j`` (with ``D = 1``, every
+        crossing) then has no field at all, so the choice leaves it dead at
+        ``a_j = 0``, a state that the flow only touches: it arrived there with
+        a nonzero velocity. The crossing, every pair of the neuron changing
+        side, is taken instead where it is consistent: the newly active pairs
+        move up and the others do not. Otherwise the neuron stays dead, as the
+        flow does when both sides push it back to 0.
+        """
+        D = self.system.D
+        for j in sorted({j for _, j in cluster}):
+            if np.any(blocks[j, 1 : 1 + D]) or trial[:, j].any():
+                continue
+            pairs = [(i, jj) for i, jj in cluster if jj == j]
+            crossed = trial.copy()
+            for i, _ in pairs:
+                crossed[i, j] = not before[i, j]
+            slopes = rates(crossed, pairs)
+            if all(
+                slope > 0 if crossed[i, j] else slope <= 0
+                for (i, _), slope in zip(pairs, slopes)
+            ):
+                trial[:, j] = crossed[:, j]
 
     def _set_offsets(self, cluster: list) -> None:
         """Set the offset of each just-projected pair above the cosine left on it."""
@@ -1292,8 +1341,7 @@ class AdaptiveFlow:
             if landing.cluster is not None:
                 # Record the location error as the other landings do. A closed-form
                 # root leaves roundoff, and a searched one up to its landing tolerance.
-                cosines = self._cosines(self.z)
-                landing.residual = max(abs(cosines[i, j]) for i, j in landing.cluster)
+                landing.residual = self._residual(self.z, landing.cluster)
             if landing.cluster is None:
                 self._settle(landing, moved=moved)
                 if end == cap and landing.event_index is None:

@@ -880,6 +880,46 @@ def test_separated_uses_run_groups():
     assert result.t_events[0][0] == result.separation_log_t
 
 
+@pytest.mark.parametrize("frozen", [True, False])
+def test_neurons_cross_zero_in_one_dimension(monkeypatch, frozen):
+    # With D = 1 a boundary of neuron j is w_j = 0 for every sample at once, so a
+    # crossing projects w_j onto 0. In the exponential loss y_i x_i > 0 for every
+    # sample, so dw_j/dt has the sign of v_j whichever side is active. A neuron
+    # with sign(w_j) != sign(v_j) therefore moves through 0 and grows on the
+    # other side, and every neuron ends with sign(w_j) = sign(v_j). A neuron left
+    # at w_j = 0, with no field once every pair is inactive, fails that.
+    monkeypatch.setattr(adaptive, "FROZEN_STEPS", frozen)
+    X = np.array([[1.0], [1.5], [0.7], [-1.2], [-0.6], [-2.0]])
+    problem = Problem(X, np.array([0, 0, 0, 1, 1, 1]), 2, "exponential")
+    # Neurons 0 and 1 start on the wrong side of 0 for their output sign.
+    W = np.array([[0.2, -0.3, 0.8, -0.5]])
+    V = np.array([[-1.0, 0.9, 0.9, -0.6]])
+    params0 = Parameters(1e-3 * W, 1e-3 * V)
+
+    result = solve_flow(problem, params0, rtol=1e-8, atol=1e-12, t_max=1e3)
+
+    assert result.status == res.STATUS_END_OF_SPAN, result.message
+    crossed = {j for event in result.activation_events for _, j, _ in event.pairs}
+    assert crossed == {0, 1}
+    W1, V1 = result.params.W[0], result.params.V[0]
+    assert np.all(np.sign(W1) == np.sign(V1)), (W1, V1)
+    residuals = [event.residual for event in result.activation_events]
+    assert max(residuals) <= 1e-8
+
+    # C1: c_j = v_j^2 - w_j^2 is conserved through the crossing. Each accepted
+    # step errs by at most delta = atol + rtol in sigma_j and in each of the two
+    # entries of the unit omega_j. Each projection onto w_j = 0 moves
+    # w_j / ||theta_j|| by its residual. Either changes c_j by at most
+    # 2 delta (1 + sqrt(2)) ||theta_j||^2, and the changes add up. ||theta_j||
+    # grows, so its final value bounds it over the run.
+    delta = max(1e-8 + 1e-12, max(residuals))
+    count = result.n_accepted + len(residuals)
+    norm2 = V1**2 + W1**2
+    tol = (2 * delta * (1 + math.sqrt(2)) * count + 2 * EPS) * norm2
+    drift = np.abs((V1**2 - W1**2) - 1e-6 * (V[0] ** 2 - W[0] ** 2))
+    assert np.all(drift <= tol), (drift, tol)
+
+
 def test_decaying_network_comes_to_rest():
     # Each neuron is active on the other class's sample only, so every margin is
     # negative and the network shrinks towards theta = 0 for good. The polar
