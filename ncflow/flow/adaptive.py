@@ -62,6 +62,7 @@ from ncflow.flow.coordinates import (
     LATE_RTOL_MAX,
     NormCoordinates,
     TauCoordinates,
+    late_rtol,
     margins,
 )
 from ncflow.flow.events import (
@@ -103,15 +104,13 @@ MAX_SHRINK = 0.2  # largest step decrease after a rejected step
 # the stages far from the solution, where the error estimate stops being reliable.
 # The Newton iteration's basin in the fast part of the state shrinks like 1/R. There
 # the support margins are of order R and their differences of order 1. An error of
-# tol = atol + min(rtol, LATE_RTOL_MAX) in the unit directions moves a difference by
-# up to about R tol (an estimate), so a step may grow R by half while R tol <= 1, or
-# below EARLY_NORM_BELOW. The stalls of the NOTE below began at R tol >= 38. On the
-# benchmark problems this takes the runs to error 1e-6 from 1100 to 1034 (binary) and
-# from 732 to 672 (three classes) evaluations.
-# NOTE: a two-class cross-entropy run of a trial (n = 36, D = 6, h = 2) stalls near
-# R = 1.4e8 (R tol = 138) at rtol = 1e-6 with this rule, and at rtol = 1e-3 without
-# it, reaching 1e12 at the other rtol. Newton fails there at every step down to
-# 1e-6 R, as in the stalls of the NOTE below; what kicks the state was not found.
+# tol = atol + late_rtol(rtol, R, x_max) in the unit directions moves a difference
+# by up to about R tol (an estimate), so a step may grow R by half while R tol <= 1,
+# or below EARLY_NORM_BELOW. The stalls of the NOTE below began at R tol >= 38. On
+# the benchmark problems this takes the runs to error 1e-6 from 1100 to 1034
+# (binary) and from 732 to 672 (three classes) evaluations. late_rtol now keeps
+# R tol near 1 / max||x_i||, which ended the stall of a two-class cross-entropy
+# run at R = 1.4e8 (R tol = 138, see coordinates.LATE_MARGIN_SHIFT).
 # NOTE: caps of 0.4 and 0.5 at every R made runs to R = 1e12 stall on roundoff,
 # from R = 3.8e7 (rtol = 1e-2) and 1.3e11 (rtol = 1e-6) on. In one such run
 # (rtol = 1e-8, the binary problem of the tests) a step of 0.5 R from R = 1.19e10
@@ -532,8 +531,12 @@ class AdaptiveFlow:
 
     # -- one step ------------------------------------------------------------
 
+    def _late_rtol(self) -> float:
+        """Return the ``rtol`` of the norm clock at the current state."""
+        return late_rtol(self.rtol, float(self.z[-1]), self.coords.x_max)
+
     def _late_tolerance(self) -> float:
-        return self.atol + min(self.rtol, LATE_RTOL_MAX)
+        return self.atol + self._late_rtol()
 
     @property
     def _exponent(self) -> float:
@@ -1439,7 +1442,7 @@ class AdaptiveFlow:
             return
         if self.coords.clock != "norm2" or landing.step is None:
             return
-        floor = STALL_FRACTION * min(self.rtol, LATE_RTOL_MAX) ** 0.25
+        floor = STALL_FRACTION * self._late_rtol() ** 0.25
         short = landing.step.size < floor * self.z[-1]
         self.short_steps = self.short_steps + 1 if short else 0
         if self.short_steps >= STALL_STEPS:
