@@ -498,21 +498,22 @@ class AdaptiveFlow:
 
     def _residual(self, z: np.ndarray, cluster: list) -> float:
         """Location error of a landing on the boundaries of ``cluster``: the
-        largest ``|<x_i, a_j>|`` relative to ``||x_i|| ||a_j||`` (a cosine).
+        largest ``|<x_i, a_j>| / (||x_i|| ||omega_j||)``.
 
-        With ``D = 1`` that cosine is the sign of the pre-activation everywhere
-        off the boundary, so no landing could meet a tolerance in it. There the
-        scale is the norm of the neuron's whole direction ``omega_j`` instead,
-        the scale on which the state's tolerance bounds ``a_j``.
+        That is the distance of the state from the boundary in the units of
+        the state's tolerance, and so the move of the projection onto it. A
+        cosine (scale ``||a_j||``) would be the sign of the pre-activation
+        where ``a_j`` passes through 0 (with ``D = 1``, at every crossing), so
+        no landing there could meet a tolerance in it.
         """
-        if self.system.D > 1:
-            cos = self._cosines(z)
-            return max(abs(cos[i, j]) for i, j in cluster)
         blocks = self.coords.blocks(z)
-        return max(
-            abs(float(blocks[j, 1])) / float(np.linalg.norm(blocks[j, 1:]))
-            for _, j in cluster
-        )
+        D = self.system.D
+        worst = 0.0
+        for i, j in cluster:
+            value = abs(float(self.problem.X[i] @ blocks[j, 1 : 1 + D]))
+            scale = self.x_norms[i] * float(np.linalg.norm(blocks[j, 1:]))
+            worst = max(worst, value / scale)
+        return worst
 
     def _record(self, kind: str, z: np.ndarray, log_t: float) -> None:
         """Keep the polar state of a record; :meth:`_trajectory` converts them all."""
@@ -798,9 +799,11 @@ class AdaptiveFlow:
                 break
         return s, y
 
-    def _switch(self, cluster: list) -> list | None:
+    def _switch(self, cluster: list, arrived: bool = True) -> list | None:
         """Project the pairs of ``cluster`` onto their boundaries and choose the
-        new pattern. Returns the changed pairs, or None if the flow slides."""
+        new pattern. Returns the changed pairs, or None if the flow slides.
+        ``arrived``: the flow reached the boundaries (False for pairs that
+        start on them)."""
         D = self.system.D
         blocks = self.coords.blocks(self.z)
         # With D = 1 every boundary of a neuron is w_j = 0, so this projection
@@ -846,9 +849,11 @@ class AdaptiveFlow:
         for i, j in cluster:
             trial[i, j] = False
         rates = self._boundary_rates(trial)
-        for (i, j), slope in zip(cluster, rates(trial, cluster)):
+        slopes = rates(trial, cluster)
+        for (i, j), slope in zip(cluster, slopes):
             trial[i, j] = slope > 0
-        self._cross_through(blocks, cluster, before, trial, rates)
+        if arrived:
+            self._cross_through(cluster, slopes, before, trial, rates)
         for (i, j), slope in zip(cluster, rates(trial, cluster)):
             if trial[i, j] and not slope > 0:
                 self.detail = (
@@ -865,31 +870,35 @@ class AdaptiveFlow:
         ]
 
     def _cross_through(
-        self, blocks: np.ndarray, cluster: list, before: np.ndarray, trial, rates
+        self, cluster: list, slopes: list, before: np.ndarray, trial, rates
     ) -> None:
-        """Let a neuron that the projection put at ``a_j = 0`` cross through it.
+        """Let a neuron that the flow moved onto its boundaries with no field
+        left there cross through them.
 
-        The choice above starts from the cluster's pairs inactive. A neuron
-        whose projection removed all of ``a_j`` (with ``D = 1``, every
-        crossing) then has no field at all, so the choice leaves it dead at
-        ``a_j = 0``, a state that the flow only touches: it arrived there with
-        a nonzero velocity. The crossing, every pair of the neuron changing
-        side, is taken instead where it is consistent: the newly active pairs
-        move up and the others do not. Otherwise the neuron stays dead, as the
-        flow does when both sides push it back to 0.
+        The choice above starts from the cluster's pairs inactive. Where that
+        leaves a neuron without an active pair and with no field across any of
+        its cluster's boundaries, it would stay there for good: a neuron whose
+        projection removed all of ``a_j`` (with ``D = 1``, every crossing), or
+        whose ``a_j`` is left orthogonal to every sample it could act on. The
+        flow only passes through such a state, since it arrived with a nonzero
+        velocity. The crossing, every pair of the neuron changing side, is
+        taken instead where it is consistent: the newly active pairs move up
+        and the others do not. Otherwise the neuron stays, as the flow does
+        when both sides push it back.
         """
-        D = self.system.D
         for j in sorted({j for _, j in cluster}):
-            if np.any(blocks[j, 1 : 1 + D]) or trial[:, j].any():
+            pairs = [k for k, (_, jj) in enumerate(cluster) if jj == j]
+            if trial[:, j].any() or any(slopes[k] != 0.0 for k in pairs):
                 continue
-            pairs = [(i, jj) for i, jj in cluster if jj == j]
             crossed = trial.copy()
-            for i, _ in pairs:
+            for k in pairs:
+                i = cluster[k][0]
                 crossed[i, j] = not before[i, j]
-            slopes = rates(crossed, pairs)
+            neuron_pairs = [cluster[k] for k in pairs]
+            crossed_slopes = rates(crossed, neuron_pairs)
             if all(
                 slope > 0 if crossed[i, j] else slope <= 0
-                for (i, _), slope in zip(pairs, slopes)
+                for (i, _), slope in zip(neuron_pairs, crossed_slopes)
             ):
                 trial[:, j] = crossed[:, j]
 
@@ -1133,7 +1142,7 @@ class AdaptiveFlow:
             )
             if on_boundary.size:
                 cluster = [(int(i), int(j)) for i, j in on_boundary]
-                changed = self._switch(cluster)
+                changed = self._switch(cluster, arrived=False)
                 if changed is None:
                     self.status = res.STATUS_SLIDING
                 elif changed:

@@ -151,8 +151,9 @@ class ActivationEvent:
         ``(sample i, neuron j, active after)`` for each pre-activation
         ``<x_i, w_j>`` that crossed 0.
     residual : float
-        Largest ``|<x_i, w_j>| / (||x_i|| ||w_j||)`` at the located point,
-        before it is projected to 0: the location error, in cosine units.
+        Largest ``|<x_i, w_j>| / (||x_i|| ||(w_j, v_j)||)`` at the located
+        point, before it is projected to 0: the location error, in the units of
+        the integrator's tolerance on the neuron's direction.
     """
 
     log_t: float

@@ -427,6 +427,12 @@ def _antipodal_run(max_steps: int):
 def test_nearly_parallel_crossing_is_left_behind():
     result = _antipodal_run(2000)
     assert result.status == STATUS_TERMINAL_EVENT, result.message
+    # Neuron 3 leaves x_2 as its last active sample and meets -x_2 ~ x_0 at the
+    # same time. x_0 and x_2 have opposite labels, so the field with x_0 active
+    # moves <x_0, w_3> up: the flow crosses, and the neuron goes on active on x_0
+    # instead of stopping with no active sample.
+    crossing = next(e for e in result.activation_events if (2, 3, False) in e.pairs)
+    assert (0, 3, True) in crossing.pairs
 
 
 @pytest.mark.parametrize("rtol", [1e-2, 1e-3])
@@ -466,9 +472,11 @@ def test_close_boundaries_keep_neuron(rtol):
 
 
 def test_repeated_idle_crossing_ends_the_run(monkeypatch):
-    # Without the per-pair offsets the crossing above repeats; the run must then
+    # Without the per-pair offsets, and with the neuron left without field at the
+    # crossing above instead of crossing, that crossing repeats. The run must then
     # stop after IDLE_LANDINGS landings, with the pairs named, not at max_steps.
     monkeypatch.setattr(adaptive.AdaptiveFlow, "_set_offsets", lambda self, c: None)
+    monkeypatch.setattr(adaptive.AdaptiveFlow, "_cross_through", lambda self, *a: None)
     result = _antipodal_run(2000)
     assert result.status == STATUS_STEP_FAILURE, result.message
     assert "found again at the start of every step" in result.message

@@ -901,44 +901,93 @@ def test_separated_uses_run_groups():
     assert result.t_events[0][0] == result.separation_log_t
 
 
+# With D = 1 a boundary of neuron j is w_j = 0 for every sample at once, so a
+# crossing projects w_j onto 0. In D = 2 the same happens where w_j passes through
+# 0, or where the samples lie on one line and w_j keeps only a part orthogonal to
+# it. Each case has a direction u with y_i <x_i, u> > 0 for every sample, so under
+# the exponential loss <dw_j/dt, u> has the sign of v_j whichever side is active.
+# A neuron with sign(<w_j, u>) != sign(v_j) therefore moves through the boundary
+# and grows on the other side, and every neuron ends with sign(<w_j, u>) = sign(v_j).
+# A neuron left on the boundary, with no field once every pair is inactive, fails.
+_LINE = np.array([[1.0], [1.5], [0.7], [-1.2], [-0.6], [-2.0]])
+_LINE_W = np.array([[0.2, -0.3, 0.8, -0.5]])  # neurons 0 and 1 on the wrong side
+_LINE_V = np.array([[-1.0, 0.9, 0.9, -0.6]])
+_CROSSING_CASES = {
+    "one input": (_LINE, _LINE_W, _LINE_V, [1.0], {0, 1}),
+    # A second input that no sample uses: w_j keeps its tiny second entry.
+    "unused input": (
+        np.hstack([_LINE, np.zeros((6, 1))]),
+        np.vstack([_LINE_W, np.full((1, 4), 1e-20)]),
+        _LINE_V,
+        [1.0, 0.0],
+        {0, 1},
+    ),
+    # Samples +-e_1, +-e_2; neuron 0 moves down the diagonal through w_0 = 0.
+    "through zero": (
+        np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]),
+        np.array([[0.2, 0.5, -0.4], [0.2, 0.5, -0.4]]),
+        np.array([[-0.9, 0.5, -0.4]]),
+        [1.0, 1.0],
+        {0},
+    ),
+}
+
+
 @pytest.mark.parametrize("frozen", [True, False])
-def test_neurons_cross_zero_in_one_dimension(monkeypatch, frozen):
-    # With D = 1 a boundary of neuron j is w_j = 0 for every sample at once, so a
-    # crossing projects w_j onto 0. In the exponential loss y_i x_i > 0 for every
-    # sample, so dw_j/dt has the sign of v_j whichever side is active. A neuron
-    # with sign(w_j) != sign(v_j) therefore moves through 0 and grows on the
-    # other side, and every neuron ends with sign(w_j) = sign(v_j). A neuron left
-    # at w_j = 0, with no field once every pair is inactive, fails that.
+@pytest.mark.parametrize("case", sorted(_CROSSING_CASES))
+def test_neurons_cross_where_no_field_is_left(monkeypatch, case, frozen):
     monkeypatch.setattr(adaptive, "FROZEN_STEPS", frozen)
-    X = np.array([[1.0], [1.5], [0.7], [-1.2], [-0.6], [-2.0]])
-    problem = Problem(X, np.array([0, 0, 0, 1, 1, 1]), 2, "exponential")
-    # Neurons 0 and 1 start on the wrong side of 0 for their output sign.
-    W = np.array([[0.2, -0.3, 0.8, -0.5]])
-    V = np.array([[-1.0, 0.9, 0.9, -0.6]])
+    X, W, V, u, expected = _CROSSING_CASES[case]
+    half = len(X) // 2
+    problem = Problem(X, np.repeat([0, 1], half), 2, "exponential")
     params0 = Parameters(1e-3 * W, 1e-3 * V)
 
     result = solve_flow(problem, params0, rtol=1e-8, atol=1e-12, t_max=1e3)
 
     assert result.status == res.STATUS_END_OF_SPAN, result.message
     crossed = {j for event in result.activation_events for _, j, _ in event.pairs}
-    assert crossed == {0, 1}
-    W1, V1 = result.params.W[0], result.params.V[0]
-    assert np.all(np.sign(W1) == np.sign(V1)), (W1, V1)
+    assert crossed == expected
+    W1, V1 = result.params.W, result.params.V[0]
+    assert np.all(np.sign(np.asarray(u) @ W1) == np.sign(V1)), (W1, V1)
     residuals = [event.residual for event in result.activation_events]
     assert max(residuals) <= 1e-8
 
-    # C1: c_j = v_j^2 - w_j^2 is conserved through the crossing. Each accepted
-    # step errs by at most delta = atol + rtol in sigma_j and in each of the two
-    # entries of the unit omega_j. Each projection onto w_j = 0 moves
-    # w_j / ||theta_j|| by its residual. Either changes c_j by at most
-    # 2 delta (1 + sqrt(2)) ||theta_j||^2, and the changes add up. ||theta_j||
-    # grows, so its final value bounds it over the run.
+    # C1: c_j = ||v_j||^2 - ||w_j||^2 is conserved through the crossings. Each
+    # accepted step errs by at most delta = atol + rtol in sigma_j and in each of
+    # the D + 1 entries of the unit omega_j, and each projection onto a boundary
+    # moves omega_j by its residual. Either changes c_j by at most
+    # 2 delta (1 + sqrt(D + 1)) ||theta_j||^2, and the changes add up.
+    # ||theta_j|| grows, so its final value bounds it over the run.
     delta = max(1e-8 + 1e-12, max(residuals))
     count = result.n_accepted + len(residuals)
-    norm2 = V1**2 + W1**2
-    tol = (2 * delta * (1 + math.sqrt(2)) * count + 2 * EPS) * norm2
-    drift = np.abs((V1**2 - W1**2) - 1e-6 * (V[0] ** 2 - W[0] ** 2))
+    norm2 = V1**2 + np.sum(W1**2, axis=0)
+    size = problem.D + 1
+    tol = (2 * delta * (1 + math.sqrt(size)) * count + size * EPS) * norm2
+    balance0 = 1e-6 * (V[0] ** 2 - np.sum(W**2, axis=0))
+    drift = np.abs((V1**2 - np.sum(W1**2, axis=0)) - balance0)
     assert np.all(drift <= tol), (drift, tol)
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+@pytest.mark.parametrize(
+    "X, W",
+    [
+        (np.array([[1.0], [2.0]]), np.array([[0.0]])),
+        (np.array([[1.0, 0.2], [2.0, 0.1]]), np.array([[0.0], [0.0]])),
+    ],
+)
+def test_neuron_starting_at_zero_stays(monkeypatch, X, W, frozen):
+    # With relu'(0) = 0 a neuron with w_j = 0 has no gradient, so the flow keeps it
+    # at theta_j(0): it did not arrive there, and no crossing continues it.
+    monkeypatch.setattr(adaptive, "FROZEN_STEPS", frozen)
+    problem = Problem(X, np.array([0, 1]), 2, "exponential")
+    params0 = Parameters(W, np.array([[-0.1]]))
+
+    result = solve_flow(problem, params0, rtol=1e-8, atol=1e-12, t_max=10.0)
+
+    assert result.status == res.STATUS_STATIONARY, result.message
+    assert result.activation_events == []
+    assert np.all(result.params.W == 0.0)
 
 
 def test_decaying_network_comes_to_rest():
