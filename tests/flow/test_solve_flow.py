@@ -269,11 +269,14 @@ def test_late_explicit_steps_enter_norm_clock():
     assert clocks[-1] == "norm2"
 
 
-def test_late_tolerance_follows_margin_scale():
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_late_tolerance_follows_margin_scale(scale):
     # Two classes around +u and -u with a spread orthogonal to u, two neurons,
     # cross-entropy. With the late directions kept to rtol = 1e-6 alone, the run
     # stopped near R = 1.4e8 (R rtol = 138), where Newton's iteration failed at
     # every step down to 1e-6 R. Keeping R rtol <= 1 / max||x_i|| takes it on.
+    # With X scaled by 30 the run stopped near R = 2.6e7 that way, and at
+    # R = 9e11 on roundoff where the bound went on below LATE_RTOL_MIN.
     rng = np.random.default_rng(140)
     n, D = 36, 6
     u = rng.standard_normal(D)
@@ -282,7 +285,7 @@ def test_late_tolerance_follows_margin_scale():
     noise = 0.25 * rng.standard_normal((n, D))
     noise -= np.outer(noise @ u, u)
     X = signs[:, None] * u * rng.uniform(1.0, 2.0, n)[:, None] + noise
-    problem = Problem(X, (signs < 0).astype(int), 2, "cross_entropy")
+    problem = Problem(scale * X, (signs < 0).astype(int), 2, "cross_entropy")
     params0 = balanced_init(balanced_shapes(rng, D, 2, 2), 1e-2)
 
     result = solve_flow(problem, params0, rtol=1e-6, events=Norm2Above(1e12))
