@@ -875,13 +875,13 @@ class AdaptiveFlow:
         """Let a neuron that the flow moved onto its boundaries with no field
         left there cross through them.
 
-        The choice above starts from the cluster's pairs inactive. Where that
-        leaves a neuron without an active pair and with no field across any of
-        its cluster's boundaries, it would stay there for good: a neuron whose
-        projection removed all of ``a_j`` (with ``D = 1``, every crossing), or
-        whose ``a_j`` is left orthogonal to every sample it could act on. The
-        flow only passes through such a state, since it arrived with a nonzero
-        velocity. The crossing, every pair of the neuron changing side, is
+        The choice above starts from the cluster's pairs inactive. That can
+        leave a neuron without an active pair and with no field across any of
+        its cluster's boundaries, so that it would stay there for good. This
+        happens where the projection removed all of ``a_j`` (with ``D = 1``, at
+        every crossing), or left ``a_j`` orthogonal to every sample it could
+        act on. The flow only passes through such a state, since it arrived
+        with a nonzero velocity. The crossing, every pair of the neuron changing side, is
         taken instead where it is consistent: the newly active pairs move up
         and the others do not. Otherwise the neuron stays, as the flow does
         when both sides push it back.
