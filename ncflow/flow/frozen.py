@@ -33,7 +33,7 @@ comes within a small tolerance of 0. An earlier search by interval bounds on a
 grid reported roots where the function stayed above 0, and resolving those made
 three-class runs up to 15 times slower than the Runge-Kutta steps. On twelve
 three-class starts (``benchmarks/bench_frozen.py``) the certified search took
-the same activation changes as the Runge-Kutta steps with 3.5 to 12.8 times
+the same activation changes as the Runge-Kutta steps with 3.4 to 12.8 times
 fewer gradient evaluations.
 
 The code measures time in units of ``1/N`` at the step's start (``tau - tau_0``
