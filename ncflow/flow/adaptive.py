@@ -105,12 +105,13 @@ MAX_SHRINK = 0.2  # largest step decrease after a rejected step
 # The Newton iteration's basin in the fast part of the state shrinks like 1/R. There
 # the support margins are of order R and their differences of order 1. An error of
 # tol = atol + late_rtol(rtol, R, x_max) in the unit directions moves a difference
-# by up to about R tol (an estimate), so a step may grow R by half while R tol <= 1,
-# or below EARLY_NORM_BELOW. The stalls of the NOTE below began at R tol >= 38. On
-# the benchmark problems this takes the runs to error 1e-6 from 1100 to 1034
-# (binary) and from 732 to 672 (three classes) evaluations. late_rtol now keeps
-# R tol near 1 / max||x_i||, which ended the stall of a two-class cross-entropy
-# run at R = 1.4e8 (R tol = 138, see coordinates.LATE_MARGIN_SHIFT).
+# by up to about R max||x_i|| tol (an estimate, see coordinates.LATE_MARGIN_SHIFT),
+# so a step may grow R by half while that shift is at most EARLY_NORM_SHIFT, or
+# below EARLY_NORM_BELOW. late_rtol keeps the shift at 1 up to R max||x_i|| = 1e10,
+# where its floor takes over. The stalls of the NOTE below began at R tol >= 38,
+# with tol = atol + min(rtol, 1e-6) and data norms up to 2. Before late_rtol this
+# rule read R tol <= 1, and it took the benchmark runs to error 1e-6 from 1100 to
+# 1034 (binary) and from 732 to 672 (three classes) evaluations.
 # NOTE: caps of 0.4 and 0.5 at every R made runs to R = 1e12 stall on roundoff,
 # from R = 3.8e7 (rtol = 1e-2) and 1.3e11 (rtol = 1e-6) on. In one such run
 # (rtol = 1e-8, the binary problem of the tests) a step of 0.5 R from R = 1.19e10
@@ -121,6 +122,9 @@ MAX_SHRINK = 0.2  # largest step decrease after a rejected step
 MAX_NORM_STEP = 0.25
 EARLY_NORM_STEP = 0.5
 EARLY_NORM_BELOW = 1e4
+# Twice the shift late_rtol allows, so that atol and roundoff do not end the larger
+# steps while late_rtol's bound applies.
+EARLY_NORM_SHIFT = 2.0
 # The norm clock starts only once R = ||theta||^2 is at least this. Below R = 1
 # the outputs are small, the flow is not stiff in tau (its stiffness grows like
 # R), and the neurons' log-norms less log(R) / 2 still change like log R, which
@@ -252,11 +256,12 @@ LOG_NORM2_FLOOR = 2 * math.log(np.finfo(np.float64).tiny)
 RETRY = object()
 
 
-def _norm_step_cap(R: float, tolerance: float) -> float:
+def _norm_step_cap(R: float, shift: float) -> float:
     """Return the largest step in the norm clock from ``R``: ``EARLY_NORM_STEP R``
-    below ``EARLY_NORM_BELOW`` or while ``R * tolerance <= 1``,
+    below ``EARLY_NORM_BELOW`` or while the margin shift that the tolerance
+    allows, ``shift = R max||x_i|| tol``, is at most ``EARLY_NORM_SHIFT``;
     ``MAX_NORM_STEP R`` from there on."""
-    early = R < EARLY_NORM_BELOW or R * tolerance <= 1.0
+    early = R < EARLY_NORM_BELOW or shift <= EARLY_NORM_SHIFT
     return (EARLY_NORM_STEP if early else MAX_NORM_STEP) * R
 
 
@@ -442,6 +447,9 @@ class AdaptiveFlow:
         self.noise_limited = 0
         self.dense_landings = 0  # crossings landed on without a second step
         self.noise_floor = 0.0
+        # Whether a step was accepted on the floor of its error estimate (not only
+        # on that of its Newton iteration, which stays within one tolerance).
+        self.estimate_floor = False
         self.attempts = 0  # attempted steps, against max_steps
         self.frozen_steps = 0
         # Whether self.ev is older than the state (a frozen step in progress).
@@ -536,8 +544,19 @@ class AdaptiveFlow:
         """Return the ``rtol`` of the norm clock at the current state."""
         return late_rtol(self.rtol, float(self.z[-1]), self.coords.x_max)
 
-    def _late_tolerance(self) -> float:
-        return self.atol + self._late_rtol()
+    def _landing_tolerance(self) -> float:
+        """Return the largest landing residual accepted: ``rtol``, and in the
+        norm clock the ``rtol`` its error scale uses, so that the projection
+        onto a boundary moves the state by no more than a step may."""
+        if self.coords.clock == "norm2":
+            return self._late_rtol()
+        return self.rtol
+
+    def _late_shift(self) -> float:
+        """Return the margin shift ``R max||x_i|| (atol + late rtol)`` that the
+        norm clock's tolerance allows at the current state."""
+        R = float(self.z[-1])
+        return R * self.coords.x_max * (self.atol + self._late_rtol())
 
     @property
     def _exponent(self) -> float:
@@ -583,6 +602,7 @@ class AdaptiveFlow:
                 # below it, so the step is taken and the floor is reported.
                 self.noise_limited += 1
                 self.noise_floor = max(self.noise_floor, self.noise)
+                self.estimate_floor = True
                 return step, min(err, 1.0)
         return step, err
 
@@ -712,7 +732,7 @@ class AdaptiveFlow:
                 s, cluster = s * earlier, other
                 continue
             residual = self._residual(sub.y1, cluster)
-            if residual <= self.rtol:
+            if residual <= self._landing_tolerance():
                 return _Landing(
                     sub, self._clock(sub), err, cluster=cluster, residual=residual
                 )
@@ -759,7 +779,7 @@ class AdaptiveFlow:
         if not err <= 1.0:
             return None
         residual = self._residual(y1, cluster)
-        if residual > self.rtol:
+        if residual > self._landing_tolerance():
             return None
         partial = _dense_log_integral(rates, step.size, s)
         if partial is None:
@@ -881,10 +901,10 @@ class AdaptiveFlow:
         happens where the projection removed all of ``a_j`` (with ``D = 1``, at
         every crossing), or left ``a_j`` orthogonal to every sample it could
         act on. The flow only passes through such a state, since it arrived
-        with a nonzero velocity. The crossing, every pair of the neuron changing side, is
-        taken instead where it is consistent: the newly active pairs move up
-        and the others do not. Otherwise the neuron stays, as the flow does
-        when both sides push it back.
+        with a nonzero velocity. The crossing, every pair of the neuron
+        changing side, is taken instead where it is consistent: the newly
+        active pairs move up and the others do not. Otherwise the neuron
+        stays, as the flow does when both sides push it back.
         """
         for j in sorted({j for _, j in cluster}):
             pairs = [k for k, (_, jj) in enumerate(cluster) if jj == j]
@@ -1090,7 +1110,7 @@ class AdaptiveFlow:
         # The same step in tau is h * exp(log dtau/ds) in either variable.
         converted = size * math.exp(old_rate - new_rate)
         if self.coords.clock == "norm2":
-            cap = _norm_step_cap(self.z[-1], self._late_tolerance())
+            cap = _norm_step_cap(self.z[-1], self._late_shift())
             converted = min(converted, cap)
         return converted
 
@@ -1241,7 +1261,7 @@ class AdaptiveFlow:
             if self.status is None:
                 size = self._choose_coordinates(size)
                 if self.coords.clock == "norm2":
-                    size = min(size, _norm_step_cap(self.z[-1], self._late_tolerance()))
+                    size = min(size, _norm_step_cap(self.z[-1], self._late_shift()))
                 self._check_progress(landing, size)
         return self._finish()
 
@@ -1698,10 +1718,10 @@ class AdaptiveFlow:
                 "noise floor of the error estimate or of the Newton iteration, at up "
                 f"to {self.noise_floor:.3g} times the tolerance"
             )
-            # A step is accepted on the error-estimate floor only when its
-            # estimate is above 1 and within NOISE_MARGIN times the floor, so a
-            # floor below 1 / NOISE_MARGIN comes from Newton iterations alone.
-            if self.noise_floor < 1.0 / NOISE_MARGIN:
+            # A Newton iteration stops on its floor only within NOISE_CORRECTION
+            # (one tolerance) of convergence. A step accepted on the floor of its
+            # error estimate has an estimate above 1, and only roundoff bounds it.
+            if not self.estimate_floor:
                 message += ", below it, so rtol was still met"
             else:
                 message += ": on those steps roundoff, not rtol, bounds the error"
