@@ -72,9 +72,10 @@ LATE_MARGIN_SHIFT = 1.0
 # problems then take 3 % fewer to 2 % more gradient evaluations to R = 1e12, and
 # three random two-class problems 6 to 14 % more, with the same margins to 1e-14.
 # NOTE: from R max||x_i|| = 1e10 on the floor lets R max||x_i|| delta grow past 1
-# again, as before the bound. No run measured here stalled there, but the two-class
-# run above with X scaled by 100 still stops on roundoff near R = 2e10 at
-# rtol = 1e-6 (at R = 3.5e6 without the bound).
+# again, as before the bound. No run measured here stalled there before the
+# roundoff limit: the two-class run above with X scaled by 100 stops at R = 3.2e11
+# and 8.4e11 at rtol 1e-2 and 1e-6 (eps R max||x_i|| of 0.015 and 0.04), where it
+# stopped near 3.5e6 without the bound, and reaches 1e12 at rtol = 1e-10.
 LATE_RTOL_MIN = 1e-10
 
 
