@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 
 from benchmarks.problems import (
-    best_process_time,
+    best_patched_time,
     binary_problem,
     margin_error,
     three_class_problem,
     write_report,
 )
-from ncflow.flow import Norm2Above, linear, solve_flow
+from ncflow.flow import linear
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RTOL = 1e-8
@@ -47,18 +46,17 @@ CASES = [
 
 def _run(bp, smallest: int, repeats: int) -> tuple[float, object]:
     """Best process time of ``repeats`` runs with ``MIN_BLOCK_SIZE = smallest``."""
-
-    def run():
-        return solve_flow(
-            bp.problem,
-            bp.params0,
-            rtol=RTOL,
-            atol=ATOL,
-            events=[Norm2Above(STOP_NORM2)],
-        )
-
-    with mock.patch.object(linear, "MIN_BLOCK_SIZE", smallest):
-        return best_process_time(run, repeats)
+    return best_patched_time(
+        linear,
+        "MIN_BLOCK_SIZE",
+        smallest,
+        bp.problem,
+        bp.params0,
+        repeats,
+        rtol=RTOL,
+        atol=ATOL,
+        stop_norm2=STOP_NORM2,
+    )
 
 
 def bench_case(make, n: int, D: int, h: int, repeats: int) -> dict:

@@ -24,17 +24,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 
 from benchmarks.problems import (
-    best_process_time,
+    best_patched_time,
     binary_problem,
     three_class_problem,
     write_report,
 )
-from ncflow.flow import Norm2Above, adaptive, solve_flow
+from ncflow.flow import adaptive
 from ncflow.init import balanced_init, balanced_shapes
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -48,18 +47,17 @@ SHAPE_SEEDS = range(6)
 def _run(problem, params0, frozen: bool, repeats: int) -> tuple[float, object]:
     """Return the best process time of ``repeats`` runs, with or without frozen
     steps, and the last result."""
-
-    def run():
-        return solve_flow(
-            problem,
-            params0,
-            rtol=RTOL,
-            atol=ATOL,
-            events=[Norm2Above(STOP_NORM2)],
-        )
-
-    with mock.patch.object(adaptive, "FROZEN_STEPS", frozen):
-        return best_process_time(run, repeats)
+    return best_patched_time(
+        adaptive,
+        "FROZEN_STEPS",
+        frozen,
+        problem,
+        params0,
+        repeats,
+        rtol=RTOL,
+        atol=ATOL,
+        stop_norm2=STOP_NORM2,
+    )
 
 
 def _largest_difference(a, b) -> float:

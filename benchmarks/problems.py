@@ -31,11 +31,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
 
 from ncflow.data import Dataset
+from ncflow.flow import Norm2Above, solve_flow
 from ncflow.geometry import (
     a5_ratio,
     class_max_margins,
@@ -225,6 +227,21 @@ def best_process_time(run, repeats: int) -> tuple[float, object]:
         result = run()
         best = min(best, time.process_time() - start)
     return best, result
+
+
+def best_patched_time(
+    target, name: str, value, problem, params0, repeats: int, **options
+) -> tuple[float, object]:
+    """Return the best process time of ``repeats`` adaptive runs to
+    ``||theta||^2 = stop_norm2`` with ``target.name`` set to ``value``, and the
+    last result. ``options``: ``rtol``, ``atol`` and ``stop_norm2``."""
+    stop = options.pop("stop_norm2")
+
+    def run():
+        return solve_flow(problem, params0, events=[Norm2Above(stop)], **options)
+
+    with mock.patch.object(target, name, value):
+        return best_process_time(run, repeats)
 
 
 def write_report(output: Path, settings: dict, rows: list) -> None:
