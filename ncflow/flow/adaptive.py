@@ -59,6 +59,7 @@ from ncflow._numeric import find_root, find_root_newton
 from ncflow.flow import result as res
 from ncflow.flow.clock import NODES, NORM_NODES, StepClock, add_log, sub_log
 from ncflow.flow.coordinates import (
+    LATE_MARGIN_SHIFT,
     LATE_RTOL_MAX,
     NormCoordinates,
     TauCoordinates,
@@ -124,7 +125,7 @@ EARLY_NORM_STEP = 0.5
 EARLY_NORM_BELOW = 1e4
 # Twice the shift late_rtol allows, so that atol and roundoff do not end the larger
 # steps while late_rtol's bound applies.
-EARLY_NORM_SHIFT = 2.0
+EARLY_NORM_SHIFT = 2 * LATE_MARGIN_SHIFT
 # The norm clock starts only once R = ||theta||^2 is at least this. Below R = 1
 # the outputs are small, the flow is not stiff in tau (its stiffness grows like
 # R), and the neurons' log-norms less log(R) / 2 still change like log R, which

@@ -474,11 +474,11 @@ def test_close_boundaries_keep_neuron(rtol):
 
 
 def test_repeated_idle_crossing_ends_the_run(monkeypatch):
-    # Without the per-pair offsets, and with the neuron left without field at the
-    # crossing above instead of crossing, that crossing repeats. The run must then
-    # stop after IDLE_LANDINGS landings, with the pairs named, not at max_steps.
-    # The unpatched code does not reach that state on this problem; the stop is a
-    # safeguard against crossings that nothing else ends.
+    # Without the per-pair offsets, and with _cross_through disabled so that the
+    # neuron stays without field at the crossing above, that crossing repeats. The
+    # run must then stop after IDLE_LANDINGS landings, with the pairs named, not at
+    # max_steps. The unpatched code does not reach that state on this problem, so
+    # the stop is a safeguard against crossings that nothing else ends.
     monkeypatch.setattr(adaptive.AdaptiveFlow, "_set_offsets", lambda self, c: None)
     monkeypatch.setattr(adaptive.AdaptiveFlow, "_cross_through", lambda self, *a: None)
     result = _antipodal_run(2000)

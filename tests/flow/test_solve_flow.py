@@ -955,7 +955,7 @@ _CROSSING_CASES = {
 
 @pytest.mark.parametrize("frozen", [True, False])
 @pytest.mark.parametrize("case", sorted(_CROSSING_CASES))
-def test_neurons_cross_where_no_field_is_left(monkeypatch, case, frozen):
+def test_neurons_cross_boundary_without_field(monkeypatch, case, frozen):
     monkeypatch.setattr(adaptive, "FROZEN_STEPS", frozen)
     X, W, V, u, expected = _CROSSING_CASES[case]
     half = len(X) // 2
