@@ -16,9 +16,10 @@ coordinates of ``polar.py``:
   stiffness grows like ``||theta||^2``), or once every sample is classified
   and the explicit steps grow ``log R`` only slowly or ``R`` reaches
   ``LATE_EXPLICIT_MAX``, with the L-stable, fully implicit
-  Radau IIA method of ``radau.py``, in the clock ``R = ||theta||^2`` when every
-  sample is classified correctly and ``R >= 1`` (``coordinates.NormCoordinates``,
-  ``NORM_CLOCK_MIN``) and in ``tau`` otherwise. Its Newton iteration starts
+  Radau IIA method of ``radau.py``, in the clock ``u = -||theta||^-1`` when
+  every sample is classified correctly and ``R = ||theta||^2 >= 1``
+  (``coordinates.NormCoordinates``, ``NORM_CLOCK_MIN``) and in ``tau``
+  otherwise. Its Newton iteration starts
   from the previous step's collocation polynomial, extended over the new step:
   late in a multi-class run the fast part of the flow is exponentially
   nonlinear at the scale ``1/||theta||^2`` of the directions, and only a start
@@ -57,7 +58,14 @@ import numpy as np
 
 from ncflow._numeric import find_root, find_root_newton
 from ncflow.flow import result as res
-from ncflow.flow.clock import NODES, NORM_NODES, StepClock, add_log, sub_log
+from ncflow.flow.clock import (
+    NODES,
+    NORM_NODES,
+    NormStepClock,
+    StepClock,
+    add_log,
+    sub_log,
+)
 from ncflow.flow.coordinates import (
     LATE_MARGIN_SHIFT,
     LATE_RTOL_MAX,
@@ -107,21 +115,28 @@ MAX_SHRINK = 0.2  # largest step decrease after a rejected step
 # the support margins are of order R and their differences of order 1. An error of
 # tol = atol + late_rtol(rtol, R, x_max) in the unit directions moves a difference
 # by up to about R max||x_i|| tol (an estimate, see coordinates.LATE_MARGIN_SHIFT),
-# so a step may grow R by half while that shift is at most EARLY_NORM_SHIFT, or
-# below EARLY_NORM_BELOW. late_rtol keeps the shift at 1 up to R max||x_i|| = 1e10,
+# so a step may double R while that shift is at most EARLY_NORM_SHIFT, or below
+# EARLY_NORM_BELOW. late_rtol keeps the shift at 1 up to R max||x_i|| = 1e10,
 # where its floor takes over. The stalls of the NOTE below began at R tol >= 38,
-# with tol = atol + min(rtol, 1e-6) and data norms up to 2. Before late_rtol this
-# rule read R tol <= 1, and it took the benchmark runs to error 1e-6 from 1100 to
-# 1034 (binary) and from 732 to 672 (three classes) evaluations.
-# NOTE: caps of 0.4 and 0.5 at every R made runs to R = 1e12 stall on roundoff,
-# from R = 3.8e7 (rtol = 1e-2) and 1.3e11 (rtol = 1e-6) on. In one such run
-# (rtol = 1e-8, the binary problem of the tests) a step of 0.5 R from R = 1.19e10
-# met rtol but moved the difference of two support margins, which are of order R,
-# by about 10: their loss weights fell from 0.05 to 0. From that state the Newton
-# iteration failed at every step size down to 1e-6 R. Why smaller caps keep
-# that error below 1 was not worked out.
+# with tol = atol + min(rtol, 1e-6) and data norms up to 2.
+# Measured in the clock u = -R^(-1/2) on 21 runs to R = 1e12 (the two benchmark
+# problems, the binary one with X scaled by 30 and 100, the cross-entropy problem
+# of the tests with X scaled by 1, 30 and 100; rtol 1e-2, 1e-6 and 1e-10): with
+# EARLY_NORM_STEP = 1 all reached 1e12; with 0.5 the cross-entropy run scaled by
+# 100 stopped on roundoff at R = 2e11 (rtol = 1e-6), and with 3 at 8.7e11. Against
+# 0.5, a cap of 1 takes the benchmark runs to error 1e-6 at rtol = 1e-6 from 821
+# to 752 (binary) and from 618 to 615 (three classes) evaluations.
+# NOTE: caps of 0.4 and 0.5 at every R made runs to R = 1e12 stall on roundoff in
+# the clock R, from R = 3.8e7 (rtol = 1e-2) and 1.3e11 (rtol = 1e-6) on. In one
+# such run (rtol = 1e-8, the binary problem of the tests) a step of 0.5 R from
+# R = 1.19e10 met rtol but moved the difference of two support margins, which are
+# of order R, by about 10: their loss weights fell from 0.05 to 0. From that
+# state the Newton iteration failed at every step size down to 1e-6 R. In the
+# clock u, MAX_NORM_STEP = 0.5 stopped 5 of the 21 runs above on roundoff, all
+# with X scaled by 100, between R = 1.7e11 and 5.4e11. Why smaller caps keep that
+# error below 1 was not worked out.
 MAX_NORM_STEP = 0.25
-EARLY_NORM_STEP = 0.5
+EARLY_NORM_STEP = 1.0
 EARLY_NORM_BELOW = 1e4
 # Twice the shift late_rtol allows, so that atol and roundoff do not end the larger
 # steps while late_rtol's bound applies.
@@ -257,13 +272,15 @@ LOG_NORM2_FLOOR = 2 * math.log(np.finfo(np.float64).tiny)
 RETRY = object()
 
 
-def _norm_step_cap(R: float, shift: float) -> float:
-    """Return the largest step in the norm clock from ``R``: ``EARLY_NORM_STEP R``
-    below ``EARLY_NORM_BELOW`` or while the margin shift that the tolerance
-    allows, ``shift = R max||x_i|| tol``, is at most ``EARLY_NORM_SHIFT``;
-    ``MAX_NORM_STEP R`` from there on."""
-    early = R < EARLY_NORM_BELOW or shift <= EARLY_NORM_SHIFT
-    return (EARLY_NORM_STEP if early else MAX_NORM_STEP) * R
+def _norm_step_cap(u: float, shift: float) -> float:
+    """Return the largest step in the norm clock from ``u = -R^(-1/2)``: the
+    step that grows ``R`` by ``EARLY_NORM_STEP R`` below ``EARLY_NORM_BELOW`` or
+    while the margin shift that the tolerance allows, ``shift = R max||x_i||
+    tol``, is at most ``EARLY_NORM_SHIFT``, and by ``MAX_NORM_STEP R`` from there
+    on."""
+    early = u**-2 < EARLY_NORM_BELOW or shift <= EARLY_NORM_SHIFT
+    growth = EARLY_NORM_STEP if early else MAX_NORM_STEP
+    return -u * (1.0 - (1.0 + growth) ** -0.5)
 
 
 @dataclass
@@ -543,7 +560,7 @@ class AdaptiveFlow:
 
     def _late_rtol(self) -> float:
         """Return the ``rtol`` of the norm clock at the current state."""
-        return late_rtol(self.rtol, float(self.z[-1]), self.coords.x_max)
+        return late_rtol(self.rtol, self.coords.norm2(self.z), self.coords.x_max)
 
     def _landing_tolerance(self) -> float:
         """Return the largest landing residual accepted: ``rtol``, and in the
@@ -556,8 +573,16 @@ class AdaptiveFlow:
     def _late_shift(self) -> float:
         """Return the margin shift ``R max||x_i|| (atol + late rtol)`` that the
         norm clock's tolerance allows at the current state."""
-        R = float(self.z[-1])
+        R = self.coords.norm2(self.z)
         return R * self.coords.x_max * (self.atol + self._late_rtol())
+
+    def _stage_scale(self, size: float) -> np.ndarray | None:
+        """Growth of the right-hand side's scale ``dR/du = 2 R^(3/2)`` from the
+        step start to each Radau stage, in the norm clock (None elsewhere)."""
+        if self.coords.clock != "norm2":
+            return None
+        u = float(self.z[-1])
+        return (u / (u + RADAU_NODES * size)) ** 3
 
     @property
     def _exponent(self) -> float:
@@ -577,6 +602,7 @@ class AdaptiveFlow:
                     scale,
                     self._guess(size),
                     rhs_many=self._rhs_many,
+                    stage_scale=self._stage_scale(size),
                 )
                 self.nlu += 2  # one real and one complex factorisation
                 self.noise = 0.0
@@ -640,18 +666,23 @@ class AdaptiveFlow:
         return StepTime(self, step)
 
     def _node_clock(self, step: Step) -> StepClock:
-        """Interpolant of ``log dt/ds`` over the step, sampled at ``clock`` nodes."""
-        tau = self.coords.clock == "tau"
-        nodes = NODES if tau else NORM_NODES
-        psi = np.empty(len(nodes))
-        psi[0] = -self.ev.log_N + self.coords.log_rate(self.z, self.ev)
-        zs = step.interpolate(nodes[1:])
-        self.nfev += zs.shape[0]
-        if tau:
-            psi[1:] = -self.system.log_N_many(zs, self.pattern)
-        else:
+        """Interpolant of ``log dt/ds`` over the step, sampled at ``clock`` nodes
+        (in the norm clock at nodes of ``R``, see ``NormStepClock``)."""
+        if self.coords.clock == "norm2":
+            u0 = float(self.z[-1])
+            nodes = NormStepClock.node_fractions(u0, step.size, len(NORM_NODES))
+            psi = np.empty(len(nodes))
+            psi[0] = -self.ev.log_N + self.coords.log_norm_rate(self.ev)
+            zs = step.interpolate(nodes[1:])
+            self.nfev += zs.shape[0]
             psi[1:] = self.coords.log_speed_many(zs, self.pattern)
-        return StepClock(psi, step.size, allow_log=tau)
+            return NormStepClock(psi, u0, step.size)
+        psi = np.empty(len(NODES))
+        psi[0] = -self.ev.log_N
+        zs = step.interpolate(NODES[1:])
+        self.nfev += zs.shape[0]
+        psi[1:] = -self.system.log_N_many(zs, self.pattern)
+        return StepClock(psi, step.size)
 
     def _clock_tolerance(self, log_t: float) -> float:
         """Absolute tolerance of one step on ``log t`` ending at ``log_t``."""
@@ -1245,18 +1276,19 @@ class AdaptiveFlow:
                     or far
                 )
             norm_clock = self.coords.clock == "norm2"
-            R0 = self.z[-1]
+            u0 = self.z[-1]
             self._commit(landing)
             if self.status is None and not np.all(np.isfinite(self.f)):
                 self.status = res.STATUS_NONFINITE
                 self.detail = f"at log t = {self.log_t:.6g}"
             size *= min(MAX_GROWTH, max(MAX_SHRINK, growth))
             if norm_clock and self.coords.clock == "norm2":
-                # In the norm clock the flow's scale is R itself, so an error
-                # estimate depends on the step relative to R. Without this
-                # factor the controller lags R's growth and settles where
-                # SAFETY * err**(-1/4) equals 1 + h/R, near err = 0.35.
-                size *= self.z[-1] / R0
+                # In the norm clock the flow's scale is |u| = R^(-1/2) itself,
+                # so an error estimate depends on the step relative to |u|.
+                # Without this factor the controller lags, and the benchmark
+                # runs to error 1e-6 at rtol = 1e-6 take 793 and 703
+                # evaluations (20 and 22 rejected steps) instead of 752 and 615.
+                size *= self.z[-1] / u0
             if self.stiff and not was_stiff:
                 self.phases.append(("tau-implicit", self.log_t))
             if self.status is None:
@@ -1448,8 +1480,9 @@ class AdaptiveFlow:
     def _min_step(self) -> float:
         """Return the smallest step before a rejection ends the run.
 
-        It is ``MIN_STEP`` in tau and ``MIN_STEP R`` in the norm clock, whose
-        variable ``R`` may start far below 1 after a small initialisation."""
+        It is ``MIN_STEP`` in tau and ``MIN_STEP |u|`` in the norm clock, whose
+        variable ``u = -R^(-1/2)`` may start far from 1 after a small
+        initialisation."""
         if self.coords.clock == "norm2":
             return MIN_STEP * abs(self.z[-1])
         return MIN_STEP
@@ -1473,7 +1506,8 @@ class AdaptiveFlow:
         if self.coords.clock != "norm2" or landing.step is None:
             return
         floor = STALL_FRACTION * self._late_rtol() ** 0.25
-        short = landing.step.size < floor * self.z[-1]
+        u1 = self.z[-1]
+        short = ((u1 - landing.step.size) / u1) ** 2 - 1.0 < floor
         self.short_steps = self.short_steps + 1 if short else 0
         if self.short_steps >= STALL_STEPS:
             R = self._norm2()

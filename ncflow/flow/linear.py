@@ -17,8 +17,9 @@ class), the Jacobian of the polar state is
     A = B - U V^T,
 
 with ``B`` block diagonal (one block per group) and ``U``, ``V`` of one column
-per clock term. In the norm clock the state has one more entry, ``R``, whose
-row of ``J`` is 0 (``dR/dR = 1`` is constant), so ``J = [[A, e], [0, 0]]``.
+per clock term. In the norm clock the state has one more entry, the clock
+variable ``u``, whose row of ``J`` is 0 (``du/du = 1`` is constant), so
+``J = [[A, e], [0, 0]]``.
 
 ``c I - A = M + U V^T`` with ``M = c I - B`` block diagonal, and the
 Sherman-Morrison-Woodbury identity solves it from the blocks of ``M``:
@@ -33,7 +34,7 @@ alone took about 190 us for the four block factorisations of a step against
 |---|---|---|
 | ``B`` | ``block_part`` | ``(m, m)``, zero outside the diagonal blocks |
 | ``U``, ``V`` | ``U``, ``V`` | ``(m, k)`` |
-| ``e`` | ``border`` | ``(m,)``, the column of ``R`` (norm clock only) |
+| ``e`` | ``border`` | ``(m,)``, the column of ``u`` (norm clock only) |
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class Jacobian:
     U, V : ndarray, shape (m, k)
         The low-rank part: the polar Jacobian is ``B - U V^T``.
     border : ndarray, shape (m,), optional
-        The column of ``R`` in the norm clock, whose state is one longer.
+        The column of ``u`` in the norm clock, whose state is one longer.
     """
 
     def __init__(
@@ -172,7 +173,7 @@ class DenseSolver:
 
 class BlockSolver:
     """``shift I - J`` factored by the blocks of ``B``, with the Woodbury
-    correction for ``U V^T`` and the border column of ``R``."""
+    correction for ``U V^T`` and the border column of ``u``."""
 
     def __init__(self, jacobian: Jacobian, shift: complex | float) -> None:
         self.shift = shift

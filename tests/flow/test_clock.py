@@ -245,3 +245,33 @@ def test_plain_fit_of_large_linear_phi(slope):
     logged = clock.StepClock(values, size)
     assert logged.logarithmic
     assert logged.error_estimate() > 100 * bound
+
+
+@pytest.mark.parametrize("slope", [1e-3, 1.0, 1e3])
+def test_norm_step_clock_integrates_in_R(slope):
+    # The norm clock steps in u = -R^(-1/2). With Phi = log dt/dR = a + b R,
+    # t(s) - t(0) = exp(a) (exp(b R(s)) - exp(b R_0)) / b in closed form, while
+    # log dt/du = a + b R + log(2 R^(3/2)) is far from a polynomial in u once
+    # b R is large. The clock samples Phi at nodes of R, so a linear Phi is
+    # reproduced up to the roundoff of its fit.
+    u0, size, a = -0.05, 0.02, -1.0  # R from 400 to 1111
+    R_nodes = (u0 + size * clock.NormStepClock.node_fractions(u0, size, 6)) ** -2
+    values = a + slope * R_nodes
+    step_clock = clock.NormStepClock(values, u0, size)
+    R0 = u0**-2
+    # An error delta of the fitted Phi moves the log-integral by at most delta.
+    # R(s) itself carries a few eps relative, which Phi multiplies by b R.
+    fit = _roundoff(step_clock.inner, values)
+    for s in (0.3, 1.0):
+        R = (u0 + s * size) ** -2
+        x = slope * (R - R0)
+        log_expm1 = x + math.log(-math.expm1(-x))  # log(exp(x) - 1)
+        exact = a + slope * R0 + log_expm1 - math.log(slope)
+        bound = fit + 16 * EPS * (abs(exact) + slope * R)
+        assert abs(step_clock.log_integral(s) - exact) <= bound
+        speed = a + slope * R + math.log(2 * R**1.5 * size)
+        assert abs(step_clock.log_size + step_clock.phi_at(s) - speed) <= bound
+    # The fractions map onto the nodes of R: Chebyshev-Lobatto points of [R0, R1].
+    R1 = (u0 + size) ** -2
+    expected = R0 + (R1 - R0) * clock.lobatto_nodes(6)
+    assert np.allclose(R_nodes, expected, rtol=16 * EPS)

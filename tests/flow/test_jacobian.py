@@ -28,9 +28,10 @@ LOSSES = [
 ]
 SCALES = [1e-3, 1.0, 30.0]
 
-# Step of column k: cbrt(u) times the scale of x_k, which is max(1, |x_k|) except
-# for R = ||theta||^2, whose scale is R itself. The truncation error of a central
-# difference grows like step^2 and the rounding error like u / step, so this step
+# Step of column k: the cube root of the unit roundoff times the scale of x_k,
+# which is max(1, |x_k|) except for the norm clock's variable -||theta||^-1, whose
+# scale is its own size. The truncation error of a central difference grows like
+# step^2 and the rounding error like (unit roundoff) / step, so this step
 # balances the two when F and its third derivative are of similar size.
 STEP_FACTOR = UNIT_ROUNDOFF ** (1 / 3)
 
@@ -149,7 +150,7 @@ def test_norm_clock_jacobian_matches_differences(loss, scale):
     assert ev.norm_rate != 0.0  # the norm clock divides by dR/dtau
     J = coords.jacobian(z, pattern, ev)
     steps = _steps(z)
-    steps[-1] = STEP_FACTOR * z[-1]
+    steps[-1] = STEP_FACTOR * abs(z[-1])
     # The last component, dR/dR = 1, is exact and left out of the size.
     delta = _evaluation_error(system, state, pattern, float(np.max(np.abs(rhs[:-1]))))
     # F divides the polar rhs by dR/dtau = sum_j 2 exp(2 sigma_j) ||omega_j||^2 q_j,

@@ -63,7 +63,7 @@ def test_norm_clock_log_speed_matches_rhs():
     coords = NormCoordinates(system, pattern.any(axis=0))
     z = coords.from_polar(state)
     _, ev = coords.evaluate(z, pattern)
-    expected = -ev.log_N + coords.log_rate(z, ev)
+    expected = -ev.log_N + coords.log_norm_rate(ev)
     assert math.isfinite(expected)
     # The rates agree to a few eps relative (the bound of the test above, with
     # four products), so their logarithms agree to a few eps absolute.

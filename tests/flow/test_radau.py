@@ -158,3 +158,37 @@ def test_newton_at_noise_floor(noise, accepted):
         assert 0 < step.newton_noise <= radau.NOISE_CORRECTION
     else:
         assert np.all(np.isnan(step.y1))
+
+
+@pytest.mark.parametrize("lam", [-1.0, -1e2, -1e4])
+def test_stage_scale_newton_converges(lam):
+    # The norm clock's right-hand side is c(u) g(y) with c = (u0 / u)^3 growing
+    # across the step (here by 2^(3/2), as R doubles), and the Jacobian is the
+    # one at the step start. Given the scale at the stages, the Newton matrix is
+    # exact on y' = lam c(u) y: from Z = 0 one round places the stages' u, the
+    # second solves the linear stage equations and the third confirms it (9
+    # evaluations) at any stiffness. Without it the iteration takes more rounds,
+    # and it fails once lam h is large.
+    u0 = -0.1
+    size = -u0 * (1 - 2.0**-0.5)
+
+    def rhs(z):
+        return np.array([(u0 / z[1]) ** 3 * lam * z[0], 1.0])
+
+    z0 = np.array([1.0, u0])
+    jacobian = np.array([[lam, -3 * lam / u0], [0.0, 0.0]])
+    scale = np.full(2, 1e-10)
+    growth = (u0 / (u0 + radau.C_NODES * size)) ** 3
+    scaled, nfev = radau.radau_step(
+        rhs, z0, rhs(z0), jacobian, size, scale, stage_scale=growth
+    )
+    plain, plain_nfev = radau.radau_step(rhs, z0, rhs(z0), jacobian, size, scale)
+    assert nfev == 9
+    assert np.all(np.isfinite(scaled.y1))
+    if lam == -1.0:
+        # Both iterations solve the same stage equations; they stop within
+        # NEWTON_TOLERANCE of the scale of the solution.
+        assert plain_nfev > nfev
+        assert abs(plain.y1[0] - scaled.y1[0]) <= 2 * radau.NEWTON_TOLERANCE * 1e-10
+    else:
+        assert np.all(np.isnan(plain.y1))
