@@ -656,7 +656,8 @@ class AdaptiveFlow:
         return last.interpolate(1.0 + RADAU_NODES * (size / last.size)) - self.z
 
     def _roundoff_perturbation(self, z: np.ndarray) -> np.ndarray:
-        """Random relative perturbation of two units of roundoff (R kept exact)."""
+        """Random relative perturbation of two units of roundoff, with the clock
+        variable ``u`` kept exact."""
         signs = self.noise_rng.choice((-1.0, 1.0), size=z.shape)
         perturbation = 2 * np.finfo(np.float64).eps * signs
         perturbation[-1] = 0.0
