@@ -64,3 +64,23 @@ def test_limit_tolerance_has_integration_roundoff(claim):
         ]
         assert len(parts) == 1, quantity["name"]
         assert parts[0]["value"] == expected.value
+
+
+def test_loss_rate_tolerance_has_log_t_roundoff():
+    # log t is summed over the steps in float64, each addition rounded at
+    # eps |log t|. For L t log t that is a relative error, and near R = 1e8, where
+    # log t is about 5e7, it is of the size of the whole tolerance.
+    verdict = binary.check("C13", WIDTH_TWO, SETTINGS)
+    result = train(WIDTH_TWO, SETTINGS).result
+    steps = result.n_accepted + len(result.activation_events)
+    (quantity,) = [q for q in verdict.details["quantities"] if q["name"] == "L t log t"]
+    expected = tol.roundoff(
+        steps, abs(result.log_t) * abs(quantity["measured"]), "sum of log t"
+    )
+    parts = [
+        part
+        for part in quantity["tolerance_parts"]
+        if part["derivation"] == expected.derivation
+    ]
+    assert len(parts) == 1
+    assert parts[0]["value"] == expected.value
