@@ -363,14 +363,28 @@ def check_c4(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def _dead_neuron_movement(example: Example, run: Run) -> tuple[float, int | None]:
-    """Largest relative change of a neuron between the first record where all of
-    its pre-activations are <= 0 and the end."""
+    """Largest relative change of a neuron between the first record from which it
+    is dead and the end.
+
+    A neuron is dead at a record where all of its pre-activations are <= 0, if it
+    is the first record or if no later record has a positive one. A neuron that
+    the flow carries onto the boundary of its last active sample has no gradient
+    there (relu'(0) = 0), but it arrives with a nonzero velocity. Where the field
+    on the other side points away from the boundary (antipodal samples of two
+    classes, for example), the flow goes on through it, as the Filippov solution
+    does, and the neuron grows again. Such a record is no sign of a dead neuron.
+    """
     trajectory = run.result.trajectory
     X = run.problem.X
     worst, where = 0.0, None
     for j in range(trajectory.W.shape[2]):
         pre = np.einsum("nd,rd->rn", X, trajectory.W[:, :, j])
-        dead = np.flatnonzero(np.all(pre <= 0, axis=1))
+        positive = np.any(pre > 0, axis=1)
+        # positive_later[r]: a record after r has a positive pre-activation.
+        positive_later = np.append(np.cumsum(positive[::-1])[::-1][1:], 0) > 0
+        stays = ~positive_later
+        stays[0] = True
+        dead = np.flatnonzero(~positive & stays)
         if dead.size == 0:
             continue
         first = dead[0]
