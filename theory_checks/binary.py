@@ -363,8 +363,8 @@ def check_c4(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def _dead_neuron_movement(example: Example, run: Run) -> tuple[float, int | None]:
-    """Largest relative change of a neuron between the first record from which it
-    is dead and the end.
+    """Return the largest relative change of a neuron between the first record
+    from which it is dead and the end, and that neuron.
 
     A neuron is dead at a record where all of its pre-activations are <= 0, if it
     is the first record or if no later record has a positive one. A neuron that
