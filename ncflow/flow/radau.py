@@ -183,7 +183,7 @@ def radau_step(
     previous = None
     converged = False
     noise = 0.0
-    for _ in range(MAX_NEWTON):
+    for iteration in range(MAX_NEWTON):
         if rhs_many is None:
             F = np.stack([rhs(y0 + Z[i]) for i in range(3)])
         else:
@@ -214,7 +214,12 @@ def radau_step(
         elif correction <= 1e-3 * NEWTON_TOLERANCE:
             converged = True
             break
-        previous = correction
+        # From Z = 0 the first correction is the whole step, so its ratio to the
+        # second does not measure the contraction, and the rate test starts a
+        # round later. Trusting it, a norm-clock step after an activation change
+        # stopped at corrections of 9.2e6 and 236 tolerances, with the iteration
+        # 5 tolerances from its solution (the estimate read 0.7).
+        previous = correction if guess is not None or iteration > 0 else None
     if not converged:
         nan = np.full(m, np.nan)
         return Step(y0, nan, nan, size, nan, nan), nfev

@@ -22,6 +22,7 @@ from ncflow.flow import (
     adaptive,
     coordinates,
     default_groups,
+    radau,
     solve_flow,
 )
 from ncflow.flow import result as res
@@ -1049,3 +1050,66 @@ def test_invalid_events_and_progress_rejected(options, message):
     params0 = Parameters(np.array([[1e-3, -1e-3]]), np.array([[1e-3, -1e-3]]))
     with pytest.raises(InvalidArgument, match=re.escape(message)):
         solve_flow(problem, params0, t_max=1.0, **options)
+
+
+def test_newton_from_zero_start_meets_tolerance(monkeypatch):
+    # After an activation change a Radau step has no previous step to start its
+    # Newton iteration from, so it starts from Z = 0. The first correction is
+    # then the whole step (the clock variable alone moves by about 1e7
+    # tolerances), and its ratio to the second said the iteration had
+    # converged when it was 5 tolerances from its solution. Every step is
+    # compared here with its collocation solution, solved again to 1e-6 of the
+    # tolerance from the step's own stages; the iteration stops once its
+    # predicted remaining correction is NEWTON_TOLERANCE, so a stop 1 tolerance
+    # away is far outside what a converging iteration leaves.
+    X = np.array(
+        [
+            [1.4642252868587216, 1.037739567852123],
+            [-0.6198431168240404, -0.5304187431648717],
+            [1.0567156015999442, -0.13395334400530506],
+            [-1.5287514897496501, -0.33476634467847294],
+            [1.0367382762174548, -1.274658503322918],
+        ]
+    )
+    W = np.array(
+        [
+            [-0.0235608336043979, 0.00462742643576029, -0.02853123573938711,
+             0.00423285106509198, -0.00952121536879448, -0.00037594686245639],
+            [0.08373477998672706, -0.01475996093758044, 0.03045762359858041,
+             -0.0408600044039573, 0.01678569513615037, 0.02986926984108102],
+        ]
+    )  # fmt: skip
+    V = np.array(
+        [
+            [
+                0.08698635674380041,
+                -0.01546833935163286,
+                0.04173365845560729,
+                0.04107866828453255,
+                0.01929800775475931,
+                -0.02987163565797332,
+            ]
+        ]
+    )
+    problem = Problem(X, np.array([0, 1, 0, 1, 0]), 2, "logistic")
+    worst = []
+    original = adaptive.radau_step
+
+    def checked(rhs, y0, f0, jacobian, size, scale, guess=None, **options):
+        step, nfev = original(rhs, y0, f0, jacobian, size, scale, guess, **options)
+        if np.all(np.isfinite(step.y1)):
+            stages = step.interpolate(radau.C_NODES) - y0
+            exact, _ = original(
+                rhs, y0, f0, jacobian, size, 1e-6 * scale, stages, **options
+            )
+            if np.all(np.isfinite(exact.y1)):
+                worst.append(float(np.max(np.abs(step.y1 - exact.y1) / scale)))
+        return step, nfev
+
+    monkeypatch.setattr(adaptive, "radau_step", checked)
+    result = solve_flow(
+        problem, Parameters(W, V), rtol=9.454134252888853e-09, events=[Norm2Above(1450)]
+    )
+    assert result.status == res.STATUS_TERMINAL_EVENT, result.message
+    assert worst
+    assert max(worst) <= 1.0
