@@ -437,7 +437,21 @@ def test_interrupt_message_lists_kept_records(tmp_path, complete):
     assert partial is not complete
 
 
-def test_ctrl_c_in_gc_callback_stops_drawing():
+@pytest.fixture
+def sigint_handled():
+    """Give this process Python's Ctrl-C handler for the test.
+
+    A shell starts a background job with SIGINT ignored, and Python keeps it
+    ignored, so a test suite started that way (``bash .ci/run &``) would
+    otherwise find no KeyboardInterrupt to check.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_in_gc_callback_stops_drawing(sigint_handled):
     # Python ignores an exception raised in a gc callback, and Hypothesis runs
     # one at every collection, so a Ctrl-C handled there must not be lost.
     state = {"armed": False, "sent": False}
@@ -470,13 +484,23 @@ def _read_lines(stream, lines: list) -> None:
         lines.append(line)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_verify(arguments: list, marker: str, delay: float) -> tuple[int, str]:
     """Run ncflow verify in its own process group, send SIGINT to the whole
     group ``delay`` seconds after a stderr line contains ``marker``, as Ctrl-C
     in a terminal does, and return the exit status and stderr."""
     command = [sys.executable, "-m", "ncflow", "verify", *arguments]
+    # The child starts with SIGINT at its default, as from a terminal, also
+    # where the tests themselves run with it ignored (a background job).
     child = subprocess.Popen(
-        command, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_default_sigint,
     )
     lines: list = []
     reader = threading.Thread(target=_read_lines, args=(child.stderr, lines))
