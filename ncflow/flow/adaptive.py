@@ -124,8 +124,8 @@ MAX_SHRINK = 0.2  # largest step decrease after a rejected step
 # of the tests with X scaled by 1, 30 and 100; rtol 1e-2, 1e-6 and 1e-10): with
 # EARLY_NORM_STEP = 1 all reached 1e12; with 0.5 the cross-entropy run scaled by
 # 100 stopped on roundoff at R = 2e11 (rtol = 1e-6), and with 3 at 8.7e11. Against
-# 0.5, a cap of 1 takes the benchmark runs to error 1e-6 at rtol = 1e-6 from 821
-# to 752 (binary) and from 618 to 615 (three classes) evaluations.
+# 0.5, a cap of 1 takes the benchmark runs to error 1e-6 at rtol = 1e-6 from 824
+# to 755 (binary) and from 631 to 621 (three classes) evaluations.
 # NOTE: caps of 0.4 and 0.5 at every R made runs to R = 1e12 stall on roundoff in
 # the clock R, from R = 3.8e7 (rtol = 1e-2) and 1.3e11 (rtol = 1e-6) on. In one
 # such run (rtol = 1e-8, the binary problem of the tests) a step of 0.5 R from
@@ -1288,8 +1288,8 @@ class AdaptiveFlow:
                 # In the norm clock the flow's scale is |u| = R^(-1/2) itself,
                 # so an error estimate depends on the step relative to |u|.
                 # Without this factor the controller lags, and the benchmark
-                # runs to error 1e-6 at rtol = 1e-6 take 793 and 703
-                # evaluations (20 and 22 rejected steps) instead of 752 and 615.
+                # runs to error 1e-6 at rtol = 1e-6 take 796 and 709
+                # evaluations (20 and 22 rejected steps) instead of 755 and 621.
                 size *= self.z[-1] / u0
             if self.stiff and not was_stiff:
                 self.phases.append(("tau-implicit", self.log_t))
