@@ -20,8 +20,8 @@ of ``R`` from ``R = 14`` to ``1e4``. In ``u`` it is linear, and ``s_j`` and the
 directions are smooth functions of ``u`` near ``u = 0``, so the steps are
 limited by the cap on the growth of ``R`` (``adaptive.EARLY_NORM_STEP``), not by
 accuracy, once the flow nears its limit. Measured to ``R = 1e12`` at
-``rtol = 1e-10``: 627 accepted steps and 5378 evaluations on the binary
-benchmark problem against 979 and 9545 in the clock ``R``, 370 and 4392 against
+``rtol = 1e-10``: 627 accepted steps and 5375 evaluations on the binary
+benchmark problem against 979 and 9545 in the clock ``R``, 370 and 4410 against
 570 and 6749 on the three-class one. The right-hand side is that of the clock
 ``R`` times ``dR/du = 2 R^(3/2)``, whose growth across a step the Radau step's
 Newton iteration takes into account (``radau_step``'s ``stage_scale``).
