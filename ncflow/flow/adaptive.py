@@ -1732,6 +1732,24 @@ class AdaptiveFlow:
             # 0 up to roundoff, which may sit on the side it came from. It is taken
             # as exactly 0, so that the next step cannot count a second crossing.
             self.values0[landing.event_index] = 0.0
+            if moved:
+                self._fire_with_landing(landing.event_index, previous)
+
+    def _fire_with_landing(self, located: int, previous: list) -> None:
+        """Fire each other continuous event that crossed 0 between the step's
+        start and the landing on event ``located``.
+
+        The search lands on the earliest root, so such an event crossed between
+        that root and the landing point, which lies within the tolerance of it:
+        the two fire together. The next step starts past its root and would not
+        see the crossing. Two events 1e-14 apart in ``||theta||^2`` lost the
+        second one this way on 53 of 80 runs to 1e7.
+        """
+        for index, event in enumerate(self.events):
+            if index == located or event.discrete or previous[index] is None:
+                continue
+            if crosses(previous[index], self.values0[index], event.direction):
+                self._fire(index)
 
     def _fire_across_switch(self, unswitched: list) -> None:
         """Fire each continuous event whose value the projection at a crossing
@@ -1794,7 +1812,7 @@ class AdaptiveFlow:
                     "exact frozen-gradient steps while the outputs are small "
                     "(one output direction), "
                     "Dormand-Prince 5(4) in tau until stiff, then Radau IIA in "
-                    "||theta||^2 (tau while a sample is misclassified or "
+                    "u = -1/||theta|| (tau while a sample is misclassified or "
                     "||theta||^2 < 1), per-neuron polar coordinates"
                 ),
                 "dtype": "float64",

@@ -821,6 +821,28 @@ def test_event_past_at_start_warns(event):
         solve_flow(problem, params0, events=[event], max_steps=2)
 
 
+@pytest.mark.parametrize("target", [4.12e4, 3.46e5, 1e6])
+def test_events_at_one_root_both_fire(target):
+    # The search lands on the first event's root, within the tolerance. A second
+    # event whose root lies between that root and the landing point starts the
+    # next step past 0, so it was never counted: these runs fired it on none of
+    # the three targets.
+    from tests.flow.test_accuracy import PROBLEMS
+
+    problem, params0 = PROBLEMS["binary"]()
+    events = [
+        Norm2Above(target, terminal=False),
+        Norm2Above(target * (1 + 1e-14), terminal=False),
+        Norm2Above(10 * target),
+    ]
+    result = solve_flow(problem, params0, rtol=1e-6, events=events)
+    assert result.status == res.STATUS_TERMINAL_EVENT, result.message
+    first, second, _ = result.t_events
+    assert len(first) == 1
+    assert len(second) == 1
+    assert second[0] == first[0]
+
+
 def test_event_ahead_at_start_does_not_warn():
     problem, params0 = _width_two()
     with warnings.catch_warnings():
