@@ -578,8 +578,8 @@ class AdaptiveFlow:
         return R * self.coords.x_max * (self.atol + self._late_rtol())
 
     def _stage_scale(self, size: float) -> np.ndarray | None:
-        """Growth of the right-hand side's scale ``dR/du = 2 R^(3/2)`` from the
-        step start to each Radau stage, in the norm clock (None elsewhere)."""
+        """Return the growth of the right-hand side's scale ``dR/du = 2 R^(3/2)``
+        from the step start to each Radau stage in the norm clock, else None."""
         if self.coords.clock != "norm2":
             return None
         u = float(self.z[-1])
@@ -657,8 +657,8 @@ class AdaptiveFlow:
         return last.interpolate(1.0 + RADAU_NODES * (size / last.size)) - self.z
 
     def _roundoff_perturbation(self, z: np.ndarray) -> np.ndarray:
-        """Random relative perturbation of two units of roundoff, with the clock
-        variable ``u`` kept exact."""
+        """Return a random relative perturbation of two units of roundoff, with
+        the clock variable ``u`` kept exact."""
         signs = self.noise_rng.choice((-1.0, 1.0), size=z.shape)
         perturbation = 2 * np.finfo(np.float64).eps * signs
         perturbation[-1] = 0.0
@@ -668,8 +668,8 @@ class AdaptiveFlow:
         return StepTime(self, step)
 
     def _node_clock(self, step: Step) -> StepClock:
-        """Interpolant of ``log dt/ds`` over the step, sampled at ``clock`` nodes
-        (in the norm clock at nodes of ``R``, see ``NormStepClock``)."""
+        """Return the interpolant of ``log dt/ds`` over the step, sampled at the
+        clock's nodes (in the norm clock at nodes of ``R``, see ``NormStepClock``)."""
         if self.coords.clock == "norm2":
             u0 = float(self.z[-1])
             nodes = NormStepClock.node_fractions(u0, step.size, len(NORM_NODES))

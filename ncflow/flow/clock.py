@@ -379,7 +379,7 @@ class NormStepClock:
 
     @staticmethod
     def node_fractions(u0: float, size: float, count: int) -> np.ndarray:
-        """Step fractions ``s`` of the Chebyshev-Lobatto points of ``R``."""
+        """Return the step fractions ``s`` of the Chebyshev-Lobatto points of ``R``."""
         R0, R1 = u0**-2, (u0 + size) ** -2
         R = R0 + (R1 - R0) * lobatto_nodes(count)
         s = (-(R**-0.5) - u0) / size
@@ -407,7 +407,7 @@ class NormStepClock:
         return self.inner.log_integral_between(low, high)
 
     def phi_at(self, s: float) -> float:
-        """``log dt/ds - log_size``, so that ``log_size + phi_at(s)`` is
+        """Return ``log dt/ds - log_size``, so that ``log_size + phi_at(s)`` is
         ``log dt/ds`` as for :class:`StepClock`."""
         u = self.u0 + s * self.h
         # dr/ds = (dR/du) h / (R_1 - R_0), with dR/du = 2 R^(3/2) = 2 / (-u)^3.

@@ -297,12 +297,12 @@ class NormCoordinates:
         return Jacobian(c * block_part, c * U, V, border)
 
     def log_rate(self, z: np.ndarray, ev: Evaluation) -> float:
-        """``log(dtau/du) = log(dR/du) - log(dR/dtau)``."""
+        """Return ``log(dtau/du) = log(dR/du) - log(dR/dtau)``."""
         return self.log_norm_rate(ev) + _log_growth(self._log_R(z[-1]))
 
     @staticmethod
     def log_norm_rate(ev: Evaluation) -> float:
-        """``log(dtau/dR) = -log(dR/dtau)``, the clock's rate in ``R``."""
+        """Return ``log(dtau/dR) = -log(dR/dtau)``, the clock's rate in ``R``."""
         return _log_inverse(ev.norm_rate)
 
     def log_speed_many(self, zs: np.ndarray, pattern: np.ndarray) -> np.ndarray:
@@ -314,7 +314,7 @@ class NormCoordinates:
         return np.array([-ln + _log_inverse(r) for ln, r in zip(log_N, rates)])
 
     def normalize(self, z: np.ndarray) -> np.ndarray:
-        """Unit ``omega_j`` and ``u = -R^(-1/2)`` of the norm the state stands for.
+        """Return the state with unit ``omega_j`` and ``u = -R^(-1/2)`` of its norm.
 
         Both are exact changes of coordinates: ``sigma_j`` is kept. Resetting
         ``u`` stops the clock from drifting away from ``||theta||^2`` by the

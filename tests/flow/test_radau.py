@@ -167,8 +167,8 @@ def test_stage_scale_newton_converges(lam):
     # one at the step start. Given the scale at the stages, the Newton matrix is
     # exact on y' = lam c(u) y: from Z = 0 one round places the stages' u, the
     # second solves the linear stage equations and the third confirms it (9
-    # evaluations) at any stiffness. Without it the iteration takes more rounds,
-    # and it fails once lam h is large.
+    # evaluations) at each stiffness here. Without it the iteration takes more
+    # rounds, and it fails once lam h is large.
     u0 = -0.1
     size = -u0 * (1 - 2.0**-0.5)
 

@@ -1078,8 +1078,8 @@ def test_newton_from_zero_start_meets_tolerance(monkeypatch):
     # After an activation change a Radau step has no previous step to start its
     # Newton iteration from, so it starts from Z = 0. The first correction is
     # then the whole step (the clock variable alone moves by about 1e7
-    # tolerances), and its ratio to the second said the iteration had
-    # converged when it was 5 tolerances from its solution. Every step is
+    # tolerances), and its ratio to the second stopped the iteration as
+    # converged while it was 5 tolerances from its solution. Every step is
     # compared here with its collocation solution, solved again to 1e-6 of the
     # tolerance from the step's own stages; the iteration stops once its
     # predicted remaining correction is NEWTON_TOLERANCE, so a stop 1 tolerance
