@@ -284,6 +284,14 @@ def _norm_step_cap(u: float, shift: float) -> float:
     return -u * (1.0 - (1.0 + growth) ** -0.5)
 
 
+class _UncertainSlope(Exception):
+    """A slope at a boundary whose sign the frozen gradients do not certify."""
+
+
+# Returned by the pattern choice where the flow slides along a boundary.
+_SLIDING = object()
+
+
 @dataclass
 class _Landing:
     """The part of an accepted step that is kept, and why it ends where it does."""
@@ -855,18 +863,23 @@ class AdaptiveFlow:
                 break
         return s, y
 
-    def _switch(self, cluster: list, arrived: bool = True) -> list | None:
+    def _switch(
+        self, cluster: list, arrived: bool = True, frozen: tuple | None = None
+    ) -> list | None:
         """Project the pairs of ``cluster`` onto their boundaries and choose the
         new pattern. Returns the changed pairs, or None if the flow slides.
         ``arrived``: the flow reached the boundaries (False for pairs that
-        start on them)."""
+        start on them). ``frozen``: ``(step, T)`` of a landing within a frozen
+        step, whose gradients choose the pattern where they certify the choice
+        (``_frozen_rates``)."""
         D = self.system.D
         blocks = self.coords.blocks(self.z)
+        shift = 0.0
         # With D = 1 every boundary of a neuron is w_j = 0, so this projection
         # sets w_j to 0; _cross_through then lets the neuron go on through it.
         for j in sorted({j for _, j in cluster}):
             rows = [i for i, jj in cluster if jj == j]
-            a = blocks[j, 1 : 1 + D]
+            a = blocks[j, 1 : 1 + D].copy()
             if len(rows) == 1:
                 x = self.problem.X[rows[0]]
                 blocks[j, 1 : 1 + D] = a - (x @ a) / (x @ x) * x
@@ -881,6 +894,9 @@ class AdaptiveFlow:
                 keep = singular > rank * singular[0]
                 basis = Vt[keep]
                 blocks[j, 1 : 1 + D] = a - basis.T @ (basis @ a)
+            if frozen is not None:
+                moved = float(np.linalg.norm(blocks[j, 1 : 1 + D] - a))
+                shift = max(shift, moved / float(np.linalg.norm(blocks[j, 1:])))
         self.z = self.coords.normalize(self.z)
         self._set_offsets(cluster)
 
@@ -904,7 +920,35 @@ class AdaptiveFlow:
             ]
         for i, j in cluster:
             trial[i, j] = False
-        rates = self._boundary_rates(trial)
+        chosen = None
+        if frozen is not None:
+            try:
+                rates = self._frozen_rates(*frozen, shift, trial)
+                chosen = self._choose_pattern(cluster, before, trial, rates, arrived)
+            except _UncertainSlope:
+                chosen = None
+        if chosen is None:
+            rates = self._boundary_rates(trial)
+            chosen = self._choose_pattern(cluster, before, trial, rates, arrived)
+        if chosen is _SLIDING:
+            return None
+        self.pattern = chosen
+        for i, j in cluster:
+            self.touching[i, j] = True
+        return [
+            (i, j, bool(chosen[i, j]))
+            for i, j in cluster
+            if chosen[i, j] != before[i, j]
+        ]
+
+    def _choose_pattern(
+        self, cluster: list, before: np.ndarray, cleared: np.ndarray, rates, arrived
+    ):
+        """Return the pattern after the landing on ``cluster``, chosen by the
+        slopes ``rates`` at the boundaries, or ``_SLIDING`` where the flow
+        slides along one. ``cleared``: ``before`` with the cluster's pairs
+        inactive."""
+        trial = cleared.copy()
         slopes = rates(trial, cluster)
         for (i, j), slope in zip(cluster, slopes):
             trial[i, j] = slope > 0
@@ -917,13 +961,8 @@ class AdaptiveFlow:
                     "inactive side moves <x_i, w_j> up and the active side moves it "
                     "down"
                 )
-                return None
-        self.pattern = trial
-        for i, j in cluster:
-            self.touching[i, j] = True
-        return [
-            (i, j, bool(trial[i, j])) for i, j in cluster if trial[i, j] != before[i, j]
-        ]
+                return _SLIDING
+        return trial
 
     def _cross_through(
         self, cluster: list, slopes: list, before: np.ndarray, trial, rates
@@ -989,6 +1028,49 @@ class AdaptiveFlow:
                 value = float(X[i] @ da)
                 size = self.x_norms[i] * float(np.linalg.norm(da))
                 values.append(0.0 if abs(value) <= ZERO_SLOPE * size else value)
+            return values
+
+        return slopes
+
+    def _frozen_rates(self, step: FrozenStep, T: float, shift: float, pattern):
+        """Return ``slopes(trial, pairs)`` as :meth:`_boundary_rates` does, from
+        the frozen gradients of ``step``, at the current state: the step's state
+        after ``T``, moved by ``shift`` (the projection onto the boundaries). It
+        needs no evaluation of the flow.
+
+        A slope is returned only where its sign, and its being above the roundoff
+        threshold ``ZERO_SLOPE``, hold for the true gradients as well; otherwise
+        ``_UncertainSlope`` is raised, and the caller evaluates the flow. With
+        ``d = step.gradient_drift(T, shift)`` bounding ``sum_i ||x_i|| ||dG_i||``
+        over all samples, and ``||omega_j|| = 1``, the true ``da_j`` differs from
+        this one by at most ``d ||b_j||`` in its sum over samples and
+        ``|dq_j| ||a_j|| <= 2 d ||a_j||^2 ||b_j|| <= d ||a_j||`` in its radial
+        term, so by ``2 d``, and ``<x_i, da_j>`` by ``2 d ||x_i||``.
+        """
+        drift = step.gradient_drift(T, shift)
+        if not math.isfinite(drift):
+            raise _UncertainSlope
+        y = self.coords.to_polar(self.z)
+        _, a, b = self.system.split(y)
+        omega = y.reshape(self.system.h, self.system.block)[:, 1:]
+        X = self.problem.X
+        terms: dict = {}
+
+        def slopes(trial: np.ndarray, pairs: list) -> list:
+            values = []
+            for i, j in pairs:
+                if j not in terms:
+                    GB = step.G @ b[j]
+                    active = (X @ a[j]) * pattern[:, j]
+                    terms[j] = GB, 2 * float(active @ GB) / float(omega[j] @ omega[j])
+                GB, q = terms[j]
+                da = (GB * trial[:, j]) @ X - q * a[j]
+                value = float(X[i] @ da)
+                spread = 2 * drift * self.x_norms[i]
+                size = self.x_norms[i] * float(np.linalg.norm(da)) + spread
+                if not abs(value) > spread + ZERO_SLOPE * size:
+                    raise _UncertainSlope
+                values.append(value)
             return values
 
         return slopes
@@ -1409,8 +1491,9 @@ class AdaptiveFlow:
                 self.phases.append(("frozen", self.log_t))
             self.attempts += 1
             self.frozen_steps += 1
+            values = None
             if end > position and self.events:
-                found = self._frozen_event(step, position, end, log_t_at)
+                found, values = self._frozen_event(step, position, end, log_t_at)
                 if found is not None:
                     end, index = found
                     landing = _Landing(None, None, 0.0, event_index=index)
@@ -1436,7 +1519,9 @@ class AdaptiveFlow:
                     log_norm2 = self.system.log_norm2(self.coords.to_polar(self.z))
                     return log_norm2 > step.log_norm2
                 return True
-            self._settle(landing, moved=moved, refresh=False)
+            self._settle(
+                landing, moved=moved, refresh=False, frozen=(step, end), values=values
+            )
             self.ev_stale = True
             if self.status is not None or self.attempts >= self.max_steps:
                 return True
@@ -1461,7 +1546,8 @@ class AdaptiveFlow:
 
     def _frozen_event(self, step: FrozenStep, start: float, end: float, log_t_at):
         """Return the earliest ``(T, index)`` in (start, end] at which a
-        continuous event crosses 0 along a frozen step, or None.
+        continuous event crosses 0 along a frozen step, or None, and the events'
+        values at ``end`` where none does (else None).
 
         The values are compared at points ``FROZEN_EVENT_SPACING / s`` apart or
         closer, not only at the step's ends: a frozen step may be longer than
@@ -1470,13 +1556,13 @@ class AdaptiveFlow:
         ``LossBelow``), which crosses 0 at most once, the ends are enough.
         """
         if all(event.discrete for event in self.events):
-            return None
+            return None, None
         pieces = 1
         if not all(event.discrete or event.falling for event in self.events):
             pieces = max(1, math.ceil(step.rate * (end - start) / FROZEN_EVENT_SPACING))
         T0, values0 = start, self.values0
         for piece in range(1, pieces + 1):
-            T1 = start + (end - start) * piece / pieces
+            T1 = end if piece == pieces else start + (end - start) * piece / pieces
             values1 = self._event_values(step.state_at(T1), log_t_at(T1))
             best = None
             for index, (event, v0, v1) in enumerate(zip(self.events, values0, values1)):
@@ -1491,9 +1577,9 @@ class AdaptiveFlow:
                 if best is None or T < best[0]:
                     best = (T, index)
             if best is not None:
-                return best
+                return best, None
             T0, values0 = T1, values1
-        return None
+        return None, values1
 
     def _min_step(self) -> float:
         """Return the smallest step before a rejection ends the run.
@@ -1684,11 +1770,19 @@ class AdaptiveFlow:
         self.last_step = step
         self._settle(landing, moved=step is not None)
 
-    def _settle(self, landing: _Landing, moved: bool, refresh: bool = True) -> None:
+    def _settle(
+        self,
+        landing: _Landing,
+        moved: bool,
+        refresh: bool = True,
+        frozen: tuple | None = None,
+        values: list | None = None,
+    ) -> None:
         """Finish a landing at the new state: switch the pattern at a crossing,
         fire events, evaluate the flow there. ``moved``: whether time passed.
         ``refresh=False`` leaves the evaluation to the caller (a frozen step
-        goes on with its gradients)."""
+        goes on with its gradients); ``frozen`` is passed to ``_switch``.
+        ``values``: the events' values at the landing, where known."""
         if self.touching.any():
             # A pair leaves its boundary once it has moved well past the offset.
             self.touching &= np.abs(self._cosines(self.z)) <= 10 * self.offsets
@@ -1698,8 +1792,10 @@ class AdaptiveFlow:
         if landing.cluster is not None:
             # The projection onto the boundary moves the state by up to the
             # tolerance, and may move an event's value onto or across 0 there.
-            unswitched = self._event_values(self.z, self.log_t)
-            changed = self._switch(landing.cluster)
+            if values is None:
+                values = self._event_values(self.z, self.log_t)
+            unswitched = values
+            changed = self._switch(landing.cluster, frozen=frozen)
             if changed is None:
                 self.status = res.STATUS_SLIDING
                 return

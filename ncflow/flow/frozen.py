@@ -251,6 +251,27 @@ class FrozenStep:
             return math.inf
         return float(np.max(T * m * np.exp(2.0 * (self.S_bound + m) * T)))
 
+    def gradient_drift(self, T: float, shift: float) -> float:
+        """Return a bound on ``sum_i ||x_i|| ||g_i - g_i(0)|| / N`` over all
+        samples, at the state after ``T`` moved by up to ``shift`` in the unit
+        directions ``a_j`` (a projection onto a boundary), or inf where the
+        Hessian bound does not apply.
+
+        It bounds ``||dA_j||`` under any pattern. The derivation is the one of
+        ``m_j`` (module docstring) with every ``P_ij = 1``, and with the outputs
+        moved by ``||x_i|| R_max (1.5 s T + shift)``: the flow moves them by the
+        first term, and the shift of the ``a_j`` by at most ``||x_i|| shift
+        sum_j exp(2 sigma_j) <= ||x_i|| R_max shift``.
+        """
+        log_R_max = self.log_norm2 + 3.0 * self.rate * T
+        if log_R_max > 0.0:
+            return math.inf
+        R_max = math.exp(log_R_max)
+        exposure = R_max * (1.5 * self.rate * T + shift)
+        if self.max_x_norm * exposure > MAX_OUTPUT_CHANGE:
+            return math.inf
+        return self._coupling_factor * float(self._weights.sum()) * exposure
+
     def step_limit(self, tolerance: float) -> float:
         """Return the longest step up to ``MAX_EXPONENT / s`` whose relative
         error bound is at most ``tolerance``, or 0 if there is none."""

@@ -272,6 +272,71 @@ def test_bound_covers_the_true_flow(kind, monkeypatch):
     assert max(errors) >= 100 * reference_error
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("exponent", "shift"), [(0.1, 0.0), (1.0, 0.0), (0.01, 0.05)])
+def test_gradient_drift_covers_the_true_gradients(kind, exponent, shift):
+    # From eps = 3e-3 the loss gradients move visibly along a frozen step. At
+    # the frozen state after s T = exponent, with every a_j then moved by
+    # ``shift``, the true gradients (in the units 1/N of the step's start)
+    # differ from the frozen ones by at most gradient_drift(T, shift), summed
+    # with weights ||x_i||. The bound is 30 to 1600 times the drift here.
+    problem, params = _random_problem(kind, seed=2)
+    params = params.scaled(3.0)
+    system, y, pattern, ev, step = _frozen_at_start(problem, params)
+    T = exponent / step.rate
+    bound = step.gradient_drift(T, shift)
+    assert math.isfinite(bound)
+    moved = step.state_at(T)
+    blocks = moved.reshape(system.h, system.block)
+    turn = np.random.default_rng(1).standard_normal((system.h, system.D))
+    blocks[:, 1 : 1 + system.D] += shift * turn / np.linalg.norm(turn, axis=1)[:, None]
+    at_T = system.evaluate(moved, pattern)
+    G_T = at_T.G * math.exp(at_T.log_N - ev.log_N)
+    x_norms = np.linalg.norm(problem.X, axis=1)
+    drift = float(x_norms @ np.linalg.norm(G_T - ev.G, axis=1))
+    assert drift <= bound, (drift, bound)
+    # The gradients move by far more than roundoff, so the comparison measures
+    # the bound.
+    assert drift >= 1e6 * EPS * float(x_norms @ np.linalg.norm(ev.G, axis=1))
+
+
+@pytest.mark.parametrize("fallback", ["drift too large", "always evaluate"])
+def test_frozen_choice_matches_evaluated(fallback, monkeypatch):
+    # Within a frozen step the new pattern at an activation change is chosen
+    # by the frozen gradients where gradient_drift certifies every slope's
+    # sign, and by an evaluation of the flow otherwise. Both must give the
+    # same run, state for state, the first with one evaluation fewer per change.
+    problem, params0 = _problem()
+    params0 = params0.scaled(1e-6 / math.sqrt(params0.norm2()))
+    frozen_changes = []
+    switch = adaptive.AdaptiveFlow._switch
+
+    def counted(self, cluster, arrived=True, frozen=None):
+        if frozen is not None:
+            frozen_changes.append(cluster)
+        return switch(self, cluster, arrived, frozen)
+
+    monkeypatch.setattr(adaptive.AdaptiveFlow, "_switch", counted)
+    certified = solve_flow(problem, params0, t_max=20.0, rtol=1e-8, atol=1e-12)
+    if fallback == "drift too large":
+        monkeypatch.setattr(FrozenStep, "gradient_drift", lambda *args: math.inf)
+    else:
+
+        def uncertain(*args):
+            raise adaptive._UncertainSlope
+
+        monkeypatch.setattr(adaptive.AdaptiveFlow, "_frozen_rates", uncertain)
+    changes = len(frozen_changes)
+    evaluated = solve_flow(problem, params0, t_max=20.0, rtol=1e-8, atol=1e-12)
+    assert certified.success and evaluated.success
+    assert changes >= 3
+    assert len(frozen_changes) == 2 * changes
+    assert certified.activation_events == evaluated.activation_events
+    np.testing.assert_array_equal(certified.params.W, evaluated.params.W)
+    np.testing.assert_array_equal(certified.params.V, evaluated.params.V)
+    assert evaluated.nfev - certified.nfev == changes
+
+
 def test_applies_except_planted_faults():
     for kind in KINDS:
         assert frozen_applies(_random_problem(kind)[0]), kind
