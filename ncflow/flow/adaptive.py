@@ -910,28 +910,24 @@ class AdaptiveFlow:
             rates = self._boundary_rates(trial)
             for (i, j), slope in zip(cluster, rates(trial, cluster)):
                 trial[i, j] = not slope < 0
-            self.pattern = trial
+            chosen = trial
+        else:
             for i, j in cluster:
-                self.touching[i, j] = True
-            return [
-                (i, j, bool(trial[i, j]))
-                for i, j in cluster
-                if trial[i, j] != before[i, j]
-            ]
-        for i, j in cluster:
-            trial[i, j] = False
-        chosen = None
-        if frozen is not None:
-            try:
-                rates = self._frozen_rates(*frozen, shift, trial)
+                trial[i, j] = False
+            chosen = None
+            if frozen is not None:
+                try:
+                    rates = self._frozen_rates(*frozen, shift, trial)
+                    chosen = self._choose_pattern(
+                        cluster, before, trial, rates, arrived
+                    )
+                except _UncertainSlope:
+                    chosen = None
+            if chosen is None:
+                rates = self._boundary_rates(trial)
                 chosen = self._choose_pattern(cluster, before, trial, rates, arrived)
-            except _UncertainSlope:
-                chosen = None
-        if chosen is None:
-            rates = self._boundary_rates(trial)
-            chosen = self._choose_pattern(cluster, before, trial, rates, arrived)
-        if chosen is _SLIDING:
-            return None
+            if chosen is _SLIDING:
+                return None
         self.pattern = chosen
         for i, j in cluster:
             self.touching[i, j] = True
