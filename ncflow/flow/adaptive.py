@@ -1034,9 +1034,9 @@ class AdaptiveFlow:
         after ``T``, moved by ``shift`` (the projection onto the boundaries). It
         needs no evaluation of the flow.
 
-        A slope is returned only where its sign, and its being above the roundoff
-        threshold ``ZERO_SLOPE``, hold for the true gradients as well; otherwise
-        ``_UncertainSlope`` is raised, and the caller evaluates the flow. With
+        A slope is returned only where the true gradients give it the same sign
+        and also put it above the roundoff threshold ``ZERO_SLOPE``. Otherwise
+        ``_UncertainSlope`` is raised, so that the caller evaluates the flow. With
         ``d = step.gradient_drift(T, shift)`` bounding ``sum_i ||x_i|| ||dG_i||``
         over all samples, and ``||omega_j|| = 1``, the true ``da_j`` differs from
         this one by at most ``d ||b_j||`` in its sum over samples and
@@ -1698,7 +1698,13 @@ class AdaptiveFlow:
         sub, sub_err = self._attempt(size)
         if not math.isfinite(sub_err):
             return self._failed_landing(sub, size, f"event {index}")
-        clock = self._clock(sub)
+        full_clock, clock = clock, self._clock(sub)
+        if index >= 0:
+            sub, sub_err, clock = self._past_event_root(
+                step, full_clock, limit, (sub, sub_err, clock), index
+            )
+            if not math.isfinite(sub_err):
+                return self._failed_landing(sub, sub.size, f"event {index}")
         if index == -1:
             sub, sub_err, clock = self._end_on_t_max(sub, sub_err, clock, step.size)
             if sub is None:
@@ -1708,6 +1714,60 @@ class AdaptiveFlow:
             if not math.isfinite(sub_err):
                 return self._failed_landing(sub, sub.size, "the end of the span")
         return _Landing(sub, clock, max(err, sub_err), event_index=index)
+
+    def _past_event_root(
+        self, step: Step, clock: StepTime, limit: float, landing: tuple, index: int
+    ):
+        """Take the step ``landing = (sub, sub_err, sub_clock)`` to event
+        ``index`` again until it ends on the far side of the event's root, or on
+        it, and return the same triple for the step kept.
+
+        The root was found on the interpolant of ``step`` (with time ``clock``),
+        and the step taken to it ends off the interpolant by up to the
+        tolerance, on either side. An end short of the root left the event's
+        value on the side it came from. The next landing, of another event,
+        then read that value again in place of 0, and the flow crossed the
+        root a second time: of two events on one root, one fired twice on 14 of
+        54 runs at rtol 1e-3 to 1e-6. Regula falsi on the size, between this
+        end and ``limit`` of ``step``, aims past the root by the shortfall.
+        Where ``EVENT_REFINEMENTS`` tries do not get past, the last step is
+        kept: its end is within the tolerance of the root.
+        """
+        event = self.events[index]
+        short = (lambda v: v < 0) if self.values0[index] < 0 else (lambda v: v > 0)
+        sub, sub_err, sub_clock = landing
+
+        def value_at_end(sub: Step, sub_clock: StepTime) -> float:
+            log_t = self._log_t_at(sub_clock, 1.0)
+            return event_value(event, self._state(sub.y1, log_t))
+
+        value = value_at_end(sub, sub_clock)
+        if not short(value):
+            return landing
+        high = limit * step.size
+        far = event_value(
+            event,
+            self._state(
+                self._interpolated_state(step, limit), self._log_t_at(clock, limit)
+            ),
+        )
+        low = sub.size
+        for _ in range(EVENT_REFINEMENTS):
+            if short(far) or value == far:
+                break
+            root = low + (high - low) * value / (value - far)
+            size = min(root + (root - low), 0.5 * (root + high))
+            if not low < size <= high:
+                break
+            sub, sub_err = self._attempt(size)
+            if not math.isfinite(sub_err):
+                return sub, sub_err, None
+            sub_clock = self._clock(sub)
+            value = value_at_end(sub, sub_clock)
+            if not short(value):
+                break
+            low = size
+        return sub, sub_err, sub_clock
 
     def _end_on_t_max(self, sub: Step, sub_err: float, clock: StepTime, full: float):
         """Take the step to the end of the span again until its own clock ends

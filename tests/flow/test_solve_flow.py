@@ -843,6 +843,31 @@ def test_events_at_one_root_both_fire(target):
     assert second[0] == first[0]
 
 
+@pytest.mark.parametrize(
+    ("rtol", "target", "gap"),
+    [(1e-3, 0.3, 0.0), (1e-3, 3.0, 1e-14), (1e-4, 1.0, 0.0), (1e-4, 30.0, 1e-14)],
+)
+def test_events_at_one_root_fire_once(rtol, target, gap):
+    # The step taken to an event's root may end short of it, within the
+    # tolerance. The landing of the second event then read the first one's
+    # value there again, the flow crossed the root once more, and the first
+    # event fired twice on each of these runs.
+    from tests.flow.test_accuracy import PROBLEMS
+
+    problem, params0 = PROBLEMS["binary"]()
+    events = [
+        Norm2Above(target, terminal=False),
+        Norm2Above(target * (1 + gap), terminal=False),
+        Norm2Above(10 * target),
+    ]
+    result = solve_flow(problem, params0, rtol=rtol, events=events)
+    assert result.status == res.STATUS_TERMINAL_EVENT, result.message
+    first, second, _ = result.t_events
+    assert len(first) == 1
+    assert len(second) == 1
+    assert second[0] == first[0]
+
+
 def test_event_ahead_at_start_does_not_warn():
     problem, params0 = _width_two()
     with warnings.catch_warnings():
