@@ -895,8 +895,11 @@ class AdaptiveFlow:
                 basis = Vt[keep]
                 blocks[j, 1 : 1 + D] = a - basis.T @ (basis @ a)
             if frozen is not None:
+                # The move of the unit direction; a neuron left without one
+                # gets no certified choice.
                 moved = float(np.linalg.norm(blocks[j, 1 : 1 + D] - a))
-                shift = max(shift, moved / float(np.linalg.norm(blocks[j, 1:])))
+                left = float(np.linalg.norm(blocks[j, 1:]))
+                shift = max(shift, moved / left if left > 0 else math.inf)
         self.z = self.coords.normalize(self.z)
         self._set_offsets(cluster)
 
