@@ -123,7 +123,10 @@ class Problem:
 
     def __post_init__(self) -> None:
         num_classes = check_int(
-            "num_classes", self.num_classes, 1, fix="give the number of classes K"
+            "num_classes",
+            self.num_classes,
+            2,
+            fix="a classification problem needs two classes or more; give K",
         )
         object.__setattr__(self, "num_classes", num_classes)
         X = _read_only_copy(check_array("X", self.X, ndim=2))
@@ -137,7 +140,8 @@ class Problem:
         if raw.shape != (X.shape[0],):
             raise InvalidArgument(
                 f"labels has shape {raw.shape} but X has {X.shape[0]} rows; "
-                "give one label per sample"
+                "give one label per sample, with X of shape (n, D), one row per "
+                "sample (transpose X if its samples are columns)"
             )
         if not np.issubdtype(raw.dtype, np.integer):
             raise InvalidArgument(

@@ -185,11 +185,6 @@ def test_problem_rejects_binary_loss_with_three_classes():
         Problem(np.ones((3, 2)), [0, 1, 2], 3, "exponential")
 
 
-def test_problem_rejects_cross_entropy_with_one_output():
-    with pytest.raises(InvalidArgument, match="loss='cross_entropy' is invalid"):
-        Problem(np.ones((2, 2)), [0, 0], 1, "cross_entropy")
-
-
 def test_problem_rejects_unknown_activation():
     with pytest.raises(InvalidArgument, match="activation='tanh' is invalid"):
         Problem(np.ones((2, 2)), [0, 1], 2, "exponential", activation="tanh")
@@ -621,3 +616,16 @@ def test_problem_rejects_underflowing_row():
 def test_problem_rejects_invalid_num_classes(num_classes):
     with pytest.raises(InvalidArgument, match="num_classes="):
         Problem(np.eye(3) + 0.1, [0, 1, 1], num_classes, "exponential")
+
+
+@pytest.mark.parametrize("loss", ["exponential", "cross_entropy"])
+def test_problem_rejects_one_class(loss):
+    # Each loss's own message named the other loss as the fix.
+    with pytest.raises(InvalidArgument, match="num_classes=1 .* two classes or more"):
+        Problem(np.eye(3) + 0.1, [0, 0, 0], 1, loss)
+
+
+def test_problem_names_the_shape_of_x():
+    X = np.eye(3, 6) + 0.1  # samples as columns
+    with pytest.raises(InvalidArgument, match=r"X of shape \(n, D\), one row"):
+        Problem(X, [0, 0, 0, 1, 1, 1], 2, "exponential")
