@@ -1931,18 +1931,22 @@ class AdaptiveFlow:
             message += f": {self.detail}"
         if self.noise_limited:
             count = self.noise_limited
-            message += (
-                f"; {count} step{'s' if count != 1 else ''} reached the float64 "
-                "noise floor of the error estimate or of the Newton iteration, at up "
-                f"to {self.noise_floor:.3g} times the tolerance"
-            )
+            steps = f"{count} step{'s' if count != 1 else ''}"
+            floor = f"{self.noise_floor:.3g} times the tolerance"
             # A Newton iteration stops on its floor only within NOISE_CORRECTION
             # (one tolerance) of convergence. A step accepted on the floor of its
             # error estimate has an estimate above 1, and only roundoff bounds it.
             if not self.estimate_floor:
-                message += ", below it, so rtol was still met"
+                message += (
+                    f"; {steps} ended a Newton iteration on its float64 noise "
+                    f"floor, at most {floor}, so rtol was still met"
+                )
             else:
-                message += ": on those steps roundoff, not rtol, bounds the error"
+                message += (
+                    f"; {steps} reached the float64 noise floor of the error "
+                    f"estimate or of the Newton iteration, up to {floor}: on those "
+                    "steps roundoff, not rtol, bounds the error"
+                )
         self._record("end", self.z, self.log_t)
         state = self._state(self.z, self.log_t)
         return res.FlowResult(

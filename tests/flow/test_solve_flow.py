@@ -901,9 +901,10 @@ def test_noise_floor_message_states_rtol_met():
                 events=[Norm2Above(1e12)],
             )
             assert result.status == res.STATUS_TERMINAL_EVENT, result.message
-            if "reached the float64 noise floor" in result.message:
+            assert "not rtol, bounds the error" not in result.message
+            if "on its float64 noise floor" in result.message:
                 floors += 1
-                assert "below it, so rtol was still met" in result.message
+                assert "so rtol was still met" in result.message
     assert floors >= 1
 
 
