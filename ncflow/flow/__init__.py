@@ -127,7 +127,8 @@ def solve_flow(
         Unlike ``solve_ivp``, whose ``t_events`` contains times ``t``,
         ``t_events[k]`` contains ``log t`` of each firing of ``events[k]``,
         because ``t`` overflows float64 late in a run. ``numpy.exp`` gives
-        ``t`` where it is below about ``1e308``.
+        ``t`` where it is below about ``1e308``. ``params_events[k]`` holds
+        ``theta`` at each of those firings, as ``y_events`` does.
     """
     check_choice("method", method, METHODS)
     if method == "adaptive" and step is not None:

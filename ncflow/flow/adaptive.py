@@ -459,6 +459,7 @@ class AdaptiveFlow:
         self.n_accepted = self.n_rejected = 0
         self.activation_events: list[res.ActivationEvent] = []
         self.t_events: list[list[float]] = [[] for _ in events]
+        self.params_events: list[list[Parameters]] = [[] for _ in events]
         self.fired: list[int] = []
         self.separation_log_t: float | None = None
         self.pending_records: list[tuple] = []
@@ -1138,6 +1139,8 @@ class AdaptiveFlow:
 
     def _fire(self, index: int) -> None:
         self.t_events[index].append(self.log_t)
+        y = self.coords.to_polar(self.z)
+        self.params_events[index].append(self.system.to_parameters(y))
         self.fired.append(index)
         occurrences = len(self.t_events[index])
         if terminal_after(self.events[index], occurrences) and self.status is None:
@@ -1964,6 +1967,7 @@ class AdaptiveFlow:
             n_rejected=self.n_rejected,
             activation_events=self.activation_events,
             t_events=[np.array(v) for v in self.t_events],
+            params_events=self.params_events,
             fired=self.fired,
             separation_log_t=self.separation_log_t,
             trajectory=self._trajectory(),

@@ -60,6 +60,7 @@ def solve_euler(
     recorder.add("start", log_t, first.log_loss, first.params, pattern)
     values = [event_value(ev, first) for ev in events]
     t_events = [[] for _ in events]
+    params_events = [[] for _ in events]
     fired: list[int] = []
     activation_events: list[res.ActivationEvent] = []
     separation_log_t = None
@@ -138,6 +139,7 @@ def solve_euler(
                 value = event_value(event, current)
                 if crosses(values[index], value, event.direction):
                     t_events[index].append(log_t)
+                    params_events[index].append(current.params)
                     fired.append(index)
                     if terminal_after(event, len(t_events[index])):
                         status = res.STATUS_TERMINAL_EVENT
@@ -171,6 +173,7 @@ def solve_euler(
         n_rejected=0,
         activation_events=activation_events,
         t_events=[np.array(v) for v in t_events],
+        params_events=params_events,
         fired=fired,
         separation_log_t=separation_log_t,
         trajectory=recorder.finish(),

@@ -189,6 +189,9 @@ class FlowResult:
         ``log t`` of the firings of each user event, in the order given. SciPy's
         ``solve_ivp`` stores ``t`` there, but ``t`` overflows float64 late in a
         run.
+    params_events : list of list of Parameters
+        ``theta`` at each firing of each user event, as ``y_events`` of
+        ``solve_ivp``: ``params_events[k][m]`` goes with ``t_events[k][m]``.
     fired : list of int
         Indices (into the events given) of the events that fired, in order.
     separation_log_t : float or None
@@ -222,6 +225,7 @@ class FlowResult:
     params0: Parameters
     settings: dict = field(default_factory=dict)
     pattern: np.ndarray | None = None
+    params_events: list = field(default_factory=list)
 
     @property
     def success(self) -> bool:

@@ -16,6 +16,7 @@ from ncflow.flow import (
     METHODS,
     STATUS_MESSAGES,
     FlowResult,
+    FlowState,
     LossBelow,
     Norm2Above,
     Separated,
@@ -866,6 +867,36 @@ def test_events_at_one_root_fire_once(rtol, target, gap):
     assert len(first) == 1
     assert len(second) == 1
     assert second[0] == first[0]
+
+
+def _log_loss(problem: Problem, params: Parameters) -> float:
+    """``log L`` as the events read it."""
+    return FlowState(problem, params, 0.0, None).log_loss
+
+
+@pytest.mark.parametrize("method", ["adaptive", "euler"])
+def test_params_events_are_firing_states(method):
+    # params_events[k][m] is theta where event k fired for the m-th time, on
+    # the far side of its root. The norm there is at or above the target, up
+    # to the float64 roundoff of the norm (4 eps relative), and the loss is at
+    # or below its level.
+    from tests.flow.test_accuracy import PROBLEMS
+
+    problem, params0 = PROBLEMS["binary"]()
+    level = 0.5 * float(np.exp(_log_loss(problem, params0)))
+    events = [LossBelow(level, terminal=False), Norm2Above(3.0, terminal=False)]
+    events.append(Norm2Above(30.0))
+    options = {"rtol": 1e-6} if method == "adaptive" else {"step": 1e-2}
+    result = solve_flow(problem, params0, method=method, events=events, **options)
+    assert result.status == res.STATUS_TERMINAL_EVENT, result.message
+    assert [len(p) for p in result.params_events] == [len(t) for t in result.t_events]
+    assert [len(t) for t in result.t_events] == [1, 1, 1]
+    (below,), (above,), (last,) = result.params_events
+    assert _log_loss(problem, below) <= math.log(level)
+    assert above.norm2() >= 3.0 * (1 - 4 * np.finfo(float).eps)
+    assert last.norm2() >= 30.0 * (1 - 4 * np.finfo(float).eps)
+    np.testing.assert_array_equal(last.W, result.params.W)
+    np.testing.assert_array_equal(last.V, result.params.V)
 
 
 def test_event_ahead_at_start_does_not_warn():
