@@ -28,6 +28,7 @@ from ncflow.flow import (
     adaptive,
     solve_flow,
 )
+from ncflow.flow.coordinates import late_rtol
 from ncflow.flow.events import default_groups, separation_report
 from ncflow.flow.result import (
     STATUS_END_OF_SPAN,
@@ -97,6 +98,54 @@ def test_events_are_located_to_rtol(rtol):
         cos = _cosines(X, W)
         worst = max(abs(cos[i, j]) for i, j, _ in event.pairs)
         assert worst <= rtol, f"changed pair off its boundary at log t = {log_t:.6g}"
+
+
+def _late_crossing_problem() -> tuple[Problem, Parameters]:
+    """Four samples in R^3 and four balanced neurons from eps = 1e-3: neuron 3
+    turns active on sample 2 near log t = 4.88, after the norm clock has taken
+    over (from log t of about 2 to 2.8, by rtol)."""
+    X = np.array(
+        [
+            [-1.1, -0.58, -1.52],
+            [0.19, 0.19, 0.51],
+            [-0.97, -1.14, 1.53],
+            [0.18, 1.75, 0.44],
+        ]
+    )
+    W = np.array(
+        [
+            [0.36, -0.13, -0.56, 0.19],
+            [-0.04, 0.08, -0.79, 0.13],
+            [-0.8, -0.25, 0.26, -0.53],
+        ]
+    )
+    W /= 1.01  # every shape of norm below 1, as balanced_init needs
+    V = np.array([[-1.0, -1.0, 1.0, 1.0]]) * np.linalg.norm(W, axis=0)
+    problem = Problem(X, np.array([1, 0, 0, 0]), 2, "exponential")
+    return problem, balanced_init(Parameters(W, V), 1e-3)
+
+
+@pytest.mark.parametrize("rtol", [1e-5, 1e-8])
+def test_norm_clock_landing_is_located(rtol):
+    # An activation change in the norm clock is located to the tolerance that
+    # clock keeps the directions to, late_rtol, and projected onto its boundary.
+    problem, params0 = _late_crossing_problem()
+    result = solve_flow(problem, params0, rtol=rtol, events=[Norm2Above(1e8)])
+    assert result.success, result.message
+    start = dict(result.settings["phases"])["norm2"]
+    late = [event for event in result.activation_events if event.log_t > start]
+    assert [event.pairs for event in late] == [[(2, 3, True)]]
+    (event,) = late
+    records = result.trajectory.select("event")
+    (index,) = np.flatnonzero(records.log_t == event.log_t)
+    x_max = float(np.linalg.norm(problem.X, axis=1).max())
+    tolerance = late_rtol(rtol, float(records.norm2[index]), x_max)
+    assert event.residual <= tolerance
+    # The located point is projected onto the boundary, where the cosine is 0
+    # up to the roundoff of the projection and of the conversion to W (a few
+    # eps; measured 2e-17 and 3e-17), far below the residual before it.
+    assert abs(_cosines(problem.X, records.W[index])[2, 3]) <= 64 * EPS
+    assert records.patterns[index][2, 3]
 
 
 def _replayed_patterns(result: FlowResult) -> list[tuple[float, np.ndarray]]:
