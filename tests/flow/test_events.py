@@ -141,9 +141,9 @@ def test_norm_clock_landing_is_located(rtol):
     x_max = float(np.linalg.norm(problem.X, axis=1).max())
     tolerance = late_rtol(rtol, float(records.norm2[index]), x_max)
     assert event.residual <= tolerance
-    # The located point is projected onto the boundary, where the cosine is 0
-    # up to the roundoff of the projection and of the conversion to W (a few
-    # eps; measured 2e-17 and 3e-17), far below the residual before it.
+    # The located point is projected onto the boundary, so the cosine there is
+    # the roundoff of the projection and of the conversion to W, a few eps
+    # (measured: 2e-17 and 3e-17). The residual before it was 1e-9 to 1e-7.
     assert abs(_cosines(problem.X, records.W[index])[2, 3]) <= 64 * EPS
     assert records.patterns[index][2, 3]
 
