@@ -1732,9 +1732,9 @@ class AdaptiveFlow:
         and the step taken to it ends off the interpolant by up to the
         tolerance, on either side. An end short of the root left the event's
         value on the side it came from. The next landing, of another event,
-        then read that value again in place of 0, and the flow crossed the
-        root a second time: of two events on one root, one fired twice on 14 of
-        54 runs at rtol 1e-3 to 1e-6. Regula falsi on the size, between this
+        then read that value again in place of 0, so the flow crossed the root
+        a second time. With two events on one root, one fired twice on 14 of 54
+        runs at rtol 1e-3 to 1e-6. Regula falsi on the size, between this
         end and ``limit`` of ``step``, aims past the root by the shortfall.
         Where ``EVENT_REFINEMENTS`` tries do not get past, the last step is
         kept: its end is within the tolerance of the root.
@@ -1843,7 +1843,7 @@ class AdaptiveFlow:
         """Finish a landing at the new state: switch the pattern at a crossing,
         fire events, evaluate the flow there. ``moved``: whether time passed.
         ``refresh=False`` leaves the evaluation to the caller (a frozen step
-        goes on with its gradients); ``frozen`` is passed to ``_switch``.
+        goes on with its gradients). ``frozen`` is passed to ``_switch``.
         ``values``: the events' values at the landing, where known."""
         if self.touching.any():
             # A pair leaves its boundary once it has moved well past the offset.
@@ -1854,9 +1854,9 @@ class AdaptiveFlow:
         if landing.cluster is not None:
             # The projection onto the boundary moves the state by up to the
             # tolerance, and may move an event's value onto or across 0 there.
-            if values is None:
-                values = self._event_values(self.z, self.log_t)
             unswitched = values
+            if unswitched is None:
+                unswitched = self._event_values(self.z, self.log_t)
             changed = self._switch(landing.cluster, frozen=frozen)
             if changed is None:
                 self.status = res.STATUS_SLIDING
