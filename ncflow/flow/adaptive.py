@@ -76,10 +76,10 @@ from ncflow.flow.coordinates import (
 )
 from ncflow.flow.events import (
     FlowState,
-    Separated,
     crosses,
     event_value,
     network_log_losses,
+    separation_report,
     terminal_after,
 )
 from ncflow.flow.frozen import (
@@ -449,7 +449,7 @@ class AdaptiveFlow:
         self.t_max = t_max
         self.max_steps = max_steps
         self.records_per_decade = records_per_decade
-        self.separation = Separated(groups, terminal=False)
+        self.groups = groups
 
         self.x_norms = np.linalg.norm(problem.X, axis=1)
         self.coords = TauCoordinates(self.system)
@@ -1126,16 +1126,27 @@ class AdaptiveFlow:
         return best
 
     def _check_discrete(self) -> None:
-        state = self._state(self.z, self.log_t)
-        for index, event in enumerate(self.events):
-            if not event.discrete:
-                continue
-            value = event_value(event, state)
-            if crosses(self.discrete_values[index], value, event.direction):
-                self._fire(index)
-            self.discrete_values[index] = value
-        if self.separation_log_t is None and self.separation(state) < 0:
-            self.separation_log_t = self.log_t
+        """Fire the discrete events that the pattern change crossed, and note
+        the first separated pattern.
+
+        Only discrete events need the state, so the separation check, which
+        runs after every activation change, reads the pattern alone."""
+        if any(event.discrete for event in self.events):
+            state = self._state(self.z, self.log_t)
+            for index, event in enumerate(self.events):
+                if not event.discrete:
+                    continue
+                value = event_value(event, state)
+                if crosses(self.discrete_values[index], value, event.direction):
+                    self._fire(index)
+                self.discrete_values[index] = value
+        if self.separation_log_t is None:
+            problem = self.problem
+            separated, _ = separation_report(
+                self.pattern, problem.labels, self.groups, problem.num_classes
+            )
+            if separated:
+                self.separation_log_t = self.log_t
 
     def _fire(self, index: int) -> None:
         self.t_events[index].append(self.log_t)
