@@ -236,11 +236,23 @@ class FrozenStep:
 
     # -- step size ---------------------------------------------------------
 
+    def log_norm2_bound(self, T: float) -> float:
+        """Return a bound on ``log ||theta||^2`` over the first ``T`` of the step
+        (the polar part, frozen part not included).
+
+        Each neuron's linear flow grows its norm at most by its rate ``S_j <=
+        s``, so ``||theta||^2`` grows at most like ``exp(2 s T)``. The bound
+        takes ``exp(3 s T)``, with the margin that the error bound uses. A
+        restart raises ``s`` to the largest rate of every piece so far, so the
+        bound is also valid across the activation changes taken up to ``T``.
+        """
+        return self.log_norm2 + 3.0 * self.rate * T
+
     def bound(self, T: float) -> float:
         """Return the relative error bound ``max_j E_j`` of a step ``T``, or inf
         where its assumptions (``m_j <= s / 2``, small output moves) fail."""
         fast = 1.5 * self.rate
-        log_R_max = self.log_norm2 + 3.0 * self.rate * T
+        log_R_max = self.log_norm2_bound(T)
         if log_R_max > 0.0:
             return math.inf  # the outputs may reach order 1: far from frozen
         R_max = math.exp(log_R_max)
@@ -263,7 +275,7 @@ class FrozenStep:
         first term, and the shift of the ``a_j`` by at most ``||x_i|| shift
         sum_j exp(2 sigma_j) <= ||x_i|| R_max shift``.
         """
-        log_R_max = self.log_norm2 + 3.0 * self.rate * T
+        log_R_max = self.log_norm2_bound(T)
         if log_R_max > 0.0:
             return math.inf
         R_max = math.exp(log_R_max)

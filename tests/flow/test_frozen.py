@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from ncflow.flow import Separated, adaptive, solve_flow
+from ncflow.flow import Norm2Above, Separated, adaptive, solve_flow
 from ncflow.flow.frozen import (
     MAX_EXPONENT,
     FrozenStep,
@@ -516,3 +516,72 @@ def test_event_bump_fires_twice(monkeypatch):
         if frozen:
             assert result.settings["frozen_steps"] >= 1
     assert counts == [2, 2]
+
+
+def _tiny_start():
+    problem, params0 = _problem()
+    return problem, params0.scaled(1e-6 / math.sqrt(params0.norm2()))
+
+
+def test_norm_bound_covers_the_frozen_flow(monkeypatch):
+    # _quiet_events skips the event values where log_norm2_bound keeps every
+    # Norm2Above target out of reach, so the bound must hold along the frozen
+    # flow, activation changes included.
+    problem, params0 = _tiny_start()
+    quiet_events = adaptive.AdaptiveFlow._quiet_events
+    gaps = []
+
+    def checked(self, step, end):
+        log_norm2 = step.system.log_norm2(step.state_at(end))
+        gaps.append((step.log_norm2_bound(end) - log_norm2, log_norm2 - step.log_norm2))
+        return quiet_events(self, step, end)
+
+    monkeypatch.setattr(adaptive.AdaptiveFlow, "_quiet_events", checked)
+    result = solve_flow(problem, params0, t_max=20.0, rtol=1e-8, atol=1e-12)
+    assert result.success, result.message
+    assert len(gaps) >= 10
+    assert min(slack for slack, _ in gaps) >= 0.0, gaps
+    # The norm grows along the pieces, so a bound without the growth term fails.
+    assert max(growth for _, growth in gaps) > 1.0
+
+
+@pytest.mark.parametrize(
+    "targets", [(1e-11, 1e-3), (1e-10, 5e-10), (2e-9, 1.0), (1e-3,)]
+)
+def test_quiet_landings_fire_as_evaluated(targets, monkeypatch):
+    # Landings that skip the event values must give the run in which every
+    # landing evaluates them: the same firings, states and evaluations.
+    problem, params0 = _tiny_start()
+    quiet_events = adaptive.AdaptiveFlow._quiet_events
+    quiet = []
+
+    def counted(self, step, end):
+        quiet.append(quiet_events(self, step, end))
+        return quiet[-1]
+
+    monkeypatch.setattr(adaptive.AdaptiveFlow, "_quiet_events", counted)
+    runs = []
+    for skip in (True, False):
+        if not skip:
+            monkeypatch.setattr(
+                adaptive.AdaptiveFlow, "_quiet_events", lambda *a: False
+            )
+        events = [Norm2Above(target, terminal=False) for target in targets]
+        runs.append(
+            solve_flow(
+                problem, params0, t_max=20.0, rtol=1e-8, atol=1e-12, events=events
+            )
+        )
+    skipped, evaluated = runs
+    assert skipped.success and evaluated.success
+    assert any(quiet)
+    # The frozen phase ends near ||theta||^2 = 2e-9: a target below that must
+    # stop some landings from skipping.
+    assert all(quiet) == (min(targets) > 1e-8)
+    assert all(len(times) == 1 for times in evaluated.t_events)
+    for skipped_times, evaluated_times in zip(skipped.t_events, evaluated.t_events):
+        np.testing.assert_array_equal(skipped_times, evaluated_times)
+    assert skipped.activation_events == evaluated.activation_events
+    assert skipped.nfev == evaluated.nfev
+    np.testing.assert_array_equal(skipped.params.W, evaluated.params.W)
+    np.testing.assert_array_equal(skipped.params.V, evaluated.params.V)
