@@ -145,23 +145,38 @@ class FrozenStep:
 
         # Every neuron's linear flow, set by restart from the start of the step:
         # the thin decomposition A_j = U_j diag(S_j) Vt_j, of rank at most r.
+        # A neuron's piece is one row of _pieces_now, and the fields are views
+        # of it, so that a piece is kept or put back as one row.
         r = min(D, d_y)
-        self.sigma = np.zeros(h)
-        self.a = np.zeros((h, D))
-        self.b = np.zeros((h, d_y))
-        self.U = np.zeros((h, D, r))
-        self.S = np.zeros((h, r))
-        self.Vt = np.zeros((h, r, d_y))
+        shapes = {
+            "origin": (1,),  # start of the piece
+            "sigma": (),
+            "a": (D,),
+            "b": (d_y,),
+            "U": (D, r),
+            "S": (r,),
+            "Vt": (r, d_y),
+            "alpha": (r,),
+            "beta": (r,),
+        }
+        self._layout = []
+        width = 0
+        for name, shape in shapes.items():
+            size = int(np.prod(shape))
+            self._layout.append((name, width, size, shape))
+            width += size
+        self._pieces_now = np.zeros((h, width))
+        self._bind_fields()
         if d_y == 1:
             self.Vt[:] = 1.0  # A_j = u_j s_j [1]
-        self.alpha = np.zeros((h, r))
-        self.beta = np.zeros((h, r))
-        # Start of each neuron's current piece, shape (h, 1).
-        self.origin = np.zeros((h, 1))
         # Largest rate and coupling of each neuron over its pieces, for the bound.
         self.S_bound = np.zeros(h)
         self.coupling = np.zeros(h)
         self.rate = 0.0
+        # Every piece so far, as (columns, their rows of _pieces_now), once
+        # keep_pieces is called: states_at reads the state at any time of the
+        # step from them.
+        self._pieces: list | None = None
         self.restart(range(h), y, pattern, 0.0)
 
     def restart(self, columns, y: np.ndarray, pattern: np.ndarray, T: float) -> None:
@@ -185,7 +200,7 @@ class FrozenStep:
         # A_j / N, shape (c, D, d_y).
         A = np.einsum("ij,id,ik->jdk", active, system.X, self.G)
         if system.d_y == 1:
-            S = np.linalg.norm(A[:, :, 0], axis=1)
+            S = np.sqrt((A[:, :, 0] * A[:, :, 0]).sum(axis=1))
             safe = np.where(S > 0, S, 1.0)
             self.U[columns] = A / safe[:, None, None]
             self.S[columns, 0] = S
@@ -194,45 +209,108 @@ class FrozenStep:
             self.U[columns], self.S[columns], self.Vt[columns] = U, singular, Vt
             S = singular[:, 0] if singular.size else np.zeros(0)
         self.S_bound[columns] = np.maximum(self.S_bound[columns], S)
-        self.alpha[columns] = np.einsum("jdr,jd->jr", self.U[columns], self.a[columns])
-        self.beta[columns] = np.einsum("jrk,jk->jr", self.Vt[columns], self.b[columns])
+        a, b = self.a[columns], self.b[columns]
+        self.alpha[columns] = np.matmul(a[:, None, :], self.U[columns])[:, 0, :]
+        self.beta[columns] = np.matmul(self.Vt[columns], b[:, :, None])[:, :, 0]
         if S.size:
             self.rate = max(self.rate, float(S.max()))
         self.coupling[columns] = np.maximum(
             self.coupling[columns], self._coupling_factor * (active.T @ self._weights)
         )
         self._last = None
+        if self._pieces is not None:
+            self._pieces.append((columns, self._pieces_now[columns]))
+
+    def _fields(self, rows: np.ndarray) -> dict:
+        """Return views of the fields of piece rows (shape (..., width))."""
+        lead = rows.shape[:-1]
+        return {
+            name: rows[..., start : start + size].reshape(lead + shape)
+            for name, start, size, shape in self._layout
+        }
+
+    def _bind_fields(self) -> None:
+        self.__dict__.update(self._fields(self._pieces_now))
+
+    def copy(self) -> FrozenStep:
+        """Return an independent copy, so that a trial can restart its neurons."""
+        other = object.__new__(FrozenStep)
+        other.__dict__.update(self.__dict__)
+        other._pieces_now = self._pieces_now.copy()
+        other.S_bound = self.S_bound.copy()
+        other.coupling = self.coupling.copy()
+        other._bind_fields()
+        if self._pieces is not None:
+            other._pieces = list(self._pieces)
+        return other
+
+    def keep_pieces(self) -> None:
+        """Keep every piece from now on (the current ones first), for states_at."""
+        columns = np.arange(self.system.h)
+        self._pieces = [(columns, self._pieces_now.copy())]
+
+    def truncate(self, T: float) -> None:
+        """Put every neuron back on the piece it was on at ``T``: drop the
+        pieces that start after it (kept since keep_pieces). The rates and
+        couplings of the dropped pieces stay in the bound, which remains an
+        upper bound for the shorter step."""
+        for columns, rows in self._pieces:
+            started = rows[:, 0] <= T
+            self._pieces_now[columns[started]] = rows[started]
+        self._last = None
+
+    def states_at(self, times) -> np.ndarray:
+        """Return the polar states at ``times`` (shape (m, size)), each neuron on
+        the piece in force at that time: the last one to start at or before
+        it. Needs keep_pieces before the restarts."""
+        h = self.system.h
+        times = np.asarray(times, dtype=float)
+        # Stack the pieces, and find each neuron's piece at each time.
+        owners = np.concatenate([columns for columns, _ in self._pieces])
+        stacked = np.concatenate([rows for _, rows in self._pieces])
+        origins = stacked[:, 0]
+        index = np.empty((times.size, h), dtype=int)
+        for j in range(h):
+            mine = np.flatnonzero(owners == j)
+            # Pieces of one neuron are appended in time order.
+            found = np.searchsorted(origins[mine], times, side="right") - 1
+            index[:, j] = mine[np.maximum(found, 0)]
+        f = self._fields(stacked[index])
+        x = f["S"] * (times[:, None, None] - f["origin"])
+        blocks = _piece_blocks(
+            f["sigma"], f["a"], f["b"], f["U"], f["Vt"], f["alpha"], f["beta"], x
+        )
+        return blocks.reshape(times.size, self.system.size)
 
     # -- the exact solution ------------------------------------------------
 
-    def _changes(self, T: float):
-        x = self.S * (T - self.origin)
-        sh = np.sinh(x)
-        ch_minus_1 = 2.0 * np.sinh(0.5 * x) ** 2
-        d_alpha = self.alpha * ch_minus_1 + self.beta * sh
-        d_beta = self.beta * ch_minus_1 + self.alpha * sh
-        return d_alpha, d_beta
-
     def state_at(self, T: float) -> np.ndarray:
         """Return the polar state after ``T`` (in units of ``1/N``), with unit
-        directions.
+        directions, every neuron on its current piece.
 
         The last state is kept: the driver asks for the end of a step twice,
         for the events there and for the step itself.
         """
         if self._last is not None and self._last[0] == T:
             return self._last[1].copy()
-        d_alpha, d_beta = self._changes(T)
-        a = self.a + np.einsum("jdr,jr->jd", self.U, d_alpha)
-        b = self.b + np.einsum("jrk,jr->jk", self.Vt, d_beta)
-        norms = np.sqrt(np.einsum("jd,jd->j", a, a) + np.einsum("jk,jk->j", b, b))
-        y = np.empty(self.system.size)
-        blocks = y.reshape(self.system.h, self.system.block)
-        blocks[:, 0] = self.sigma + np.log(norms)
-        blocks[:, 1 : 1 + self.system.D] = a / norms[:, None]
-        blocks[:, 1 + self.system.D :] = b / norms[:, None]
+        y = self.blocks_at(T).reshape(self.system.size)
         self._last = (T, y.copy())
         return y
+
+    def blocks_at(self, T: float, columns=slice(None)) -> np.ndarray:
+        """Return the blocks ``(sigma_j, omega_j)`` after ``T`` of the neurons in
+        ``columns`` (all by default) on their current pieces, shape (c, block).
+        ``columns`` is a slice or an index array."""
+        return _piece_blocks(
+            self.sigma[columns],
+            self.a[columns],
+            self.b[columns],
+            self.U[columns],
+            self.Vt[columns],
+            self.alpha[columns],
+            self.beta[columns],
+            self.S[columns] * (T - self.origin[columns]),
+        )
 
     # -- step size ---------------------------------------------------------
 
@@ -331,11 +409,11 @@ class FrozenStep:
             columns = slice(None)
         X = self.system.X
         a = self.a[columns]
-        a_norms = np.linalg.norm(a, axis=1)
-        scale = np.outer(self.system._x_norms, np.where(a_norms > 0, a_norms, 1.0))
+        a_norms = np.sqrt((a * a).sum(axis=1))
+        scale = self.system._x_norms[:, None] * np.where(a_norms > 0, a_norms, 1.0)
         factor = signs / scale
         F0 = (X @ a.T) * factor + offsets
-        XU = np.einsum("id,jdr->ijr", X, self.U[columns]) * factor[:, :, None]
+        XU = np.matmul(X, self.U[columns]).transpose(1, 0, 2) * factor[:, :, None]
         P = 0.5 * XU * (self.alpha[columns] + self.beta[columns])[None]
         Q = 0.5 * XU * (self.alpha[columns] - self.beta[columns])[None]
         return F0, P, Q
@@ -365,6 +443,25 @@ class FrozenStep:
             for i, j in zip(*np.nonzero(~table.exact[:, columns])):
                 table.resolve(i, columns[j])
         return table.values[:, columns]
+
+
+def _piece_blocks(sigma, a, b, U, Vt, alpha, beta, x) -> np.ndarray:
+    """Return the blocks ``(sigma_j + log ||omega||, omega / ||omega||)`` of
+    pieces that started from ``(sigma, a, b)`` with ``A = U diag(S) Vt``, after
+    ``x = S (T - origin)``. Every argument has the same leading shape."""
+    sh = np.sinh(x)
+    ch_minus_1 = 2.0 * np.sinh(0.5 * x) ** 2
+    d_alpha = alpha * ch_minus_1 + beta * sh
+    d_beta = beta * ch_minus_1 + alpha * sh
+    a = a + np.matmul(U, d_alpha[..., None])[..., 0]
+    b = b + np.matmul(d_beta[..., None, :], Vt)[..., 0, :]
+    norms = np.sqrt((a * a).sum(axis=-1) + (b * b).sum(axis=-1))
+    D = a.shape[-1]
+    blocks = np.empty(a.shape[:-1] + (1 + D + b.shape[-1],))
+    blocks[..., 0] = sigma + np.log(norms)
+    blocks[..., 1 : 1 + D] = a / norms[..., None]
+    blocks[..., 1 + D :] = b / norms[..., None]
+    return blocks
 
 
 class CrossingTable:
@@ -460,28 +557,35 @@ class CrossingTable:
         self.exact[i, j] = True
         self.uncertified[i, j] = not certified
 
-    def first(self, window: float) -> tuple[float, list | None]:
+    def first(
+        self, window: float, column: int | None = None
+    ) -> tuple[float, list | None]:
         """Return the first crossing and the pairs within ``window`` after it:
         ``(T, pairs)``, ``(inf, [])`` where no pair crosses, and ``(T, None)``
-        where the first is an uncertified point (see the class docstring)."""
-        values, exact = self.values, self.exact
+        where the first is an uncertified point (see the class docstring).
+        With ``column``, only the pairs of that neuron are searched."""
+        part = slice(None) if column is None else slice(column, column + 1)
+        # Views, so that resolve's updates show in them.
+        values, exact = self.values[:, part], self.exact[:, part]
+        uncertified = self.uncertified[:, part]
+        start = 0 if column is None else column
         while True:
-            index = np.unravel_index(int(np.argmin(values)), values.shape)
-            first = float(values[index])
+            i, j = np.unravel_index(int(np.argmin(values)), values.shape)
+            first = float(values[i, j])
             if not math.isfinite(first):
                 return math.inf, []
-            if not exact[index]:
-                self.resolve(*index)
+            if not exact[i, j]:
+                self.resolve(int(i), start + int(j))
                 continue
-            if self.uncertified[index]:
+            if uncertified[i, j]:
                 return first, None
             pending = np.argwhere((values <= first + window) & ~exact)
             if not len(pending):
                 break
             for i, j in pending:
-                self.resolve(int(i), int(j))
-        near = np.argwhere((values <= first + window) & ~self.uncertified)
-        return first, [(int(i), int(j)) for i, j in near]
+                self.resolve(int(i), start + int(j))
+        near = np.argwhere((values <= first + window) & ~uncertified)
+        return first, [(int(i), start + int(j)) for i, j in near]
 
 
 # Number of grid cells for the lower bounds of CrossingTable.
@@ -592,21 +696,18 @@ def _first_roots_one_rate(
     ``P u^2 + (F0 + P - Q) u + F0``, whose positive roots are solved in the
     stable form (no cancellation between ``-b`` and the square root).
     """
-    a2 = P
     a1 = F0 + P - Q
-    a0 = F0
-    u_max = np.expm1(s * limit)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        disc = a1 * a1 - 4.0 * a2 * a0
-        real = disc >= 0
-        root_disc = np.sqrt(np.where(real, disc, 0.0))
+        # A negative discriminant gives NaN here, a zero P or q an infinite or
+        # NaN candidate, and no NaN passes the comparisons below.
+        root_disc = np.sqrt(a1 * a1 - 4.0 * P * F0)
         q = -0.5 * (a1 + np.copysign(root_disc, a1))
-        r1 = np.where(a2 != 0, q / a2, np.inf)
-        r2 = np.where(q != 0, a0 / q, np.inf)
-        # A linear polynomial (P = 0) has its one root in r2 = -a0 / a1.
-        r1 = np.where(real & (r1 > 0), r1, np.inf)
-        r2 = np.where(real & (r2 > 0), r2, np.inf)
-        u = np.minimum(r1, r2)
-        u = np.where((u <= u_max) & (s > 0)[None, :], u, np.inf)
-        T = np.log1p(u) / s[None, :]
-    return np.where(np.isfinite(T), np.minimum(T, limit), np.inf)
+        # The roots q / P and F0 / q; with P = 0, F0 / q = -F0 / a1 is the
+        # root of the linear polynomial.
+        r1 = q / P
+        r2 = F0 / q
+        u = np.minimum(np.where(r1 > 0, r1, np.inf), np.where(r2 > 0, r2, np.inf))
+        u_max = np.where(s > 0, np.expm1(s * limit), -np.inf)
+        T = np.log1p(u) / s
+    found = (u <= u_max) & (u < np.inf)
+    return np.where(found, np.minimum(T, limit), np.inf)
