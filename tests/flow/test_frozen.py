@@ -27,7 +27,7 @@ from ncflow.flow.polar import PolarSystem
 from ncflow.flow.result import STATUS_END_OF_SPAN
 from ncflow.init import balanced_init, balanced_shapes
 from ncflow.network import Parameters, Problem
-from tests.flow.test_events import _problem
+from tests.flow.test_events import _cone, _problem
 
 EPS = float(np.finfo(np.float64).eps)
 
@@ -306,6 +306,9 @@ def test_frozen_choice_matches_evaluated(fallback, monkeypatch):
     # by the frozen gradients where gradient_drift certifies every slope's
     # sign, and by an evaluation of the flow otherwise. Both must give the
     # same run, state for state, the first with one evaluation fewer per change.
+    # The piecewise loop: a batch that meets an uncertain slope leaves the
+    # step to it, so the batch's choices are checked by test_batch_matches_pieces.
+    monkeypatch.setattr(adaptive, "FROZEN_BATCH", False)
     problem, params0 = _problem()
     params0 = params0.scaled(1e-6 / math.sqrt(params0.norm2()))
     frozen_changes = []
@@ -381,13 +384,20 @@ def _assert_frozen_runs_agree(problem, params0, t_max, rtol, changes, monkeypatc
     # its residual cosine, at most rtol. Before separation each neuron's flow is
     # linear and grows it, which amplifies no relative error, so the runs differ
     # by at most the sum of those terms.
+    _assert_neurons_agree(with_frozen, without, rtol)
+
+
+def _assert_neurons_agree(first, second, rtol):
+    """Check that two runs' neurons agree within the bound derived above:
+    each step of either run moves theta_j by at most 2 (atol + rtol)
+    ||theta_j|| and each located change by its residual, up to rtol."""
     local = 1e-12 + rtol
-    steps = with_frozen.n_accepted + without.n_accepted
-    projections = 2 * len(without.activation_events)
+    steps = first.n_accepted + second.n_accepted
+    projections = 2 * len(second.activation_events)
     tol = 2 * steps * local + projections * rtol
-    for j in range(with_frozen.params.width):
-        a = np.append(with_frozen.params.W[:, j], with_frozen.params.V[:, j])
-        b = np.append(without.params.W[:, j], without.params.V[:, j])
+    for j in range(first.params.width):
+        a = np.append(first.params.W[:, j], first.params.V[:, j])
+        b = np.append(second.params.W[:, j], second.params.V[:, j])
         assert np.linalg.norm(a - b) <= tol * np.linalg.norm(b), j
 
 
@@ -523,10 +533,12 @@ def _tiny_start():
     return problem, params0.scaled(1e-6 / math.sqrt(params0.norm2()))
 
 
-def test_norm_bound_covers_the_frozen_flow(monkeypatch):
+@pytest.mark.parametrize("batch", [True, False])
+def test_norm_bound_covers_the_frozen_flow(batch, monkeypatch):
     # _quiet_events skips the event values where log_norm2_bound keeps every
     # Norm2Above target out of reach, so the bound must hold along the frozen
     # flow, activation changes included.
+    monkeypatch.setattr(adaptive, "FROZEN_BATCH", batch)
     problem, params0 = _tiny_start()
     quiet_events = adaptive.AdaptiveFlow._quiet_events
     gaps = []
@@ -539,7 +551,7 @@ def test_norm_bound_covers_the_frozen_flow(monkeypatch):
     monkeypatch.setattr(adaptive.AdaptiveFlow, "_quiet_events", checked)
     result = solve_flow(problem, params0, t_max=20.0, rtol=1e-8, atol=1e-12)
     assert result.success, result.message
-    assert len(gaps) >= 10
+    assert len(gaps) >= (5 if batch else 10)
     assert min(slack for slack, _ in gaps) >= 0.0, gaps
     # The norm grows along the pieces, so a bound without the growth term fails.
     assert max(growth for _, growth in gaps) > 1.0
@@ -550,7 +562,9 @@ def test_norm_bound_covers_the_frozen_flow(monkeypatch):
 )
 def test_quiet_landings_fire_as_evaluated(targets, monkeypatch):
     # Landings that skip the event values must give the run in which every
-    # landing evaluates them: the same firings, states and evaluations.
+    # landing evaluates them: the same firings, states and evaluations. Both
+    # take the frozen steps piece by piece (a batch needs quiet events).
+    monkeypatch.setattr(adaptive, "FROZEN_BATCH", False)
     problem, params0 = _tiny_start()
     quiet_events = adaptive.AdaptiveFlow._quiet_events
     quiet = []
@@ -585,3 +599,90 @@ def test_quiet_landings_fire_as_evaluated(targets, monkeypatch):
     assert skipped.nfev == evaluated.nfev
     np.testing.assert_array_equal(skipped.params.W, evaluated.params.W)
     np.testing.assert_array_equal(skipped.params.V, evaluated.params.V)
+
+
+def _binary_cones():
+    """24 samples in R^8 in cones of half-angle 0.5 rad around +e_1 and -e_1,
+    and 16 balanced Gaussian neurons at eps = 1e-6: over a hundred activation
+    changes before the pattern separates, most of them in one frozen step."""
+    rng = np.random.default_rng(3)
+    centre = np.eye(8)[0]
+    X = np.vstack([_cone(rng, centre, 12, 0.5), _cone(rng, -centre, 12, 0.5)])
+    problem = Problem(X, np.repeat([0, 1], 12), 2, "exponential")
+    return problem, balanced_init(balanced_shapes(rng, 8, 16, 1), 1e-6)
+
+
+def _three_class_cones():
+    rng = np.random.default_rng(0)
+    X, labels = _three_cones(rng)
+    problem = Problem(X, labels, 3, "cross_entropy")
+    return problem, balanced_init(balanced_shapes(rng, 4, 6, 3), 1e-8)
+
+
+@pytest.mark.parametrize("case", ["binary cones", "events problem", "three classes"])
+@pytest.mark.parametrize("rtol", [1e-6, 1e-9])
+def test_batch_matches_pieces(case, rtol, monkeypatch):
+    # A frozen step taken neuron by neuron (_frozen_batch) must give the run
+    # taken piece by piece: the same activation changes and records, and states
+    # within the integration's bound. The batch's steps may end elsewhere (it
+    # shortens a step with the rates of all its pieces), so they are not
+    # compared bit for bit.
+    if case == "binary cones":
+        problem, params0 = _binary_cones()
+    elif case == "events problem":
+        problem, params0 = _tiny_start()
+    else:
+        problem, params0 = _three_class_cones()
+    commits, truncations = [], []
+    commit_batch = adaptive.AdaptiveFlow._commit_batch
+    truncate = FrozenStep.truncate
+
+    def counted_commit(self, plan, end):
+        # The batch's step meets the error bound with the rates of all its
+        # pieces, as the piecewise loop's steps do.
+        tolerance = adaptive.FROZEN_SAFETY * 0.5 * (self.atol + self.rtol)
+        assert plan[0].bound(end) <= tolerance
+        commits.append(len(plan[1]))
+        return commit_batch(self, plan, end)
+
+    def counted_truncate(self, T):
+        truncations.append(T)
+        return truncate(self, T)
+
+    monkeypatch.setattr(adaptive.AdaptiveFlow, "_commit_batch", counted_commit)
+    monkeypatch.setattr(FrozenStep, "truncate", counted_truncate)
+    runs = []
+    for batch in (True, False):
+        monkeypatch.setattr(adaptive, "FROZEN_BATCH", batch)
+        events = [Norm2Above(1e-2, terminal=False), Norm2Above(1.0)]
+        result = solve_flow(problem, params0, rtol=rtol, atol=1e-12, events=events)
+        assert result.success, result.message
+        runs.append(result)
+    batched, pieces = runs
+    assert sum(commits) >= {"binary cones": 100, "events problem": 10}.get(case, 3)
+    if case == "binary cones":
+        assert truncations
+    assert [e.pairs for e in batched.activation_events] == [
+        e.pairs for e in pieces.activation_events
+    ]
+    assert [len(times) for times in batched.t_events] == [1, 1]
+    assert len(batched.trajectory) == len(pieces.trajectory)
+    np.testing.assert_array_equal(batched.trajectory.kind, pieces.trajectory.kind)
+    np.testing.assert_array_equal(
+        batched.trajectory.patterns, pieces.trajectory.patterns
+    )
+    # Each step keeps log t to (atol + rtol) max(1, |log t|), so the times of
+    # the records and of the separation differ by at most that per step.
+    steps = batched.n_accepted + pieces.n_accepted
+    log_t = pieces.trajectory.log_t
+    clock = steps * (1e-12 + rtol) * np.maximum(1.0, np.abs(log_t))
+    finite = np.isfinite(log_t)
+    gaps = np.abs(batched.trajectory.log_t[finite] - log_t[finite])
+    assert np.all(gaps <= clock[finite])
+    assert (batched.separation_log_t is None) == (pieces.separation_log_t is None)
+    if pieces.separation_log_t is not None:
+        gap = abs(batched.separation_log_t - pieces.separation_log_t)
+        assert gap <= steps * (1e-12 + rtol) * max(1.0, abs(pieces.separation_log_t))
+
+    # The runs end on the same ||theta||^2 = 1.
+    _assert_neurons_agree(batched, pieces, rtol)
