@@ -1644,8 +1644,8 @@ class AdaptiveFlow:
                 changes.append(
                     (T, j, changed, residual, pattern[:, j].copy(), columns_before)
                 )
-                work.restart([j], y, pattern, T)
-                search([j])
+                work.restart(slice(j, j + 1), y, pattern, T)
+                search(slice(j, j + 1))
         return work, changes, pattern, touching, offsets
 
     @staticmethod

@@ -180,8 +180,9 @@ class FrozenStep:
         self.restart(range(h), y, pattern, 0.0)
 
     def restart(self, columns, y: np.ndarray, pattern: np.ndarray, T: float) -> None:
-        """Start a new piece of the neurons in ``columns`` at ``T``, from their
-        blocks of the polar state ``y`` and their columns of ``pattern``.
+        """Start a new piece of the neurons in ``columns`` (indices or a
+        slice) at ``T``, from their blocks of the polar state ``y`` and their
+        columns of ``pattern``.
 
         The loss gradients stay frozen, so after an activation change only the
         neurons whose pattern changed get a new linear flow: the others go on
@@ -191,7 +192,11 @@ class FrozenStep:
         system = self.system
         D = system.D
         blocks = y.reshape(system.h, system.block)
-        columns = np.asarray(sorted(columns), dtype=int)
+        # A slice of one neuron indexes by views, cheaper than an index array.
+        if isinstance(columns, slice):
+            index = np.arange(system.h)[columns]
+        else:
+            columns = index = np.asarray(sorted(columns), dtype=int)
         self.sigma[columns] = blocks[columns, 0]
         self.a[columns] = blocks[columns, 1 : 1 + D]
         self.b[columns] = blocks[columns, 1 + D :]
@@ -219,7 +224,7 @@ class FrozenStep:
         )
         self._last = None
         if self._pieces is not None:
-            self._pieces.append((columns, self._pieces_now[columns]))
+            self._pieces.append((index, self._pieces_now[columns].copy()))
 
     def _fields(self, rows: np.ndarray) -> dict:
         """Return views of the fields of piece rows (shape (..., width))."""
@@ -519,8 +524,8 @@ class CrossingTable:
     def update(
         self, columns, signs: np.ndarray, offsets: np.ndarray, limit: float
     ) -> None:
-        """Search the pairs of the neurons in ``columns`` along their current
-        pieces, up to ``limit`` from the step's start."""
+        """Search the pairs of the neurons in ``columns`` (indices or a slice)
+        along their current pieces, up to ``limit`` from the step's start."""
         step = self.step
         F0, P, Q = step.crossing_terms(signs, offsets, columns)
         origin = step.origin[columns, 0]
@@ -570,7 +575,7 @@ class CrossingTable:
         uncertified = self.uncertified[:, part]
         start = 0 if column is None else column
         while True:
-            i, j = np.unravel_index(int(np.argmin(values)), values.shape)
+            i, j = divmod(int(np.argmin(values)), values.shape[1])
             first = float(values[i, j])
             if not math.isfinite(first):
                 return math.inf, []
@@ -579,6 +584,8 @@ class CrossingTable:
                 continue
             if uncertified[i, j]:
                 return first, None
+            if self.one_rate:
+                break  # every root is exact
             pending = np.argwhere((values <= first + window) & ~exact)
             if not len(pending):
                 break
