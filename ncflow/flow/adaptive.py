@@ -296,8 +296,9 @@ def _direction_shift(block: np.ndarray, a: np.ndarray, D: int) -> float:
     """Return how far a projection moved the unit direction of a neuron whose
     block is now ``block`` and whose ``a_j`` was ``a``, relative to what is left
     of its direction (inf where nothing is left: no certified choice then)."""
-    moved = float(np.linalg.norm(block[1 : 1 + D] - a))
-    left = float(np.linalg.norm(block[1:]))
+    difference = block[1 : 1 + D] - a
+    moved = math.sqrt(float(difference @ difference))
+    left = math.sqrt(float(block[1:] @ block[1:]))
     return moved / left if left > 0 else math.inf
 
 
@@ -1104,7 +1105,7 @@ class AdaptiveFlow:
                 da = (GB * trial[:, j]) @ X - q * a[j]
                 value = float(X[i] @ da)
                 spread = 2 * drift * self.x_norms[i]
-                size = self.x_norms[i] * float(np.linalg.norm(da)) + spread
+                size = self.x_norms[i] * math.sqrt(float(da @ da)) + spread
                 if not abs(value) > spread + ZERO_SLOPE * size:
                     raise _UncertainSlope
                 values.append(value)
