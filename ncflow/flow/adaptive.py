@@ -322,6 +322,23 @@ class _FrozenClock:
         return math.exp(gap + self.log_N)
 
 
+def _group_changes(changes: list, window: float) -> list:
+    """Return the changes of a frozen-step plan (``_batch_plan``) in time
+    order, grouped into landings: changes of different neurons within
+    ``window`` of a landing's first one share it, as the piecewise loop lands
+    on every pair within that window of the first crossing at once."""
+    landings: list = []
+    for change in sorted(changes, key=lambda change: (change[0], change[1])):
+        if landings:
+            group = landings[-1]
+            near = change[0] - group[0][0] <= window
+            if near and all(change[1] != other[1] for other in group):
+                group.append(change)
+                continue
+        landings.append([change])
+    return landings
+
+
 class _UncertainSlope(Exception):
     """A slope at a boundary whose sign the frozen gradients do not certify."""
 
@@ -1571,9 +1588,11 @@ class AdaptiveFlow:
             changes = plan[1]
         if not self._frozen_span() > end or not self._quiet_events(work, end):
             return None
-        if self.attempts + len(changes) + 1 > self.max_steps:
+        window = 0.01 * (self.atol + self.rtol) / work.rate
+        landings = _group_changes(changes, window)
+        if self.attempts + len(landings) + 1 > self.max_steps:
             return None
-        self._commit_batch(plan, end)
+        self._commit_batch(plan, landings, end)
         if end == MAX_EXPONENT / work.rate:
             # As in _frozen_pieces: a whole step that did not grow the network.
             log_norm2 = self.system.log_norm2(self.coords.to_polar(self.z))
@@ -1694,26 +1713,30 @@ class AdaptiveFlow:
             offsets[i, j] = max(self.touch_offset, 2 * abs(cosine))
         return residual, shift
 
-    def _commit_batch(self, plan, end: float) -> None:
-        """Apply a plan of ``_batch_plan`` to the run, in time order: records,
-        activation events, the separation time and the counters, then the
-        landing at ``end``."""
-        work, changes, pattern, touching, offsets = plan
+    def _commit_batch(self, plan, landings: list, end: float) -> None:
+        """Apply a plan of ``_batch_plan`` to the run, its changes grouped into
+        ``landings`` (``_group_changes``), in time order: records, activation
+        events, the separation time and the counters, then the landing at
+        ``end``."""
+        work, _, pattern, touching, offsets = plan
         clock = _FrozenClock(self.log_t, self.ev.log_N)
         if self.frozen_steps == 0:
             self.phases.append(("frozen", self.log_t))
-        changes = sorted(changes, key=lambda change: (change[0], change[1]))
-        # The grid times up to the end, and the state at each time in one batch.
+        # The grid times up to the end, and the state after each landing (its
+        # last change) and at each grid time, in one batch.
         log_t_end = clock.log_t(end)
         grid = self._grid_times(log_t_end)
         grid_T = [min(clock.T(target), end) for target in grid]
-        states = work.states_at([T for T, *_ in changes] + grid_T)
-        change_states, grid_states = states[: len(changes)], states[len(changes) :]
+        states = work.states_at([group[-1][0] for group in landings] + grid_T)
+        landing_states, grid_states = states[: len(landings)], states[len(landings) :]
 
         current = self.pattern.copy()
         position = 0.0
         next_grid = 0
-        for (T, j, changed, residual, column, _), state in zip(changes, change_states):
+        for group, state in zip(landings, landing_states):
+            # The landing is at its first change, as a cluster of the piecewise
+            # loop is.
+            T = group[0][0]
             log_t = clock.log_t(T)
             while next_grid < len(grid) and grid[next_grid] <= log_t:
                 record = (grid[next_grid], grid_states[next_grid], current.copy())
@@ -1725,7 +1748,11 @@ class AdaptiveFlow:
             if T > position:
                 self.n_accepted += 1
             position = T
-            current[:, j] = column
+            changed = []
+            for _, j, pairs, _, column, _ in group:
+                current[:, j] = column
+                changed += pairs
+            residual = max(change[3] for change in group)
             self.activation_events.append(res.ActivationEvent(log_t, changed, residual))
             self.pending_records.append(("event", log_t, state, current.copy()))
             self._note_separation(current, log_t)

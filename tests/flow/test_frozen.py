@@ -637,13 +637,13 @@ def test_batch_matches_pieces(case, rtol, monkeypatch):
     commit_batch = adaptive.AdaptiveFlow._commit_batch
     truncate = FrozenStep.truncate
 
-    def counted_commit(self, plan, end):
+    def counted_commit(self, plan, landings, end):
         # The batch's step meets the error bound with the rates of all its
         # pieces, as the piecewise loop's steps do.
         tolerance = adaptive.FROZEN_SAFETY * 0.5 * (self.atol + self.rtol)
         assert plan[0].bound(end) <= tolerance
         commits.append(len(plan[1]))
-        return commit_batch(self, plan, end)
+        return commit_batch(self, plan, landings, end)
 
     def counted_truncate(self, T):
         truncations.append(T)
@@ -686,3 +686,44 @@ def test_batch_matches_pieces(case, rtol, monkeypatch):
 
     # The runs end on the same ||theta||^2 = 1.
     _assert_neurons_agree(batched, pieces, rtol)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_batch_lands_copies_together(scale, monkeypatch):
+    # A neuron and a copy of it (scaled or not) cross their boundaries at the
+    # same time. The piecewise loop lands on both at once, as one activation
+    # event and one step, and so must the batch. With max_steps = 40 a landing
+    # per neuron used up the budget before the terminal event.
+    rng = np.random.default_rng(1)
+    centre = np.eye(4)[0]
+    X = np.vstack([_cone(rng, centre, 5, 0.7), _cone(rng, -centre, 5, 0.7)])
+    problem = Problem(X, np.repeat([0, 1], 5), 2, "exponential")
+    shapes = balanced_shapes(rng, 4, 3, 1)
+    copied = Parameters(
+        np.hstack([shapes.W, scale * shapes.W[:, :1]]),
+        np.hstack([shapes.V, scale * shapes.V[:, :1]]),
+    )
+    params0 = balanced_init(copied, 1e-6)
+
+    runs = {}
+    for batch in (True, False):
+        monkeypatch.setattr(adaptive, "FROZEN_BATCH", batch)
+        for max_steps in (None, 40):
+            runs[batch, max_steps] = solve_flow(
+                problem,
+                params0,
+                rtol=1e-8,
+                atol=1e-12,
+                events=[Norm2Above(1e-4)],
+                max_steps=max_steps,
+            )
+
+    pieces = runs[False, None]
+    together = [e.pairs for e in pieces.activation_events if len(e.pairs) > 1]
+    assert any({j for _, j, _ in pairs} == {0, 3} for pairs in together)
+    for max_steps in (None, 40):
+        batched, pieces = runs[True, max_steps], runs[False, max_steps]
+        assert batched.status == pieces.status == 1, batched.message
+        assert [e.pairs for e in batched.activation_events] == [
+            e.pairs for e in pieces.activation_events
+        ]
