@@ -1579,7 +1579,9 @@ class AdaptiveFlow:
         # allows. The bound with every piece's rates then gives a shorter end,
         # and the changes after it are dropped: their pieces' rates stay in the
         # bound, so it is only larger than the one of the shorter step.
-        shorter = min(work.step_limit(tolerance), MAX_EXPONENT / work.rate)
+        shorter = end
+        if changes:
+            shorter = min(work.step_limit(tolerance), MAX_EXPONENT / work.rate)
         if shorter < end:
             end = shorter
             if not end * step.rate >= FROZEN_MIN_EXPONENT:
@@ -1624,7 +1626,10 @@ class AdaptiveFlow:
         search(np.arange(self.system.h))
         changes = []
         detail = self.detail
-        for j in range(self.system.h):
+        # The table holds each pair's first root or a lower bound on it, so a
+        # neuron whose smallest entry lies past the end has no change.
+        for j in np.flatnonzero(crossings.values.min(axis=0) <= end):
+            j = int(j)
             while True:
                 window = 0.01 * (self.atol + self.rtol) / work.rate
                 T, cluster = crossings.first(window, column=j)
