@@ -1702,10 +1702,10 @@ class AdaptiveFlow:
         X, x_norms, D = self.problem.X, self.x_norms, self.system.D
         a = block[1 : 1 + D].copy()
         a_norm = math.sqrt(float(a @ a)) or 1.0
-        cosines = (X @ a) / (x_norms * a_norm)
+        cosines = np.abs(X @ a) / (x_norms * a_norm)
         omega_norm = math.sqrt(float(block[1:] @ block[1:]))
-        residual = float(np.max(np.abs(cosines[rows]))) * a_norm / omega_norm
-        touching[:, j] &= np.abs(cosines) <= 10 * offsets[:, j]
+        residual = max(float(cosines[i]) for i in rows) * a_norm / omega_norm
+        touching[:, j] &= cosines <= 10 * offsets[:, j]
         block[1 : 1 + D] = self._project(a, rows)
         shift = _direction_shift(block, a, D)
         norm = math.sqrt(float(block[1:] @ block[1:]))

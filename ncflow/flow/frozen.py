@@ -140,6 +140,7 @@ class FrozenStep:
         # Error-bound constants (module docstring).
         x_norm2 = system._x_norms**2
         self._weights = x_norm2 * np.exp(ev.terms.log_scales - ev.log_N)
+        self._weight_sum = float(self._weights.sum())
         self._coupling_factor = 2.0 * system.problem.num_outputs
         self.max_x_norm = float(system._x_norms.max())
 
@@ -365,7 +366,7 @@ class FrozenStep:
         exposure = R_max * (1.5 * self.rate * T + shift)
         if self.max_x_norm * exposure > MAX_OUTPUT_CHANGE:
             return math.inf
-        return self._coupling_factor * float(self._weights.sum()) * exposure
+        return self._coupling_factor * self._weight_sum * exposure
 
     def step_limit(self, tolerance: float) -> float:
         """Return the longest step up to ``MAX_EXPONENT / s`` whose relative
@@ -530,14 +531,15 @@ class CrossingTable:
         F0, P, Q = step.crossing_terms(signs, offsets, columns)
         origin = step.origin[columns, 0]
         span = np.maximum(limit - origin, 0.0)
-        self.uncertified[:, columns] = False
         if self.one_rate:
+            # Closed-form roots are exact and certified: uncertified stays False.
             roots = _first_roots_one_rate(
                 F0, P[..., 0], Q[..., 0], step.S[columns, 0], span
             )
             roots[F0 <= 0] = 0.0
             self.values[:, columns] = roots + origin[None, :]
             return
+        self.uncertified[:, columns] = False
         self.F0[:, columns], self.P[:, columns], self.Q[:, columns] = F0, P, Q
         self.span[columns] = span
         bound, exact = _grid_bounds(F0, P, Q, step.S[columns], span, self.landing)
