@@ -159,7 +159,7 @@ NORM_CLOCK_MIN = 1.0
 # and go on while their error bound, times FROZEN_SAFETY, meets the tolerance at
 # steps of at least FROZEN_MIN_EXPONENT / s (s: the fastest rate of the step).
 FROZEN_STEPS = True
-# A frozen step takes each neuron through its changes on its own where it can
+# Frozen steps take each activation change on its own neuron where they can
 # (AdaptiveFlow._frozen_batch).
 FROZEN_BATCH = True
 FROZEN_SAFETY = 0.5
@@ -324,9 +324,11 @@ class _FrozenClock:
 
 def _group_changes(changes: list, window: float) -> list:
     """Return the changes of a frozen-step plan (``_batch_plan``) in time
-    order, grouped into landings: changes of different neurons within
-    ``window`` of a landing's first one share it, as the piecewise loop lands
-    on every pair within that window of the first crossing at once."""
+    order, grouped into landings.
+
+    Changes of different neurons within ``window`` of a landing's first one
+    share it. The piecewise loop also lands on every pair within that window
+    of the first crossing at once."""
     landings: list = []
     for change in sorted(changes, key=lambda change: (change[0], change[1])):
         if landings:
@@ -1548,20 +1550,19 @@ class AdaptiveFlow:
         nothing was changed.
 
         With the gradients frozen, the neurons do not interact: a change of one
-        neuron's pattern restarts its own linear flow and no other. So each
-        neuron is taken through its activation changes up to the step's end on
-        its own (``_batch_plan``), and the run's bookkeeping (records, events,
-        separation) is done afterwards in time order, with the states at all
-        the changes computed together. Piece by piece, every change also
-        computes the whole state and searches the whole crossing table. On
-        the binary benchmark run, whose 132 changes fall in its first frozen
-        step, the frozen phase takes 31 ms this way and 37 ms piece by piece.
+        neuron's pattern restarts its own linear flow and no other. So the
+        changes are taken in time order as in the piecewise loop, but each one
+        touches its own neuron only (``_batch_plan``). The run's bookkeeping
+        (records, events, separation) follows, with the states at all the
+        changes computed together. Piece by piece, every change also computes
+        the whole state and searches the whole crossing table.
 
         It applies where nothing can stop the step at a change: no discrete
         event, every continuous one certified quiet (``_quiet_events``), the
-        end of the span beyond the step, and the step budget enough. A change
-        that the frozen gradients do not certify, or that changes no pair,
-        also leaves the step to ``_frozen_pieces``.
+        end of the span beyond the step, and the step budget enough. The step
+        ends before a change that the frozen gradients do not certify, that
+        changes no pair or that slides, and the piecewise loop takes that
+        change in the next step.
         """
         if self.system.linear or any(event.discrete for event in self.events):
             return None
@@ -1571,24 +1572,11 @@ class AdaptiveFlow:
         end = min(limit, MAX_EXPONENT / step.rate)
         if not self._frozen_span() > end or not self._quiet_events(step, end):
             return None
-        plan = self._batch_plan(step, end)
+        plan = self._batch_plan(step, end, tolerance)
         if plan is None:
             return None
-        work, changes = plan[0], plan[1]
-        # A restart raises the rates, which may shorten the step that the bound
-        # allows. The bound with every piece's rates then gives a shorter end,
-        # and the changes after it are dropped: their pieces' rates stay in the
-        # bound, so it is only larger than the one of the shorter step.
-        shorter = end
-        if changes:
-            shorter = min(work.step_limit(tolerance), MAX_EXPONENT / work.rate)
-        if shorter < end:
-            end = shorter
-            if not end * step.rate >= FROZEN_MIN_EXPONENT:
-                return None
-            plan = self._truncate_plan(plan, end)
-            changes = plan[1]
-        if not self._frozen_span() > end or not self._quiet_events(work, end):
+        work, changes, end = plan[0], plan[1], plan[5]
+        if not self._quiet_events(work, end):
             return None
         window = 0.01 * (self.atol + self.rtol) / work.rate
         landings = _group_changes(changes, window)
@@ -1601,13 +1589,21 @@ class AdaptiveFlow:
             return log_norm2 > step.log_norm2
         return True
 
-    def _batch_plan(self, step: FrozenStep, end: float):
-        """Take each neuron through its activation changes up to ``end`` on a
-        copy of ``step``. Returns ``(work, changes, pattern, touching,
-        offsets)``, with ``changes`` as ``(T, j, changed pairs, residual,
-        pattern column after, (pattern, touching, offsets) columns before)``
-        in neuron order, or None where a change is not certified or changes no
-        pair. Nothing of the run is changed."""
+    def _batch_plan(self, step: FrozenStep, end: float, tolerance: float):
+        """Take the activation changes up to ``end`` in time order on a copy of
+        ``step``, each on its own neuron.
+
+        The step ends where the piecewise loop would end it: where the error
+        bound, with the rates of the pieces so far, no longer allows the next
+        change, or at an uncertified point. It also ends before a change that
+        the frozen gradients do not take (uncertain, sliding, or changing no
+        pair).
+
+        Returns ``(work, changes, pattern, touching, offsets, end)``, with
+        ``changes`` as ``(T, j, changed pairs, residual, pattern column
+        after)`` in time order, or None where the step would not move. Nothing
+        of the run is changed.
+        """
         work = step.copy()
         work.keep_pieces()
         pattern = self.pattern.copy()
@@ -1623,74 +1619,83 @@ class AdaptiveFlow:
             shifts = np.where(touching[:, columns], offsets[:, columns], 0.0)
             crossings.update(columns, signs, shifts, end)
 
+        # Each neuron's next landing: its first crossing and the pairs within
+        # the window after it. The table has each pair's first root or a lower
+        # bound on it, so a neuron whose smallest entry lies past the end has
+        # none.
+        times = np.full(self.system.h, np.inf)
+        firsts: dict = {}
+
+        def next_landing(j: int) -> None:
+            window = 0.01 * (self.atol + self.rtol) / work.rate
+            firsts[j] = crossings.first(window, column=j)
+            times[j] = firsts[j][0]
+
         search(np.arange(self.system.h))
-        changes = []
-        detail = self.detail
-        # The table holds each pair's first root or a lower bound on it, so a
-        # neuron whose smallest entry lies past the end has no change.
         for j in np.flatnonzero(crossings.values.min(axis=0) <= end):
-            j = int(j)
-            while True:
-                window = 0.01 * (self.atol + self.rtol) / work.rate
-                T, cluster = crossings.first(window, column=j)
-                if cluster is None:
+            next_landing(int(j))
+        changes = []
+        position = 0.0
+        detail = self.detail
+        while True:
+            j = int(np.argmin(times))
+            T, cluster = firsts[j] if times[j] <= end else (math.inf, [])
+            cap = MAX_EXPONENT / work.rate
+            if not T <= min(end, cap):
+                # The last piece, to the end, as the piecewise loop's last one.
+                end = max(position, min(end, cap))
+                if work.bound(end) > tolerance:
+                    end = max(position, work.step_limit(tolerance))
+                break
+            if work.bound(T) > tolerance:
+                end = max(position, work.step_limit(tolerance))
+                break
+            if cluster is None:
+                # An uncertified point ends the step, as in the piecewise loop.
+                if not changes:
                     return None
-                if not T <= end:
-                    break
-                rows = [i for i, _ in cluster]
-                columns_before = (
-                    pattern[:, j].copy(),
-                    touching[:, j].copy(),
-                    offsets[:, j].copy(),
-                )
-                block = work.blocks_at(T, slice(j, j + 1))[0]
-                residual, shift = self._land_neuron(block, rows, touching, offsets, j)
-                blocks[j] = block
-                before = pattern.copy()
-                trial = pattern.copy()
-                trial[rows, j] = False
-                try:
-                    rates = self._frozen_rates(work, T, shift, trial, y)
-                    chosen = self._choose_pattern(cluster, before, trial, rates, True)
-                except _UncertainSlope:
-                    return None
-                if chosen is _SLIDING:
-                    self.detail = detail
-                    return None
+                end = T
+                break
+            rows = [i for i, _ in cluster]
+            columns_before = touching[:, j].copy(), offsets[:, j].copy()
+            block = work.blocks_at(T, slice(j, j + 1))[0]
+            residual, shift = self._land_neuron(block, rows, touching, offsets, j)
+            blocks[j] = block
+            before = pattern.copy()
+            trial = pattern.copy()
+            trial[rows, j] = False
+            try:
+                rates = self._frozen_rates(work, T, shift, trial, y)
+                chosen = self._choose_pattern(cluster, before, trial, rates, True)
+            except _UncertainSlope:
+                chosen = None
+            changed = []
+            if chosen is not None and chosen is not _SLIDING:
                 changed = [
                     (i, j, bool(chosen[i, j]))
                     for i, _ in cluster
                     if chosen[i, j] != before[i, j]
                 ]
-                if not changed:
+            if not changed:
+                # The piecewise loop takes this change: in this step if it is
+                # the first (a step ended on it would not reach it), else in
+                # the next.
+                self.detail = detail
+                if not changes:
                     return None
-                pattern[:, j] = chosen[:, j]
-                touching[rows, j] = True
-                changes.append(
-                    (T, j, changed, residual, pattern[:, j].copy(), columns_before)
-                )
-                work.restart(slice(j, j + 1), y, pattern, T)
-                search(slice(j, j + 1))
-        return work, changes, pattern, touching, offsets
-
-    @staticmethod
-    def _truncate_plan(plan, end: float):
-        """Return ``plan`` without the changes after ``end``: each neuron's
-        pattern, touching and offset columns go back to what they were before
-        its first dropped change."""
-        work, changes, pattern, touching, offsets = plan
-        kept = []
-        dropped = set()
-        for change in changes:
-            T, j = change[0], change[1]
-            if T <= end and j not in dropped:
-                kept.append(change)
-                continue
-            if j not in dropped:
-                dropped.add(j)
-                pattern[:, j], touching[:, j], offsets[:, j] = change[5]
-        work.truncate(end)
-        return work, kept, pattern, touching, offsets
+                touching[:, j], offsets[:, j] = columns_before
+                end = T
+                break
+            pattern[:, j] = chosen[:, j]
+            touching[rows, j] = True
+            changes.append((T, j, changed, residual, pattern[:, j].copy()))
+            position = T
+            work.restart(slice(j, j + 1), y, pattern, T)
+            search(slice(j, j + 1))
+            next_landing(j)
+        if not end > 0.0:
+            return None
+        return work, changes, pattern, touching, offsets, end
 
     def _land_neuron(self, block, rows, touching, offsets, j: int):
         """Land neuron ``j`` (its polar ``block``, changed in place) on the
@@ -1723,7 +1728,7 @@ class AdaptiveFlow:
         ``landings`` (``_group_changes``), in time order: records, activation
         events, the separation time and the counters, then the landing at
         ``end``."""
-        work, _, pattern, touching, offsets = plan
+        work, _, pattern, touching, offsets, _ = plan
         clock = _FrozenClock(self.log_t, self.ev.log_N)
         if self.frozen_steps == 0:
             self.phases.append(("frozen", self.log_t))
@@ -1754,7 +1759,7 @@ class AdaptiveFlow:
                 self.n_accepted += 1
             position = T
             changed = []
-            for _, j, pairs, _, column, _ in group:
+            for _, j, pairs, _, column in group:
                 current[:, j] = column
                 changed += pairs
             residual = max(change[3] for change in group)

@@ -256,16 +256,6 @@ class FrozenStep:
         columns = np.arange(self.system.h)
         self._pieces = [(columns, self._pieces_now.copy())]
 
-    def truncate(self, T: float) -> None:
-        """Put every neuron back on the piece it was on at ``T``: drop the
-        pieces that start after it (kept since keep_pieces). The rates and
-        couplings of the dropped pieces stay in the bound, which remains an
-        upper bound for the shorter step."""
-        for columns, rows in self._pieces:
-            started = rows[:, 0] <= T
-            self._pieces_now[columns[started]] = rows[started]
-        self._last = None
-
     def states_at(self, times) -> np.ndarray:
         """Return the polar states at ``times`` (shape (m, size)), each neuron on
         the piece in force at that time: the last one to start at or before
