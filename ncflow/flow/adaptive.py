@@ -1569,14 +1569,19 @@ class AdaptiveFlow:
         limit = step.step_limit(tolerance)
         if not limit * step.rate >= FROZEN_MIN_EXPONENT:
             return None
-        end = min(limit, MAX_EXPONENT / step.rate)
-        if not self._frozen_span() > end or not self._quiet_events(step, end):
+        # The step reaches at least the bound's limit (found to STEP_SEARCH),
+        # so these must hold up to there. The plan itself checks the bound at
+        # each change, as the piecewise loop does, up to the longest step.
+        shortest = min(limit, MAX_EXPONENT / step.rate)
+        if not self._frozen_span() > shortest:
             return None
-        plan = self._batch_plan(step, end, tolerance)
+        if not self._quiet_events(step, shortest):
+            return None
+        plan = self._batch_plan(step, MAX_EXPONENT / step.rate, tolerance)
         if plan is None:
             return None
         work, changes, end = plan[0], plan[1], plan[5]
-        if not self._quiet_events(work, end):
+        if not self._frozen_span() > end or not self._quiet_events(work, end):
             return None
         window = 0.01 * (self.atol + self.rtol) / work.rate
         landings = _group_changes(changes, window)
@@ -1769,11 +1774,12 @@ class AdaptiveFlow:
         for target, state in zip(grid[next_grid:], grid_states[next_grid:]):
             self.pending_records.append(("grid", target, state, pattern.copy()))
 
-        # The last piece, to the end of the step.
-        self.attempts += 1
-        self.frozen_steps += 1
+        # The last piece, to the end of the step, counted as the piecewise loop
+        # counts it: not where the step ends on its last change.
         moved = end > position
         if moved:
+            self.attempts += 1
+            self.frozen_steps += 1
             self.n_accepted += 1
         self.log_t = log_t_end
         self.z = self.coords.from_polar(work.state_at(end))
