@@ -322,25 +322,6 @@ class _FrozenClock:
         return math.exp(gap + self.log_N)
 
 
-def _group_changes(changes: list, window: float) -> list:
-    """Return the changes of a frozen-step plan (``_batch_plan``) in time
-    order, grouped into landings.
-
-    Changes of different neurons within ``window`` of a landing's first one
-    share it. The piecewise loop also lands on every pair within that window
-    of the first crossing at once."""
-    landings: list = []
-    for change in sorted(changes, key=lambda change: (change[0], change[1])):
-        if landings:
-            group = landings[-1]
-            near = change[0] - group[0][0] <= window
-            if near and all(change[1] != other[1] for other in group):
-                group.append(change)
-                continue
-        landings.append([change])
-    return landings
-
-
 class _UncertainSlope(Exception):
     """A slope at a boundary whose sign the frozen gradients do not certify."""
 
@@ -1535,59 +1516,59 @@ class AdaptiveFlow:
             self.values0 = self._event_values(self.z, self.log_t)
             self.values0_stale = False
 
-    def _frozen_span(self) -> float:
-        """Return the frozen-step length (in units of ``1/N``) to the end of the
-        time span from the current state, inf without ``t_max``."""
+    def _frozen_span(self, clock: _FrozenClock) -> float:
+        """Return the frozen step's ``T`` at the end of the time span, inf
+        without ``t_max``."""
         if self.log_t_max == math.inf:
             return math.inf
-        if self.log_t_max <= self.log_t:
+        if self.log_t_max <= clock.log_t0:
             return 0.0
-        return math.exp(sub_log(self.log_t_max, self.log_t) + self.ev.log_N)
+        return clock.T(self.log_t_max)
 
     def _frozen_batch(self, step: FrozenStep, tolerance: float) -> bool | None:
-        """Take one frozen step neuron by neuron, and return what
-        ``_frozen_pieces`` returns, or None where this does not apply and
-        nothing was changed.
+        """Take one frozen step with each landing on its own neurons, and
+        return what ``_frozen_pieces`` returns, or None where this does not
+        apply and nothing was changed.
 
         With the gradients frozen, the neurons do not interact: a change of one
         neuron's pattern restarts its own linear flow and no other. So the
-        changes are taken in time order as in the piecewise loop, but each one
-        touches its own neuron only (``_batch_plan``). The run's bookkeeping
-        (records, events, separation) follows, with the states at all the
-        changes computed together. Piece by piece, every change also computes
-        the whole state and searches the whole crossing table.
+        landings are taken in time order as in the piecewise loop, each on
+        its own neurons only (``_batch_plan``). The run's bookkeeping (records,
+        events, separation) follows, with the states at all the landings
+        computed together. Piece by piece, every landing also computes the
+        whole state and searches the whole crossing table.
 
-        It applies where nothing can stop the step at a change: no discrete
+        It applies where nothing can stop the step at a landing: no discrete
         event, every continuous one certified quiet (``_quiet_events``), the
-        end of the span beyond the step, and the step budget enough. The step
-        ends before a change that the frozen gradients do not certify, that
-        changes no pair or that slides, and the piecewise loop takes that
-        change in the next step.
+        end of the span beyond the step, and the step budget enough. At a
+        landing that the frozen gradients do not take (uncertain, sliding, or
+        changing no pair), the piecewise loop goes on with the same step.
         """
         if self.system.linear or any(event.discrete for event in self.events):
             return None
         limit = step.step_limit(tolerance)
         if not limit * step.rate >= FROZEN_MIN_EXPONENT:
             return None
+        clock = _FrozenClock(self.log_t, self.ev.log_N)
         # The step reaches at least the bound's limit (found to STEP_SEARCH),
         # so these must hold up to there. The plan itself checks the bound at
-        # each change, as the piecewise loop does, up to the longest step.
+        # each landing, as the piecewise loop does, up to the longest step.
         shortest = min(limit, MAX_EXPONENT / step.rate)
-        if not self._frozen_span() > shortest:
+        if not self._frozen_span(clock) > shortest:
             return None
         if not self._quiet_events(step, shortest):
             return None
         plan = self._batch_plan(step, MAX_EXPONENT / step.rate, tolerance)
         if plan is None:
             return None
-        work, changes, end = plan[0], plan[1], plan[5]
-        if not self._frozen_span() > end or not self._quiet_events(work, end):
+        work, landings, end, handover = plan[0], plan[1], plan[5], plan[6]
+        if not self._frozen_span(clock) > end or not self._quiet_events(work, end):
             return None
-        window = 0.01 * (self.atol + self.rtol) / work.rate
-        landings = _group_changes(changes, window)
         if self.attempts + len(landings) + 1 > self.max_steps:
             return None
-        self._commit_batch(plan, landings, end)
+        self._commit_batch(plan, clock)
+        if handover:
+            return self._frozen_pieces(work, tolerance, clock, end)
         if end == MAX_EXPONENT / work.rate:
             # As in _frozen_pieces: a whole step that did not grow the network.
             log_norm2 = self.system.log_norm2(self.coords.to_polar(self.z))
@@ -1595,19 +1576,21 @@ class AdaptiveFlow:
         return True
 
     def _batch_plan(self, step: FrozenStep, end: float, tolerance: float):
-        """Take the activation changes up to ``end`` in time order on a copy of
-        ``step``, each on its own neuron.
+        """Take the landings up to ``end`` in time order on a copy of ``step``,
+        each on its own neurons.
 
-        The step ends where the piecewise loop would end it: where the error
-        bound, with the rates of the pieces so far, no longer allows the next
-        change, or at an uncertified point. It also ends before a change that
-        the frozen gradients do not take (uncertain, sliding, or changing no
-        pair).
+        A landing is the first crossing and the pairs of any neuron within the
+        window after it, all landed at its time, as in ``_frozen_pieces``. The
+        step ends where the piecewise loop would end it: where the error bound,
+        with the rates of the pieces so far, no longer allows the next landing,
+        or at an uncertified point. At a landing that the frozen gradients do
+        not take (uncertain, sliding, or changing no pair) the plan stops, and
+        the piecewise loop goes on from the landing before it.
 
-        Returns ``(work, changes, pattern, touching, offsets, end)``, with
-        ``changes`` as ``(T, j, changed pairs, residual, pattern column
-        after)`` in time order, or None where the step would not move. Nothing
-        of the run is changed.
+        Returns ``(work, landings, pattern, touching, offsets, end,
+        handover)``, with each landing as ``(T, changed pairs, residual,
+        {neuron: pattern column after})``, or None where the first landing is
+        one the plan does not take. Nothing of the run is changed.
         """
         work = step.copy()
         work.keep_pieces()
@@ -1624,27 +1607,29 @@ class AdaptiveFlow:
             shifts = np.where(touching[:, columns], offsets[:, columns], 0.0)
             crossings.update(columns, signs, shifts, end)
 
-        # Each neuron's next landing: its first crossing and the pairs within
-        # the window after it. The table has each pair's first root or a lower
-        # bound on it, so a neuron whose smallest entry lies past the end has
-        # none.
+        # Each neuron's first crossing. The table has each pair's first root or
+        # a lower bound on it, so a neuron whose smallest entry lies past the
+        # end has none.
         times = np.full(self.system.h, np.inf)
-        firsts: dict = {}
+        # Each neuron's pairs within the landing window after its first
+        # crossing, kept with the window they were found for.
+        nears: dict = {}
 
-        def next_landing(j: int) -> None:
+        def first_crossing(j: int) -> None:
             window = 0.01 * (self.atol + self.rtol) / work.rate
-            firsts[j] = crossings.first(window, column=j)
-            times[j] = firsts[j][0]
+            times[j], near = crossings.first(window, column=j)
+            nears[j] = window, near
 
         search(np.arange(self.system.h))
         for j in np.flatnonzero(crossings.values.min(axis=0) <= end):
-            next_landing(int(j))
-        changes = []
+            first_crossing(int(j))
+        landings = []
         position = 0.0
         detail = self.detail
+        handover = False
         while True:
             j = int(np.argmin(times))
-            T, cluster = firsts[j] if times[j] <= end else (math.inf, [])
+            T = float(times[j])
             cap = MAX_EXPONENT / work.rate
             if not T <= min(end, cap):
                 # The last piece, to the end, as the piecewise loop's last one.
@@ -1655,20 +1640,39 @@ class AdaptiveFlow:
             if work.bound(T) > tolerance:
                 end = max(position, work.step_limit(tolerance))
                 break
-            if cluster is None:
+            window = 0.01 * (self.atol + self.rtol) / work.rate
+            if nears[j][0] != window:
+                first_crossing(j)
+            near = nears[j][1]
+            if near is None:
                 # An uncertified point ends the step, as in the piecewise loop.
-                if not changes:
+                if not landings:
                     return None
                 end = T
                 break
-            rows = [i for i, _ in cluster]
-            columns_before = touching[:, j].copy(), offsets[:, j].copy()
-            block = work.blocks_at(T, slice(j, j + 1))[0]
-            residual, shift = self._land_neuron(block, rows, touching, offsets, j)
-            blocks[j] = block
+            group = {j: [i for i, _ in near]}
+            for k in np.flatnonzero(times <= T + window):
+                k = int(k)
+                if k != j:
+                    _, near = crossings.first(T + window - times[k], column=k)
+                    if near:
+                        group[k] = [i for i, _ in near]
+            # Land each neuron of the group at T, as _switch lands a cluster.
+            saved = {k: (touching[:, k].copy(), offsets[:, k].copy()) for k in group}
+            residual = shift = 0.0
+            for k, rows in group.items():
+                block = work.blocks_at(T, slice(k, k + 1))[0]
+                neuron_residual, neuron_shift = self._land_neuron(
+                    block, rows, touching, offsets, k
+                )
+                blocks[k] = block
+                residual = max(residual, neuron_residual)
+                shift = max(shift, neuron_shift)
+            cluster = sorted((i, k) for k, rows in group.items() for i in rows)
             before = pattern.copy()
             trial = pattern.copy()
-            trial[rows, j] = False
+            for i, k in cluster:
+                trial[i, k] = False
             try:
                 rates = self._frozen_rates(work, T, shift, trial, y)
                 chosen = self._choose_pattern(cluster, before, trial, rates, True)
@@ -1677,30 +1681,31 @@ class AdaptiveFlow:
             changed = []
             if chosen is not None and chosen is not _SLIDING:
                 changed = [
-                    (i, j, bool(chosen[i, j]))
-                    for i, _ in cluster
-                    if chosen[i, j] != before[i, j]
+                    (i, k, bool(chosen[i, k]))
+                    for i, k in cluster
+                    if chosen[i, k] != before[i, k]
                 ]
             if not changed:
-                # The piecewise loop takes this change: in this step if it is
-                # the first (a step ended on it would not reach it), else in
-                # the next.
+                # The piecewise loop takes this landing and the rest of the
+                # step; a first landing leaves the whole step to it.
                 self.detail = detail
-                if not changes:
+                if not landings:
                     return None
-                touching[:, j], offsets[:, j] = columns_before
-                end = T
+                for k, (touched, offset) in saved.items():
+                    touching[:, k], offsets[:, k] = touched, offset
+                end, handover = position, True
                 break
-            pattern[:, j] = chosen[:, j]
-            touching[rows, j] = True
-            changes.append((T, j, changed, residual, pattern[:, j].copy()))
+            for i, k in cluster:
+                pattern[i, k] = chosen[i, k]
+                touching[i, k] = True
+            columns = {k: pattern[:, k].copy() for k in group}
+            landings.append((T, changed, residual, columns))
             position = T
-            work.restart(slice(j, j + 1), y, pattern, T)
-            search(slice(j, j + 1))
-            next_landing(j)
-        if not end > 0.0:
-            return None
-        return work, changes, pattern, touching, offsets, end
+            for k in group:
+                work.restart(slice(k, k + 1), y, pattern, T)
+                search(slice(k, k + 1))
+                first_crossing(k)
+        return work, landings, pattern, touching, offsets, end, handover
 
     def _land_neuron(self, block, rows, touching, offsets, j: int):
         """Land neuron ``j`` (its polar ``block``, changed in place) on the
@@ -1728,30 +1733,27 @@ class AdaptiveFlow:
             offsets[i, j] = max(self.touch_offset, 2 * abs(cosine))
         return residual, shift
 
-    def _commit_batch(self, plan, landings: list, end: float) -> None:
-        """Apply a plan of ``_batch_plan`` to the run, its changes grouped into
-        ``landings`` (``_group_changes``), in time order: records, activation
-        events, the separation time and the counters, then the landing at
-        ``end``."""
-        work, _, pattern, touching, offsets, _ = plan
-        clock = _FrozenClock(self.log_t, self.ev.log_N)
+    def _commit_batch(self, plan, clock: _FrozenClock) -> None:
+        """Apply a plan of ``_batch_plan`` to the run, in time order: records,
+        activation events, the separation time and the counters.
+
+        The run then lands at the plan's end. Where the piecewise loop goes on
+        with the step, it keeps the state at the plan's last landing instead."""
+        work, landings, pattern, touching, offsets, end, handover = plan
         if self.frozen_steps == 0:
             self.phases.append(("frozen", self.log_t))
-        # The grid times up to the end, and the state after each landing (its
-        # last change) and at each grid time, in one batch.
+        # The grid times up to the end, and the state after each landing and at
+        # each grid time, in one batch.
         log_t_end = clock.log_t(end)
         grid = self._grid_times(log_t_end)
         grid_T = [min(clock.T(target), end) for target in grid]
-        states = work.states_at([group[-1][0] for group in landings] + grid_T)
+        states = work.states_at([landing[0] for landing in landings] + grid_T)
         landing_states, grid_states = states[: len(landings)], states[len(landings) :]
 
         current = self.pattern.copy()
         position = 0.0
         next_grid = 0
-        for group, state in zip(landings, landing_states):
-            # The landing is at its first change, as a cluster of the piecewise
-            # loop is.
-            T = group[0][0]
+        for (T, changed, residual, columns), state in zip(landings, landing_states):
             log_t = clock.log_t(T)
             while next_grid < len(grid) and grid[next_grid] <= log_t:
                 record = (grid[next_grid], grid_states[next_grid], current.copy())
@@ -1763,33 +1765,45 @@ class AdaptiveFlow:
             if T > position:
                 self.n_accepted += 1
             position = T
-            changed = []
-            for _, j, pairs, _, column in group:
-                current[:, j] = column
-                changed += pairs
-            residual = max(change[3] for change in group)
+            for k, column in columns.items():
+                current[:, k] = column
             self.activation_events.append(res.ActivationEvent(log_t, changed, residual))
             self.pending_records.append(("event", log_t, state, current.copy()))
             self._note_separation(current, log_t)
         for target, state in zip(grid[next_grid:], grid_states[next_grid:]):
             self.pending_records.append(("grid", target, state, pattern.copy()))
 
+        self.pattern, self.touching, self.offsets = pattern, touching, offsets
+        self.last_step = None
+        self.log_t = log_t_end
+        self.z = self.coords.from_polar(work.state_at(end))
+        if handover:
+            # The piecewise loop goes on from here with the step's gradients.
+            self.ev_stale = True
+            self.values0_stale = True
+            return
         # The last piece, to the end of the step, counted as the piecewise loop
-        # counts it: not where the step ends on its last change.
+        # counts it: not where the step ends on its last landing.
         moved = end > position
         if moved:
             self.attempts += 1
             self.frozen_steps += 1
             self.n_accepted += 1
-        self.log_t = log_t_end
-        self.z = self.coords.from_polar(work.state_at(end))
-        self.pattern, self.touching, self.offsets = pattern, touching, offsets
-        self.last_step = None
         self._settle(_Landing(None, None, 0.0), moved=moved)
 
-    def _frozen_pieces(self, step: FrozenStep, tolerance: float) -> bool:
+    def _frozen_pieces(
+        self,
+        step: FrozenStep,
+        tolerance: float,
+        clock: _FrozenClock | None = None,
+        start: float = 0.0,
+    ) -> bool:
         """Advance along one frozen step, from one evaluation of the gradients,
         while its error bound meets ``tolerance``.
+
+        ``clock`` and ``start`` let it go on with a step that a batch
+        (``_frozen_batch``) took up to ``start``, its ``T`` counted from the
+        step's start.
 
         The step is taken in pieces that end on an activation change, an
         event, the end of the span or the bound's limit. After an activation
@@ -1800,9 +1814,10 @@ class AdaptiveFlow:
         below ``FROZEN_MIN_EXPONENT / s`` that end on none of those, and after a
         step of the longest length that did not grow ``||theta||^2``.
         """
-        clock = _FrozenClock(self.log_t, self.ev.log_N)
+        if clock is None:
+            clock = _FrozenClock(self.log_t, self.ev.log_N)
         log_t_at = clock.log_t
-        span = self._frozen_span()
+        span = self._frozen_span(clock)
 
         def search(columns) -> None:
             """Search the pairs of the neurons in ``columns`` for their first
@@ -1819,7 +1834,7 @@ class AdaptiveFlow:
             # so that no pair lands again where its last change left it.
             crossings = CrossingTable(step, 0.25 * self.touch_offset)
             search(np.arange(self.system.h))
-        position = 0.0
+        position = start
         while True:
             # A restart may raise step.rate, which shortens the longest step.
             cap = MAX_EXPONENT / step.rate

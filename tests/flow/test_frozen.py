@@ -635,13 +635,13 @@ def test_batch_matches_pieces(case, rtol, monkeypatch):
     commits = []
     commit_batch = adaptive.AdaptiveFlow._commit_batch
 
-    def counted_commit(self, plan, landings, end):
+    def counted_commit(self, plan, clock):
         # The batch's step meets the error bound with the rates of all its
         # pieces, as the piecewise loop's steps do.
         tolerance = adaptive.FROZEN_SAFETY * 0.5 * (self.atol + self.rtol)
-        assert plan[0].bound(end) <= tolerance
+        assert plan[0].bound(plan[5]) <= tolerance
         commits.append(len(plan[1]))
-        return commit_batch(self, plan, landings, end)
+        return commit_batch(self, plan, clock)
 
     monkeypatch.setattr(adaptive.AdaptiveFlow, "_commit_batch", counted_commit)
     runs = []
@@ -653,6 +653,10 @@ def test_batch_matches_pieces(case, rtol, monkeypatch):
         runs.append(result)
     batched, pieces = runs
     assert sum(commits) >= {"binary cones": 100, "events problem": 10}.get(case, 3)
+    # The batch ends its steps where the piecewise loop does.
+    assert batched.n_accepted == pieces.n_accepted
+    assert batched.nfev == pieces.nfev
+    assert batched.settings["frozen_steps"] == pieces.settings["frozen_steps"]
     assert [e.pairs for e in batched.activation_events] == [
         e.pairs for e in pieces.activation_events
     ]
@@ -725,17 +729,17 @@ def test_batch_lands_copies_together(scale, monkeypatch):
 def test_batch_leaves_a_slide_to_pieces(kind, seed, monkeypatch):
     # These random problems slide along a boundary after a few changes. The
     # batch takes the changes before the slide and leaves the slide to the
-    # piecewise loop. A batch step ended just before the slide used to be
-    # followed by ever shorter ones that never reached it, until the budget ran
-    # out.
+    # piecewise loop, within the same step. A batch step ended just before the
+    # slide used to be followed by ever shorter ones that never reached it,
+    # until the budget ran out.
     problem, params0 = _random_problem(kind, seed)
     params0 = params0.scaled(1e-6 / math.sqrt(params0.norm2()))
     commits = []
     commit_batch = adaptive.AdaptiveFlow._commit_batch
 
-    def counted_commit(self, plan, landings, end):
-        commits.append(len(landings))
-        return commit_batch(self, plan, landings, end)
+    def counted_commit(self, plan, clock):
+        commits.append(len(plan[1]))
+        return commit_batch(self, plan, clock)
 
     monkeypatch.setattr(adaptive.AdaptiveFlow, "_commit_batch", counted_commit)
     runs = []
@@ -753,5 +757,77 @@ def test_batch_leaves_a_slide_to_pieces(kind, seed, monkeypatch):
     assert [e.pairs for e in batched.activation_events] == [
         e.pairs for e in pieces.activation_events
     ]
-    # Each batch step adds at most the evaluation at its end.
-    assert batched.nfev <= pieces.nfev + len(commits)
+    # The piecewise loop goes on within the batch's step, so the steps and
+    # evaluations are the same.
+    assert batched.n_accepted == pieces.n_accepted
+    assert batched.nfev == pieces.nfev
+    assert batched.settings["frozen_steps"] == pieces.settings["frozen_steps"]
+
+
+def _cone_problem(seed, n, D, half_angle, loss):
+    """Two cones of ``n`` shuffled samples in R^D around +e_1 and -e_1."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    rng.shuffle(labels)
+    X = np.zeros((n, D))
+    for k, centre in enumerate([np.eye(D)[0], -np.eye(D)[0]]):
+        rows = np.flatnonzero(labels == k)
+        X[rows] = _cone(rng, centre, rows.size, half_angle)
+    return rng, Problem(X, labels, 2, loss)
+
+
+def _copied(shapes, rng, copies):
+    """Return ``shapes`` with ``copies`` of its neurons appended again."""
+    index = rng.integers(0, shapes.width, copies)
+    return Parameters(
+        np.hstack([shapes.W, shapes.W[:, index]]),
+        np.hstack([shapes.V, shapes.V[:, index]]),
+    )
+
+
+@pytest.mark.parametrize("case", ["slide on a budget", "copies on a budget"])
+def test_batch_matches_pieces_on_budget(case, monkeypatch):
+    # Two of 1020 random run pairs of a trial. With max_steps = 10 the batch
+    # ran out of steps before a slide that the piecewise loop reached. With a
+    # copied neuron two neurons' changes 5e-4 apart in log t were one landing
+    # of the piecewise loop and two of the batch, and the runs ended on their
+    # budget 0.13 apart.
+    if case == "slide on a budget":
+        rng = np.random.default_rng(760)
+        labels = np.arange(20) % 2
+        rng.shuffle(labels)
+        problem = Problem(rng.standard_normal((20, 6)), labels, 2, "cross_entropy")
+        params0 = balanced_init(
+            balanced_shapes(rng, 6, 8, 2), 10.0**-26.511492548721115
+        )
+        events = [Norm2Above(min(params0.norm2() * 10**5.695983311316725, 1e-2))]
+        max_steps = 10
+    else:
+        rng, problem = _cone_problem(665, 21, 6, 1.1805865117228023, "logistic")
+        shapes = _copied(balanced_shapes(rng, 6, 3, 1), rng, 1)
+        params0 = balanced_init(shapes, 10.0**-20.751617461392357)
+        target = min(params0.norm2() * 10**7.772580865553045, 1e-2)
+        events = [Norm2Above(target, terminal=False), Norm2Above(1.0)]
+        max_steps = 80
+
+    runs = []
+    for batch in (True, False):
+        monkeypatch.setattr(adaptive, "FROZEN_BATCH", batch)
+        runs.append(
+            solve_flow(
+                problem,
+                params0,
+                rtol=1e-2,
+                atol=1e-12,
+                events=events,
+                max_steps=max_steps,
+            )
+        )
+    batched, pieces = runs
+
+    assert batched.status == pieces.status, (batched.message, pieces.message)
+    assert batched.n_accepted == pieces.n_accepted
+    assert batched.nfev == pieces.nfev
+    assert [e.pairs for e in batched.activation_events] == [
+        e.pairs for e in pieces.activation_events
+    ]
