@@ -1695,8 +1695,9 @@ class AdaptiveFlow:
                     touching[:, k], offsets[:, k] = touched, offset
                 end, handover = position, True
                 break
+            for k in group:
+                pattern[:, k] = chosen[:, k]
             for i, k in cluster:
-                pattern[i, k] = chosen[i, k]
                 touching[i, k] = True
             columns = {k: pattern[:, k].copy() for k in group}
             landings.append((T, changed, residual, columns))
