@@ -778,3 +778,38 @@ def test_trajectory_losses_in_batches(monkeypatch):
     # for a BLAS kernel that depends on the stack's size.
     np.testing.assert_allclose(batched, whole, rtol=8 * EPS, atol=0)
     assert peak < one_pass / 4, (peak, one_pass)
+
+
+def test_landing_steps_meet_the_tolerance(monkeypatch):
+    # Two antipodal samples, 13 neurons (two of them copies, scaled by 2),
+    # eps = 5e-26, rtol = 1e-2: the explicit step through the escape ends past
+    # Norm2Above(1.0), and the step taken again to the event's root had an
+    # error estimate of 1.55 tolerances. Kept, it put the terminal event at
+    # ||theta||^2 = 1.55. Every kept step must meet the tolerance.
+    rng = np.random.default_rng(774)
+    labels = np.arange(2) % 2
+    rng.shuffle(labels)
+    X = rng.standard_normal((2, 6))
+    X[rng.choice(2, 1, replace=False)] = -X[rng.integers(0, 2, 1)]
+    problem = Problem(X, labels, 2, "exponential")
+    shapes = balanced_shapes(rng, 6, 11, 1)
+    index = rng.integers(0, 11, 2)
+    shapes = Parameters(
+        np.hstack([shapes.W, 2.0 * shapes.W[:, index]]),
+        np.hstack([shapes.V, 2.0 * shapes.V[:, index]]),
+    ).scaled(0.5)
+    params0 = balanced_init(shapes, 10.0**-25.31282394239706)
+    kept = []
+    commit = adaptive.AdaptiveFlow._commit
+
+    def recorded(self, landing):
+        kept.append((landing.err, landing.event_index))
+        return commit(self, landing)
+
+    monkeypatch.setattr(adaptive.AdaptiveFlow, "_commit", recorded)
+    result = solve_flow(
+        problem, params0, rtol=1e-2, atol=1e-12, events=[Norm2Above(1.0)]
+    )
+    assert result.status == STATUS_TERMINAL_EVENT, result.message
+    assert any(event_index == 0 for _, event_index in kept)
+    assert max(err for err, _ in kept) <= 1.0
