@@ -322,6 +322,20 @@ class _FrozenClock:
         return math.exp(gap + self.log_N)
 
 
+@dataclass
+class _BatchPlan:
+    """A frozen step planned by ``AdaptiveFlow._batch_plan``, before the run
+    takes it."""
+
+    work: FrozenStep  # the step with the planned restarts
+    landings: list  # (T, changed pairs, residual, {neuron: pattern column after})
+    pattern: np.ndarray
+    touching: np.ndarray
+    offsets: np.ndarray
+    end: float
+    handover: bool  # whether the piecewise loop goes on from ``end``
+
+
 class _UncertainSlope(Exception):
     """A slope at a boundary whose sign the frozen gradients do not certify."""
 
@@ -1536,6 +1550,13 @@ class AdaptiveFlow:
             self.values0 = self._event_values(self.z, self.log_t)
             self.values0_stale = False
 
+    def _landing_window(self, rate: float) -> float:
+        """Return the window of ``T`` after a frozen step's first crossing
+        within which every crossing is landed on with it. Crossings closer
+        than this change the state by less than 1% of the tolerance in between,
+        since every rate of the step is at most ``rate``."""
+        return 0.01 * (self.atol + self.rtol) / rate
+
     def _frozen_span(self, clock: _FrozenClock) -> float:
         """Return the frozen step's ``T`` at the end of the time span, inf
         without ``t_max``."""
@@ -1581,13 +1602,13 @@ class AdaptiveFlow:
         plan = self._batch_plan(step, MAX_EXPONENT / step.rate, tolerance)
         if plan is None:
             return None
-        work, landings, end, handover = plan[0], plan[1], plan[5], plan[6]
+        work, end = plan.work, plan.end
         if not self._frozen_span(clock) > end or not self._quiet_events(work, end):
             return None
-        if self.attempts + len(landings) + 1 > self.max_steps:
+        if self.attempts + len(plan.landings) + 1 > self.max_steps:
             return None
         self._commit_batch(plan, clock)
-        if handover:
+        if plan.handover:
             return self._frozen_pieces(work, tolerance, clock, end)
         if end == MAX_EXPONENT / work.rate:
             # As in _frozen_pieces: a whole step that did not grow the network.
@@ -1607,10 +1628,8 @@ class AdaptiveFlow:
         not take (uncertain, sliding, or changing no pair) the plan stops, and
         the piecewise loop goes on from the landing before it.
 
-        Returns ``(work, landings, pattern, touching, offsets, end,
-        handover)``, with each landing as ``(T, changed pairs, residual,
-        {neuron: pattern column after})``, or None where the first landing is
-        one the plan does not take. Nothing of the run is changed.
+        Returns the plan, or None where the first landing is one the plan does
+        not take. Nothing of the run is changed.
         """
         work = step.copy()
         work.keep_pieces()
@@ -1636,7 +1655,7 @@ class AdaptiveFlow:
         nears: dict = {}
 
         def first_crossing(j: int) -> None:
-            window = 0.01 * (self.atol + self.rtol) / work.rate
+            window = self._landing_window(work.rate)
             times[j], near = crossings.first(window, column=j)
             nears[j] = window, near
 
@@ -1660,7 +1679,7 @@ class AdaptiveFlow:
             if work.bound(T) > tolerance:
                 end = max(position, work.step_limit(tolerance))
                 break
-            window = 0.01 * (self.atol + self.rtol) / work.rate
+            window = self._landing_window(work.rate)
             if nears[j][0] != window:
                 first_crossing(j)
             near = nears[j][1]
@@ -1726,7 +1745,7 @@ class AdaptiveFlow:
                 work.restart(slice(k, k + 1), y, pattern, T)
                 search(slice(k, k + 1))
                 first_crossing(k)
-        return work, landings, pattern, touching, offsets, end, handover
+        return _BatchPlan(work, landings, pattern, touching, offsets, end, handover)
 
     def _land_neuron(self, block, rows, touching, offsets, j: int):
         """Land neuron ``j`` (its polar ``block``, changed in place) on the
@@ -1754,13 +1773,13 @@ class AdaptiveFlow:
             offsets[i, j] = max(self.touch_offset, 2 * abs(cosine))
         return residual, shift
 
-    def _commit_batch(self, plan, clock: _FrozenClock) -> None:
+    def _commit_batch(self, plan: _BatchPlan, clock: _FrozenClock) -> None:
         """Apply a plan of ``_batch_plan`` to the run, in time order: records,
         activation events, the separation time and the counters.
 
         The run then lands at the plan's end. Where the piecewise loop goes on
         with the step, it keeps the state at the plan's last landing instead."""
-        work, landings, pattern, touching, offsets, end, handover = plan
+        work, landings, end = plan.work, plan.landings, plan.end
         if self.frozen_steps == 0:
             self.phases.append(("frozen", self.log_t))
         # The grid times up to the end, and the state after each landing and at
@@ -1792,13 +1811,14 @@ class AdaptiveFlow:
             self.pending_records.append(("event", log_t, state, current.copy()))
             self._note_separation(current, log_t)
         for target, state in zip(grid[next_grid:], grid_states[next_grid:]):
-            self.pending_records.append(("grid", target, state, pattern.copy()))
+            self.pending_records.append(("grid", target, state, plan.pattern.copy()))
 
-        self.pattern, self.touching, self.offsets = pattern, touching, offsets
+        self.pattern = plan.pattern
+        self.touching, self.offsets = plan.touching, plan.offsets
         self.last_step = None
         self.log_t = log_t_end
         self.z = self.coords.from_polar(work.state_at(end))
-        if handover:
+        if plan.handover:
             # The piecewise loop goes on from here with the step's gradients.
             self.ev_stale = True
             self.values0_stale = True
@@ -1865,10 +1885,7 @@ class AdaptiveFlow:
             if span <= end:
                 end, landing = span, _Landing(None, None, 0.0, event_index=-1)
             if crossings is not None:
-                # Crossings closer than this change the state by less than
-                # 1% of the tolerance in between (every rate is at most
-                # step.rate), so they are taken together.
-                window = 0.01 * (self.atol + self.rtol) / step.rate
+                window = self._landing_window(step.rate)
                 first, cluster = crossings.first(window)
                 if first <= end and math.isfinite(first):
                     end, landing = first, _Landing(None, None, 0.0, cluster=cluster)

@@ -799,11 +799,11 @@ def test_landing_steps_meet_the_tolerance(monkeypatch):
         np.hstack([shapes.V, 2.0 * shapes.V[:, index]]),
     ).scaled(0.5)
     params0 = balanced_init(shapes, 10.0**-25.31282394239706)
-    kept = []
+    committed = []
     commit = adaptive.AdaptiveFlow._commit
 
     def recorded(self, landing):
-        kept.append((landing.err, landing.event_index))
+        committed.append((landing.err, landing.event_index))
         return commit(self, landing)
 
     monkeypatch.setattr(adaptive.AdaptiveFlow, "_commit", recorded)
@@ -811,5 +811,5 @@ def test_landing_steps_meet_the_tolerance(monkeypatch):
         problem, params0, rtol=1e-2, atol=1e-12, events=[Norm2Above(1.0)]
     )
     assert result.status == STATUS_TERMINAL_EVENT, result.message
-    assert any(event_index == 0 for _, event_index in kept)
-    assert max(err for err, _ in kept) <= 1.0
+    assert any(event_index == 0 for _, event_index in committed)
+    assert max(err for err, _ in committed) <= 1.0

@@ -528,6 +528,19 @@ def test_event_bump_fires_twice(monkeypatch):
     assert counts == [2, 2]
 
 
+def _watch(monkeypatch, name: str, record) -> None:
+    """Replace ``AdaptiveFlow.<name>`` with itself followed by
+    ``record(self, result, *args)``."""
+    method = getattr(adaptive.AdaptiveFlow, name)
+
+    def watched(self, *args):
+        result = method(self, *args)
+        record(self, result, *args)
+        return result
+
+    monkeypatch.setattr(adaptive.AdaptiveFlow, name, watched)
+
+
 def _tiny_start():
     problem, params0 = _problem()
     return problem, params0.scaled(1e-6 / math.sqrt(params0.norm2()))
@@ -540,15 +553,13 @@ def test_norm_bound_covers_the_frozen_flow(batch, monkeypatch):
     # flow, activation changes included.
     monkeypatch.setattr(adaptive, "FROZEN_BATCH", batch)
     problem, params0 = _tiny_start()
-    quiet_events = adaptive.AdaptiveFlow._quiet_events
     gaps = []
 
-    def checked(self, step, end):
+    def checked(self, result, step, end):
         log_norm2 = step.system.log_norm2(step.state_at(end))
         gaps.append((step.log_norm2_bound(end) - log_norm2, log_norm2 - step.log_norm2))
-        return quiet_events(self, step, end)
 
-    monkeypatch.setattr(adaptive.AdaptiveFlow, "_quiet_events", checked)
+    _watch(monkeypatch, "_quiet_events", checked)
     result = solve_flow(problem, params0, t_max=20.0, rtol=1e-8, atol=1e-12)
     assert result.success, result.message
     assert len(gaps) >= (5 if batch else 10)
@@ -566,14 +577,11 @@ def test_quiet_landings_fire_as_evaluated(targets, monkeypatch):
     # take the frozen steps piece by piece (a batch needs quiet events).
     monkeypatch.setattr(adaptive, "FROZEN_BATCH", False)
     problem, params0 = _tiny_start()
-    quiet_events = adaptive.AdaptiveFlow._quiet_events
     quiet = []
+    _watch(
+        monkeypatch, "_quiet_events", lambda self, result, *args: quiet.append(result)
+    )
 
-    def counted(self, step, end):
-        quiet.append(quiet_events(self, step, end))
-        return quiet[-1]
-
-    monkeypatch.setattr(adaptive.AdaptiveFlow, "_quiet_events", counted)
     runs = []
     for skip in (True, False):
         if not skip:
@@ -587,7 +595,9 @@ def test_quiet_landings_fire_as_evaluated(targets, monkeypatch):
             )
         )
     skipped, evaluated = runs
-    assert skipped.success and evaluated.success
+
+    assert skipped.success, skipped.message
+    assert evaluated.success, evaluated.message
     assert any(quiet)
     # The frozen phase ends near ||theta||^2 = 2e-9: a target below that must
     # stop some landings from skipping.
@@ -633,17 +643,15 @@ def test_batch_matches_pieces(case, rtol, monkeypatch):
     else:
         problem, params0 = _three_class_cones()
     commits = []
-    commit_batch = adaptive.AdaptiveFlow._commit_batch
 
-    def counted_commit(self, plan, clock):
+    def counted_commit(self, result, plan, clock):
         # The batch's step meets the error bound with the rates of all its
         # pieces, as the piecewise loop's steps do.
         tolerance = adaptive.FROZEN_SAFETY * 0.5 * (self.atol + self.rtol)
-        assert plan[0].bound(plan[5]) <= tolerance
-        commits.append(len(plan[1]))
-        return commit_batch(self, plan, clock)
+        assert plan.work.bound(plan.end) <= tolerance
+        commits.append(len(plan.landings))
 
-    monkeypatch.setattr(adaptive.AdaptiveFlow, "_commit_batch", counted_commit)
+    _watch(monkeypatch, "_commit_batch", counted_commit)
     runs = []
     for batch in (True, False):
         monkeypatch.setattr(adaptive, "FROZEN_BATCH", batch)
@@ -735,13 +743,12 @@ def test_batch_leaves_a_slide_to_pieces(kind, seed, monkeypatch):
     problem, params0 = _random_problem(kind, seed)
     params0 = params0.scaled(1e-6 / math.sqrt(params0.norm2()))
     commits = []
-    commit_batch = adaptive.AdaptiveFlow._commit_batch
+    _watch(
+        monkeypatch,
+        "_commit_batch",
+        lambda self, result, plan, clock: commits.append(len(plan.landings)),
+    )
 
-    def counted_commit(self, plan, clock):
-        commits.append(len(plan[1]))
-        return commit_batch(self, plan, clock)
-
-    monkeypatch.setattr(adaptive.AdaptiveFlow, "_commit_batch", counted_commit)
     runs = []
     for batch in (True, False):
         monkeypatch.setattr(adaptive, "FROZEN_BATCH", batch)
@@ -751,6 +758,7 @@ def test_batch_leaves_a_slide_to_pieces(kind, seed, monkeypatch):
             )
         )
     batched, pieces = runs
+
     assert pieces.status == STATUS_SLIDING, pieces.message
     assert batched.status == pieces.status, batched.message
     assert sum(commits) >= 1
