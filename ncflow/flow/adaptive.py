@@ -169,10 +169,6 @@ FROZEN_MIN_EXPONENT = 0.25
 # not seen, as between the ends of an explicit step. Measured: an event above 0
 # for 0.05 of t (s T of about 0.3) was missed at 0.5 and found at 0.1.
 FROZEN_EVENT_SPACING = 0.1
-# A Norm2Above event counts as unable to fire along a frozen step while its log
-# target exceeds the step's bound on log ||theta||^2 by this margin
-# (AdaptiveFlow._quiet_events).
-QUIET_MARGIN = 1e-9
 # Lower end of the search for the end of the span in log s. Its exp is 0, so
 # log t there is that of the step's start.
 LOG_S_FLOOR = -800.0
@@ -279,6 +275,26 @@ LOG_NORM2_FLOOR = 2 * math.log(np.finfo(np.float64).tiny)
 
 # Returned in place of a landing when the step must be rejected and retried.
 RETRY = object()
+
+
+def quiet_margin(system: PolarSystem, log_target: float) -> float:
+    """Return the margin by which a ``Norm2Above`` target must exceed a frozen
+    step's bound on ``log ||theta||^2`` for the event to count as quiet
+    (``AdaptiveFlow._quiet_events``).
+
+    The margin covers the roundoff of the event's value, which is what a
+    landing would evaluate. ``PolarSystem.log_norm2`` sums ``h`` terms, each a
+    dot product of ``B - 1`` entries times one ``exp``: the sum errs by at most
+    ``(h + B + 1) eps`` relative (the bound ``n eps`` of a sum of ``n`` positive
+    terms, over the products), and so its log by that much absolutely. Adding
+    the log of the largest term, subtracting the target and forming the bound
+    ``log R_0 + 3 s T`` each round once, by ``eps max(1, |log target|)``; the
+    frozen output weights add one more rounding. Twice the sum leaves room for
+    the ``exp`` of each term.
+    """
+    eps = float(np.finfo(np.float64).eps)
+    per_term = system.h + system.block + 1
+    return 2.0 * eps * (per_term + 4.0 * max(1.0, abs(log_target)))
 
 
 def _norm_step_cap(u: float, shift: float) -> float:
@@ -1537,9 +1553,10 @@ class AdaptiveFlow:
                 continue
             if type(event) is not Norm2Above or not value < 0:
                 return False
-            # The margin is far above the roundoff of log ||theta||^2 (a few
-            # eps for a sum over the neurons), which the values carry.
-            if not log_R + QUIET_MARGIN < event.log_target:
+            if (
+                not log_R + quiet_margin(self.system, event.log_target)
+                < event.log_target
+            ):
                 return False
         return True
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import decimal
 import math
 
 import numpy as np
 import pytest
 
-from ncflow.flow.adaptive import frozen_output_part
+from ncflow.flow.adaptive import frozen_output_part, quiet_margin
 from ncflow.flow.coordinates import NormCoordinates
 from ncflow.flow.polar import PolarSystem
 from ncflow.init import balanced_init, balanced_shapes
@@ -124,3 +125,30 @@ def test_norm_clock_rhs_many_matches_evaluate():
     for k in range(3):
         single, _ = coords.evaluate(zs[k], pattern)
         assert np.max(np.abs(many[k] - single)) <= 64 * EPS * np.max(np.abs(single))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_log_norm2_roundoff_is_within_the_quiet_margin(seed):
+    # quiet_margin derives a bound on the roundoff of log ||theta||^2; compare
+    # it with the error of the float computation against 50 digits. The
+    # margin also covers the roundings of the comparison, so the value's own
+    # error must stay below it with room to spare.
+    rng = np.random.default_rng(seed)
+    problem = Problem(rng.standard_normal((6, 9)), np.arange(6) % 2, 2, "exponential")
+    h = 24
+    system = PolarSystem(problem, h)
+    blocks = rng.standard_normal((h, system.block))
+    blocks[:, 0] = rng.uniform(-40.0, 10.0, h)  # sigma_j over 50 e-folds
+    computed = system.log_norm2(blocks.reshape(-1))
+    with decimal.localcontext() as context:
+        context.prec = 50
+        total = sum(
+            (2 * decimal.Decimal(row[0])).exp()
+            * sum(decimal.Decimal(x) ** 2 for x in row[1:])
+            for row in blocks
+        )
+        exact = float(total.ln())
+    error = abs(computed - exact)
+    assert error <= 0.5 * quiet_margin(system, computed)
+    # The margin is a roundoff bound, not a slack: within a few hundred eps.
+    assert quiet_margin(system, computed) <= 512 * EPS * max(1.0, abs(computed))
