@@ -284,9 +284,9 @@ def quiet_margin(system: PolarSystem, log_target: float) -> float:
 
     The margin covers the roundoff of the event's value, which is what a
     landing would evaluate. ``PolarSystem.log_norm2`` sums ``h`` terms, each a
-    dot product of ``B - 1`` entries times one ``exp``: the sum errs by at most
-    ``(h + B + 1) eps`` relative (the bound ``n eps`` of a sum of ``n`` positive
-    terms, over the products), and so its log by that much absolutely. Adding
+    dot product of ``B - 1`` entries times one ``exp``. A sum of ``n`` positive
+    terms errs by at most ``n eps`` relative, so this one by ``(h + B + 1) eps``
+    with the products, and its log by that much absolutely. Adding
     the log of the largest term, subtracting the target and forming the bound
     ``log R_0 + 3 s T`` each round once, by ``eps max(1, |log target|)``; the
     frozen output weights add one more rounding. Twice the sum leaves room for

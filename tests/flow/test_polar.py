@@ -150,5 +150,5 @@ def test_log_norm2_roundoff_is_within_the_quiet_margin(seed):
         exact = float(total.ln())
     error = abs(computed - exact)
     assert error <= 0.5 * quiet_margin(system, computed)
-    # The margin is a roundoff bound, not a slack: within a few hundred eps.
+    # The margin stays a roundoff bound: a few hundred eps at most.
     assert quiet_margin(system, computed) <= 512 * EPS * max(1.0, abs(computed))
