@@ -288,7 +288,7 @@ def quiet_margin(system: PolarSystem, log_target: float) -> float:
     terms errs by at most ``n eps`` relative, so this one by ``(h + B + 1) eps``
     with the products, and its log by that much absolutely. Adding
     the log of the largest term, subtracting the target and forming the bound
-    ``log R_0 + 3 s T`` each round once, by ``eps max(1, |log target|)``; the
+    ``log R_0 + 3 s T`` each round once, by ``eps max(1, |log target|)``. The
     frozen output weights add one more rounding. Twice the sum leaves room for
     the ``exp`` of each term.
     """
