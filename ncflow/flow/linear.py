@@ -137,20 +137,16 @@ class Jacobian:
         """Solve by the blocks of these neuron groups (``block`` entries per
         neuron), where that is cheaper than the whole matrix."""
         m = self.block_part.shape[0]
-        if m < MIN_BLOCK_SIZE:
+        layout = _layout(m, groups, block)
+        if layout is None:
             return
-        groups = _merge_small(groups, -(-MIN_GROUP_SIZE // block))
-        sizes = [len(group) * block for group in groups]
-        if max(sizes) > MAX_GROUP_FRACTION * m:
-            return
-        offsets = np.arange(block)
-        entries = [(group[:, None] * block + offsets).reshape(-1) for group in groups]
-        self.order = np.concatenate(entries)
-        ends = np.cumsum(sizes)
-        self.bounds = list(zip(ends - sizes, ends))
+        self.order, self.bounds, flat = layout
         # Both factorisations of a step use the same blocks and vectors, taken
         # out once in the grouped order.
-        self.blocks = [self.block_part[np.ix_(index, index)] for index in entries]
+        self.blocks = [
+            self.block_part.take(index).reshape(b - a, b - a)
+            for (a, b), index in zip(self.bounds, flat)
+        ]
         self.grouped_U = self.U[self.order]
         self.grouped_V = self.V[self.order]
 
@@ -219,6 +215,42 @@ class BlockSolver:
             self.dense = DenseSolver(self.jacobian.matrix, self.shift)
             self.jacobian.dense_fallbacks += 1
         return self.dense.solve(rhs)
+
+
+# Layouts of recent groupings, keyed by the sizes, the limits above and the
+# groups. A run keeps one pattern for many steps, and the index arithmetic of a
+# layout took about as long as taking the blocks out with it.
+_LAYOUTS: dict[tuple, tuple | None] = {}
+_MAX_LAYOUTS = 64
+
+
+def _layout(m: int, groups: list[np.ndarray], block: int):
+    """Return the grouped order of the ``m`` entries, the bounds of each group
+    in it, and each block's flat indices into the ``(m, m)`` matrix; None where
+    the groups do not pay (``MIN_BLOCK_SIZE``, ``MAX_GROUP_FRACTION``)."""
+    limits = (MIN_BLOCK_SIZE, MAX_GROUP_FRACTION, MIN_GROUP_SIZE)
+    key = (m, block, limits, tuple(group.tobytes() for group in groups))
+    if key in _LAYOUTS:
+        return _LAYOUTS[key]
+    layout = None
+    if m >= MIN_BLOCK_SIZE:
+        merged = _merge_small(groups, -(-MIN_GROUP_SIZE // block))
+        sizes = [len(group) * block for group in merged]
+        if max(sizes) <= MAX_GROUP_FRACTION * m:
+            offsets = np.arange(block)
+            entries = [
+                (group[:, None] * block + offsets).reshape(-1) for group in merged
+            ]
+            ends = np.cumsum(sizes)
+            bounds = [(int(a), int(b)) for a, b in zip(ends - sizes, ends)]
+            flat = [
+                (index[:, None] * m + index[None, :]).reshape(-1) for index in entries
+            ]
+            layout = (np.concatenate(entries), bounds, flat)
+    if len(_LAYOUTS) >= _MAX_LAYOUTS:
+        _LAYOUTS.clear()
+    _LAYOUTS[key] = layout
+    return layout
 
 
 def _merge_small(groups: list[np.ndarray], smallest: int) -> list[np.ndarray]:

@@ -201,22 +201,26 @@ def test_block_and_whole_solves_give_one_run(monkeypatch):
     problem, params0 = _wide_binary()
     rtol = 1e-8
     runs = {}
-    factored = {"blocks": 0}
+    factored = {"blocks": 0, "whole": 0}
     original = BlockSolver.__init__
+    current = []
 
     def counting(self, jacobian, shift):
-        factored["blocks"] += 1
+        factored[current[-1]] += 1
         original(self, jacobian, shift)
 
     monkeypatch.setattr(BlockSolver, "__init__", counting)
     for name, smallest in (("blocks", MIN_BLOCK_SIZE), ("whole", 10**9)):
         monkeypatch.setattr(linear, "MIN_BLOCK_SIZE", smallest)
+        current.append(name)
         runs[name] = solve_flow(
             problem, params0, rtol=rtol, atol=1e-12, events=[Norm2Above(1e4)]
         )
     blocks, whole = runs["blocks"], runs["whole"]
     assert blocks.status == whole.status == STATUS_TERMINAL_EVENT
-    assert factored["blocks"] > 0  # the first run did factor by blocks
+    assert factored["blocks"] > 0
+    # The layouts of the first run are kept, but not for other limits.
+    assert factored["whole"] == 0
     assert blocks.n_accepted == whole.n_accepted
     assert blocks.n_rejected == whole.n_rejected
     # The two runs differ only in the roundoff of the linear solves. Each step's
