@@ -194,6 +194,9 @@ TOUCH_OFFSET = 1e-3
 # near 1e-14. Below the floor a just-projected pair reads as crossing again at
 # s = 0 on every step, and the run makes no progress (seen at rtol=1e-14).
 TOUCH_FLOOR = 16 * np.finfo(np.float64).eps
+# A touching pair leaves its boundary once its cosine exceeds this many times its
+# offset: it has then moved well past the roundoff that the offset covers.
+RELEASE_FACTOR = 10
 # The explicit method hands over to Radau IIA once h * rho has exceeded this
 # fraction of its stability limit on STIFF_STEPS consecutive accepted steps:
 # the step is then limited by stability, not accuracy.
@@ -1071,7 +1074,11 @@ class AdaptiveFlow:
         """Set the offset of each just-projected pair above the cosine left on it."""
         cosines = self._cosines(self.z)
         for i, j in cluster:
-            self.offsets[i, j] = max(self.touch_offset, 2 * abs(cosines[i, j]))
+            self.offsets[i, j] = self._pair_offset(cosines[i, j])
+
+    def _pair_offset(self, cosine: float) -> float:
+        """Return the offset of a pair whose projection left ``cosine``."""
+        return max(self.touch_offset, 2 * abs(cosine))
 
     def _boundary_rates(self, pattern: np.ndarray):
         """Evaluate the flow at the current state under ``pattern`` and return
@@ -1780,7 +1787,7 @@ class AdaptiveFlow:
         cosines = np.abs(X @ a) / (x_norms * a_norm)
         omega_norm = math.sqrt(float(block[1:] @ block[1:]))
         residual = max(float(cosines[i]) for i in rows) * a_norm / omega_norm
-        touching[:, j] &= cosines <= 10 * offsets[:, j]
+        touching[:, j] &= cosines <= RELEASE_FACTOR * offsets[:, j]
         block[1 : 1 + D] = self._project(a, rows)
         shift = _direction_shift(block, a, D)
         norm = math.sqrt(float(block[1:] @ block[1:]))
@@ -1790,7 +1797,7 @@ class AdaptiveFlow:
         a_norm = math.sqrt(float(a @ a)) or 1.0
         for i in rows:
             cosine = float(X[i] @ a) / (x_norms[i] * a_norm)
-            offsets[i, j] = max(self.touch_offset, 2 * abs(cosine))
+            offsets[i, j] = self._pair_offset(cosine)
         return residual, shift
 
     def _commit_batch(self, plan: _BatchPlan, clock: _FrozenClock) -> None:
@@ -2289,8 +2296,8 @@ class AdaptiveFlow:
         no continuous event can change sign here (``_quiet_events``), so their
         values are not evaluated."""
         if self.touching.any():
-            # A pair leaves its boundary once it has moved well past the offset.
-            self.touching &= np.abs(self._cosines(self.z)) <= 10 * self.offsets
+            cosines = np.abs(self._cosines(self.z))
+            self.touching &= cosines <= RELEASE_FACTOR * self.offsets
 
         idle_landings, self.idle_landings = self.idle_landings, 0
         unswitched = None
