@@ -25,6 +25,15 @@ def logsumexp(values: np.ndarray, axis: int | None = None, weights=None) -> np.n
     return _logsumexp_along(values, axis, weights)
 
 
+# Largest x with a finite math.exp(x): log of the largest float64.
+LOG_MAX_FLOAT = math.log(np.finfo(np.float64).max)
+
+
+def exp_or_inf(x: float) -> float:
+    """Return ``math.exp(x)``, or ``inf`` where it overflows float64."""
+    return math.exp(x) if x <= LOG_MAX_FLOAT else math.inf
+
+
 # The two helpers below call ufuncs, their reduce methods and argmax directly,
 # because on arrays of tens of entries the ndarray methods (values.max(), .sum(),
 # .all()) and np.squeeze cost more than the arithmetic.

@@ -56,7 +56,7 @@ from functools import partial
 
 import numpy as np
 
-from ncflow._numeric import find_root, find_root_newton
+from ncflow._numeric import exp_or_inf, find_root, find_root_newton
 from ncflow.flow import result as res
 from ncflow.flow.clock import (
     NODES,
@@ -268,6 +268,11 @@ ZERO_SLOPE = 256 * np.finfo(np.float64).eps
 # step's tolerance on log t of its grid time: far below the error that the
 # integration itself allows there.
 RECORD_TIME_FRACTION = 1e-3
+# Below this log t the record grid steps in log t by log(record ratio):
+# log(1 + t) and t differ there by t / 2 < 2.2e-16 relative.
+RECORD_LINEAR_BELOW = math.log(2 * np.finfo(np.float64).eps)
+# Earliest time of the record grid: the smallest normal float64 t.
+LOG_T_GRID_FLOOR = math.log(np.finfo(np.float64).tiny)
 # Newton iterations on the cubic that starts the search for a record's place.
 # The result is only a start, not the root, so a few are enough.
 HERMITE_NEWTON = 8
@@ -341,7 +346,9 @@ class _FrozenClock:
     def T(self, log_t: float) -> float:
         """Return the ``T`` at which the step reaches ``log_t``."""
         gap = sub_log(log_t, self.log_t0) if self.log_t0 > -math.inf else log_t
-        return math.exp(gap + self.log_N)
+        # Past float64 (a start far from small, where N is huge) no step
+        # reaches log_t.
+        return exp_or_inf(gap + self.log_N)
 
 
 @dataclass
@@ -376,6 +383,9 @@ class _Landing:
     cluster: list | None = None
     event_index: int | None = None  # -1: end of the time span
     residual: float = 0.0
+    # Where the step is None: the log t reached without a change of the state,
+    # else None (no time passes).
+    log_t: float | None = None
 
 
 class StepTime:
@@ -1285,6 +1295,12 @@ class AdaptiveFlow:
         """Move ``next_record`` to the next time of the record grid, which is
         geometric in log(1 + t): dense in t early, in log t late."""
         target = self.next_record
+        if target < RECORD_LINEAR_BELOW:
+            # log(1 + t) = t to float64 here (the next term, t / 2 relative, is
+            # below eps), so the grid is geometric in t itself. exp(target)
+            # would underflow far below this, where N is huge at the start.
+            self.next_record = target + math.log(self.record_ratio)
+            return
         ell = math.log1p(math.exp(target)) if target < 700 else target
         ell *= self.record_ratio
         if ell > 1:
@@ -1390,8 +1406,11 @@ class AdaptiveFlow:
         self._check_discrete()
         self.values0 = self._event_values(self.z, self.log_t)
         self.record_ratio = 10.0 ** (1.0 / self.records_per_decade)
-        # First record at one hundredth of the initial time scale 1/N.
-        self.next_record = math.log(1e-2) - self.ev.log_N
+        # First record at one hundredth of the initial time scale 1/N, but not
+        # below the smallest normal float64 t. A start far from small (wrong
+        # signs, large scale) can have log N of 1e8, from which the grid of
+        # records_per_decade per decade of t would never reach t = 1.
+        self.next_record = max(math.log(1e-2) - self.ev.log_N, LOG_T_GRID_FLOOR)
 
     def run(self) -> res.FlowResult:
         self._start()
@@ -2148,6 +2167,11 @@ class AdaptiveFlow:
             # The event is at the end of the step, which is kept as it is.
             return _Landing(step, clock, err, event_index=index)
         size = s * step.size
+        if index == -1 and np.array_equal(self.z + size * self.f, self.z):
+            # t_max lies so close to the start that even the first-order change
+            # of the state rounds away (size may underflow to 0): the state at
+            # t_max is this one, to float64.
+            return _Landing(None, None, err, event_index=-1, log_t=self.log_t_max)
         sub, sub_err = self._attempt(size)
         if not math.isfinite(sub_err):
             return self._failed_landing(sub, size, f"event {index}")
@@ -2276,8 +2300,14 @@ class AdaptiveFlow:
             self.n_accepted += 1
             self.log_t = log_t_end
             self.z = self.coords.normalize(step.y1)
+        elif landing.log_t is not None:
+            while self.next_record <= landing.log_t:
+                if self.next_record > self.log_t:
+                    self._record("grid", self.z, self.next_record)
+                self._advance_record_time()
+            self.log_t = landing.log_t
         self.last_step = step
-        self._settle(landing, moved=step is not None)
+        self._settle(landing, moved=step is not None or landing.log_t is not None)
 
     def _settle(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import json
 import math
 import re
@@ -607,6 +608,64 @@ def test_adaptive_run_ends_on_tiny_t_max(t_max):
     allowed = (atol + rtol) * max(1.0, abs(math.log(t_max)))
     assert result.status == res.STATUS_END_OF_SPAN
     assert abs(result.log_t - math.log(t_max)) <= allowed
+
+
+def _far_from_small(scale: float) -> tuple[Problem, Parameters]:
+    """Two orthogonal samples, one neuron on each with the right output sign,
+    at ``scale``: the loss is about exp(-scale^2), so N and the flow's speed
+    are of that order."""
+    problem = Problem(np.eye(2), np.array([0, 1]), 2, "exponential")
+    return problem, Parameters(scale * np.eye(2), scale * np.array([[1.0, -1.0]]))
+
+
+def test_unreachable_t_max_keeps_start():
+    # At scale 30, dt/dtau = 1/N is about exp(899), so t_max = 1 lies at a
+    # fraction of about exp(-899) of the first step: below any float64 step
+    # size. The state moves by less than its rounding up to t_max.
+    problem, params0 = _far_from_small(30.0)
+    result = solve_flow(problem, params0, t_max=1.0)
+    assert result.status == res.STATUS_END_OF_SPAN, result.message
+    assert result.log_t == 0.0
+    # The result went through the polar state and back: a log, an exp, a
+    # norm and a division, each within an eps or two of the entry's neuron.
+    for got, start in ((result.params.W, params0.W), (result.params.V, params0.V)):
+        assert np.max(np.abs(got - start)) <= 8 * EPS * np.max(np.abs(start))
+
+
+def test_record_grid_starts_at_tiny_float():
+    # Misclassified samples at scale 1e4 make log N about 1e8. The grid still
+    # starts at one hundredth of 1/N, but no earlier than the smallest normal
+    # float64 t, and so reaches t = 1 in finitely many records.
+    problem = Problem(np.eye(2), np.array([0, 1]), 2, "exponential")
+    params0 = Parameters(1e4 * np.eye(2), 1e4 * np.array([[-1.0, 1.0]]))
+    result = solve_flow(problem, params0, t_max=1.0, rtol=1e-6)
+    assert result.status == res.STATUS_END_OF_SPAN, result.message
+    grid = result.trajectory.select("grid").log_t
+    assert grid[0] >= adaptive.LOG_T_GRID_FLOOR
+    assert np.all(np.diff(grid) > 0)
+    # Eight records per decade of t from 2.2e-308 to 1, and the end.
+    decades = -adaptive.LOG_T_GRID_FLOOR / math.log(10.0)
+    assert len(grid) <= 8 * decades + 2
+
+
+@pytest.mark.parametrize("target", [-700.0, -300.0, -40.0])
+def test_early_record_grid_is_geometric(target):
+    # Below RECORD_LINEAR_BELOW the grid steps log t by log(ratio) instead of
+    # forming log(1 + t), which exp(target) would underflow. Against the
+    # exact grid step, log(expm1(ratio log1p(t))), in 60 digits:
+    flow = adaptive.AdaptiveFlow.__new__(adaptive.AdaptiveFlow)
+    flow.record_ratio = 10.0 ** (1.0 / 8)
+    flow.next_record = target
+    flow._advance_record_time()
+    with decimal.localcontext() as context:
+        context.prec = 60
+        t = decimal.Decimal(target).exp()
+        ratio = decimal.Decimal(flow.record_ratio)
+        # log1p and expm1 by their series: t < 1e-17, so four terms leave
+        # an error below t^4, far below 60 digits of t.
+        ell = ratio * (t - t**2 / 2 + t**3 / 3 - t**4 / 4)
+        exact = float((ell + ell**2 / 2 + ell**3 / 6 + ell**4 / 24).ln())
+    assert abs(flow.next_record - exact) <= 4 * EPS * abs(target)
 
 
 @pytest.mark.parametrize("t_max", [5e-324, 1e-320])
