@@ -40,8 +40,6 @@ from __future__ import annotations
 import importlib
 import math
 import random
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -71,6 +69,7 @@ from strategies import (
 )
 from theory_checks.common import combine, features, limit_points, limit_quantities
 from theory_checks.hypotheses import check_a1, check_a3
+from theory_checks.interrupts import checkpoint, deferred
 from theory_checks.runs import Example, RunSettings, train
 from theory_checks.verdict import Outcome, Verdict, inconclusive
 
@@ -982,7 +981,6 @@ def draw_cases(
     Cases with equal ``key`` count once, so fewer than ``count`` may come back.
     """
     drawn: dict[Any, Any] = {}
-    interrupt = _DeferredInterrupt()
 
     @hypothesis_seed(seed)
     @HypothesisSettings(
@@ -995,51 +993,12 @@ def draw_cases(
     )
     @given(strategy)
     def collect(case: Any) -> None:
-        interrupt.raise_if_requested()
+        checkpoint()
         drawn.setdefault(key(case), case)
 
-    with without_local_constants(), interrupt:
+    with without_local_constants(), deferred():
         collect()
     return list(drawn.values())[:count]
-
-
-class _DeferredInterrupt:
-    """Context that delivers the first Ctrl-C at :meth:`raise_if_requested`.
-
-    Hypothesis times garbage collection with a ``gc`` callback, and Python prints
-    and then ignores an exception raised inside such a callback. The default
-    handler can raise KeyboardInterrupt there, and the draws then go on. Inside
-    this context the first SIGINT only sets a flag, which the next drawn example
-    turns into a KeyboardInterrupt, and a second SIGINT raises at once. Outside
-    the main thread, or where SIGINT has another handler (the workers of ``ncflow
-    verify`` ignore it), the context does nothing.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.previous: Any = None
-
-    def __enter__(self) -> _DeferredInterrupt:
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        if (
-            in_main_thread
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        ):
-            self.previous = signal.signal(signal.SIGINT, self._request)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-    def _request(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def raise_if_requested(self) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
 
 
 def _sweep_x2(

@@ -49,6 +49,7 @@ import numpy as np
 
 from ncflow._validation import InvalidArgument, check_int, check_path
 from theory_checks import explorations, suite
+from theory_checks.interrupts import StickyInterrupt, checkpoint, deferred
 from theory_checks.runs import Example, RunSettings
 from theory_checks.verdict import Outcome, Verdict, inconclusive
 
@@ -615,12 +616,18 @@ def execute(
     lost: list[str] = []
     try:
         if jobs == 1:
-            limit_threads()
+            # A KeyboardInterrupt raised while torch imports its C++ parts
+            # aborted the process (seen: status -6), so Ctrl-C is held until
+            # the import is done.
+            with deferred():
+                limit_threads()
+            checkpoint()
             for task in tasks:
                 result = run_task(task, str(out))
                 results.append(result)
                 if progress:
                     progress(task, result, "")
+                checkpoint()
         else:
             lost = _execute_pool(tasks, out, jobs, results, progress)
     except KeyboardInterrupt:
@@ -656,6 +663,7 @@ def _execute_pool(tasks, out, jobs, results, progress) -> list[str]:
                 results.append(result)
                 if progress:
                     progress(task, result, "")
+                checkpoint()
         except KeyboardInterrupt:
             _stop(executor)
             raise
@@ -964,11 +972,17 @@ def verify(config: VerifyConfig, progress: Progress | None = None) -> VerifyRepo
         when every task had finished) and carried as ``report``.
     """
     config = validate_config(config)
+    with StickyInterrupt():
+        return _verify(config, progress)
+
+
+def _verify(config: VerifyConfig, progress: Progress | None) -> VerifyReport:
     created = prepare_out(config.out)
     existing = record_names(config.out)
     start = time.perf_counter()
     try:
         tasks = plan(config, progress)
+        checkpoint()
     except KeyboardInterrupt:
         from ncflow.report_io import remove_empty_directories
 
@@ -1000,6 +1014,7 @@ def verify(config: VerifyConfig, progress: Progress | None = None) -> VerifyRepo
     )
     try:
         write_report(report, plots=config.plots)
+        checkpoint()
     except KeyboardInterrupt:
         # Every task finished, so only the figures are left out.
         write_report(report, plots=False)

@@ -24,7 +24,7 @@ from ncflow import cli
 from ncflow.cli import main
 from ncflow.data import Dataset
 from ncflow.network import Parameters
-from theory_checks import explorations, verify
+from theory_checks import explorations, interrupts, verify
 from theory_checks.records import read_record, write_record
 from theory_checks.runs import Example
 from theory_checks.verdict import Outcome, Verdict
@@ -476,6 +476,41 @@ def test_ctrl_c_in_gc_callback_stops_drawing(sigint_handled):
         gc.callbacks.remove(callback)
         gc.set_threshold(*threshold)
     assert state["sent"] is True
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_held_in_deferred_is_raised_on_leaving(sigint_handled):
+    # The first Ctrl-C inside deferred() is only recorded; where deferred()
+    # installed the handler itself, leaving it raises the interrupt.
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.deferred():
+            signal.raise_signal(signal.SIGINT)
+            reached.append("after the signal")
+    assert reached == ["after the signal"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_swallowed_ctrl_c_stops_run(sigint_handled, tmp_path, monkeypatch):
+    # A Ctrl-C whose KeyboardInterrupt is swallowed inside a task stops the
+    # run once the task is done. Python ignores it in a gc callback; here an
+    # except clause swallows it.
+    calls = []
+
+    def run_task(task: Task, out: str) -> TaskResult:
+        calls.append(task.key)
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        return TaskResult(task.key)
+
+    monkeypatch.setattr(verify, "run_task", run_task)
+    config = VerifyConfig(claims=("C2",), max_examples=2, jobs=1, out=tmp_path)
+    stop = _stopped_run(config)
+    assert len(calls) == 1
+    assert [result.key for result in stop.results] == calls
+    assert json.loads((tmp_path / "report.json").read_text())["complete"] is False
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
