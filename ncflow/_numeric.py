@@ -34,6 +34,22 @@ def exp_or_inf(x: float) -> float:
     return math.exp(x) if x <= LOG_MAX_FLOAT else math.inf
 
 
+def power_of_two_scale(values: np.ndarray) -> np.ndarray:
+    """Return ``values`` times the power of two that brings the largest
+    ``|entry|`` into ``[0.5, 1)`` (unchanged where all are 0 or one is not finite).
+
+    A power of two scales without rounding, so a quantity that does not depend
+    on the scale keeps its value, while the squares and Gram matrices formed
+    from the result can neither overflow nor underflow. Features of size 1e-150
+    gave the standard NC2 as inf, and of size 1e150 as 1, against 0.073 at 1.
+    """
+    top = float(np.max(np.abs(values))) if values.size else 0.0
+    if top == 0.0 or not math.isfinite(top):
+        return values
+    _, exponent = math.frexp(top)
+    return np.ldexp(values, -exponent)
+
+
 # The two helpers below call ufuncs, their reduce methods and argmax directly,
 # because on arrays of tens of entries the ndarray methods (values.max(), .sum(),
 # .all()) and np.squeeze cost more than the arithmetic.

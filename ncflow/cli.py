@@ -10,6 +10,7 @@ prints one line ending in ``interrupted`` to stderr and exits with status 130.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import textwrap
@@ -497,9 +498,28 @@ def _notes(args: argparse.Namespace, run: TrainingRun) -> list[str]:
         notes.append(
             f"training stopped after {_count(run.steps, 'step')}: {run.message}"
         )
+    underflow = _underflow_note(run.params0)
+    if underflow:
+        notes.append(underflow)
     if args.out is not None and run.diverged:
         notes.append(_divergence_plot_note(run))
     return notes
+
+
+def _underflow_note(params0) -> str:
+    """Return a note where the start's weights are so small that the products
+    of two of them (outputs, ``||theta||^2``) underflow float64, else ''."""
+    largest = max(float(np.max(np.abs(params0.W))), float(np.max(np.abs(params0.V))))
+    # A product of two weights is below the smallest normal float64 once the
+    # largest weight is below its square root.
+    limit = math.sqrt(np.finfo(np.float64).tiny)
+    if not 0.0 < largest < limit:
+        return ""
+    return (
+        f"the largest initial weight is {largest:.3g}, below {limit:.3g}, so "
+        "products of two weights (the outputs, ||theta||^2) underflow float64 and "
+        "print as 0; choose --init-scale of at least 1e-150"
+    )
 
 
 def _divergence_plot_note(run: TrainingRun) -> str:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ncflow._numeric import power_of_two_scale
 from ncflow._validation import InvalidArgument, check_array, check_choice, check_int
 from ncflow.geometry import pseudo_labels
 
@@ -133,14 +134,19 @@ def _check_head(V: object, width: int, num_classes: int) -> np.ndarray:
             f"V is invalid: it must have shape {expected} for K={num_classes} classes "
             f"and width h={width}, got {V.shape}"
         )
-    return V
+    # The metrics that take V depend on its direction only.
+    return power_of_two_scale(V)
 
 
 def _check_inputs(
-    features: object, labels: object, num_classes: int | None
+    features: object, labels: object, num_classes: int | None, rescale: bool = True
 ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Check the inputs; with ``rescale``, for the metrics that do not depend on
+    the scale of the features, return them scaled by ``power_of_two_scale``."""
     features = _check_features(features)
     labels, num_classes = _check_labels(labels, features.shape[0], num_classes)
+    if rescale:
+        features = power_of_two_scale(features)
     return features, labels, num_classes
 
 
@@ -230,7 +236,9 @@ def class_means(
     InvalidArgument
         If a label is outside ``0..K-1`` or a class has no samples.
     """
-    features, labels, num_classes = _check_inputs(features, labels, num_classes)
+    features, labels, num_classes = _check_inputs(
+        features, labels, num_classes, rescale=False
+    )
     return _class_means(features, labels, num_classes)
 
 

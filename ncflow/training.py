@@ -32,6 +32,7 @@ from time import perf_counter
 
 import numpy as np
 
+from ncflow._numeric import power_of_two_scale
 from ncflow._validation import (
     InvalidArgument,
     check_choice,
@@ -872,7 +873,9 @@ def rank_relative_error(M: np.ndarray, rank: int = 3) -> float:
     if M.ndim != 2:
         raise InvalidArgument(f"M is invalid: it must be 2-D, got shape {M.shape}")
     rank = check_int("rank", rank, 1)
-    singular = np.linalg.svd(M, compute_uv=False)
+    # The error does not depend on the scale of M, whose squares must not
+    # underflow (features of a start of scale 1e-300) or overflow.
+    singular = np.linalg.svd(power_of_two_scale(M), compute_uv=False)
     total = float(np.sum(singular**2))
     if total == 0.0:
         raise MetricUndefined("the matrix is zero, so its relative error is undefined")

@@ -367,3 +367,24 @@ def test_too_many_steps_exit_2(capsys, option, value, message):
     assert message in err
     assert "Traceback" not in err
     assert out == ""
+
+
+def test_underflowing_start_is_noted_and_measured(capsys, npz_path):
+    # A balanced start at scale 1e-300 has weights of that size, whose
+    # products underflow, so ||theta||^2 prints as 0: a note says so. The
+    # scale-free measures are still computed (features and V are scaled by
+    # powers of two first).
+    status, out, _ = _run(
+        capsys, "--data", str(npz_path), "--init", "balanced",
+        "--init-scale", "1e-300", "--steps", "1", "--json",
+    )  # fmt: skip
+    summary = json.loads(out)
+    assert status == 0
+    assert any("underflow float64" in note for note in summary["notes"])
+    assert summary["undefined"] == {}
+
+
+def test_normal_start_has_no_underflow_note(capsys, npz_path):
+    status, out, _ = _run(capsys, "--data", str(npz_path), "--steps", "1", "--json")
+    assert status == 0
+    assert not any("underflow" in note for note in json.loads(out)["notes"])

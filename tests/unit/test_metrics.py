@@ -720,3 +720,18 @@ def test_nc_summary_lists_undefined_metrics_with_reasons():
     assert "coincide" in undefined["nc1"]
     assert "nc1" not in summary
     assert "nc2" in summary
+
+
+@pytest.mark.parametrize("power", [-700, -500, 500, 700])
+def test_metrics_ignore_the_feature_scale(power):
+    # Every metric of the summary is scale-free. Scaled by a power of two the
+    # features carry no new rounding, so the values must agree exactly, also
+    # where their squares would underflow or overflow float64.
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 4)
+    features = np.abs(rng.normal(size=(12, 5))) + 3 * np.repeat(np.eye(3, 5), 4, 0)
+    V = rng.normal(size=(3, 5))
+    plain = nc_summary(V, features, labels)
+    scaled = nc_summary(V, np.ldexp(features, power), labels)
+    assert plain["undefined"] == {}
+    assert scaled == plain
