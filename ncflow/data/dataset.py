@@ -395,8 +395,17 @@ def _validated_samples(X: Any) -> np.ndarray:
             f"X is invalid: its samples have no features (D=0, shape {X.shape})"
         )
 
-    norms = np.linalg.norm(X, axis=1)
+    with np.errstate(over="ignore", under="ignore"):
+        norms = np.linalg.norm(X, axis=1)
     zero_rows = np.flatnonzero(norms == 0)
+    tiny = zero_rows[np.any(X[zero_rows] != 0, axis=1)]
+    if tiny.size:
+        i = int(tiny[0])
+        raise InvalidArgument(
+            f"X[{i}] is invalid: it has entries up to {np.max(np.abs(X[i])):.3g}, "
+            "whose squared norm underflows float64 to 0; rescale X, or remove the "
+            "row if the sample is meant to be zero"
+        )
     if zero_rows.size:
         raise InvalidArgument(
             f"X[{zero_rows[0]}] is invalid: the sample is a zero vector (norm 0; "
@@ -406,7 +415,8 @@ def _validated_samples(X: Any) -> np.ndarray:
     overflow_rows = np.flatnonzero(~np.isfinite(norms))
     if overflow_rows.size:
         raise InvalidArgument(
-            f"X[{overflow_rows[0]}] is invalid: its norm overflows float64; rescale X"
+            f"X[{overflow_rows[0]}] is invalid: its squared norm overflows float64; "
+            "rescale X"
         )
     return X
 

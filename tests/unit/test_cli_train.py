@@ -371,7 +371,7 @@ def test_too_many_steps_exit_2(capsys, option, value, message):
 
 def test_underflowing_start_is_noted_and_measured(capsys, npz_path):
     # A balanced start at scale 1e-300 has weights of that size, whose
-    # products underflow, so ||theta||^2 prints as 0: a note says so. The
+    # products underflow, so ||theta||^2 prints as 0, and the notes report it. The
     # scale-free measures are still computed (features and V are scaled by
     # powers of two first).
     status, out, _ = _run(

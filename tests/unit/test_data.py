@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -528,3 +529,25 @@ def test_csv_byte_order_mark_keeps_first_sample(tmp_path: Path):
     loaded = load_dataset(path)
     assert loaded.n == 2
     assert np.array_equal(loaded.X, [[1.0, 0.0], [0.0, 1.0]])
+
+
+@pytest.mark.parametrize(
+    "row, fragment",
+    [
+        ([0.0, 0.0], "X[1] is invalid: the sample is a zero vector"),
+        ([1e-300, 0.0], "X[1] is invalid: it has entries up to 1e-300, whose squared"),
+        (
+            [1e300, 1e300],
+            "X[1] is invalid: its squared norm overflows float64; rescale X",
+        ),
+    ],
+)
+def test_degenerate_rows_are_named(row, fragment):
+    # A row whose squared norm underflows is not called a zero vector, and
+    # none of the three cases warns before the error.
+    X = np.array([[1.0, 0.0], row, [-1.0, 0.0], [0.0, -1.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InvalidArgument) as error:
+            Dataset.from_arrays(X, np.array([0, 0, 1, 1]))
+    assert fragment in str(error.value)
