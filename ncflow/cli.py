@@ -3,7 +3,8 @@
 Results go to stdout (a text summary, or JSON with ``--json``); progress, notes and
 the list of written files go to stderr. A user error (an invalid option value, a
 missing file) prints one line ``ncflow COMMAND: error: ...`` to stderr and exits
-with status 2; a training run that stops on a non-finite state exits with 1. Ctrl-C
+with status 2; a training run that stops on a non-finite state, or whose full-batch
+loss ends above its start, exits with 1. Ctrl-C
 prints one line ending in ``interrupted`` to stderr and exits with status 130.
 """
 
@@ -292,7 +293,20 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
-    return EXIT_OK if run.status >= 0 else EXIT_RUN_FAILED
+    return EXIT_OK if run.status >= 0 and not _loss_rose(run) else EXIT_RUN_FAILED
+
+
+def _loss_rose(run: TrainingRun) -> bool:
+    """Return whether full-batch gradient descent ended above its start's loss.
+
+    The flow's loss never increases, so such a run does not follow it. SGD is
+    left out, whose loss may rise from noise alone. A diverged run is reported
+    as such already.
+    """
+    if run.settings.method == "sgd" or run.diverged:
+        return False
+    log_loss = run.trajectory.log_loss
+    return bool(log_loss[-1] > log_loss[0])
 
 
 def _train_with_progress(
@@ -501,6 +515,15 @@ def _notes(args: argparse.Namespace, run: TrainingRun) -> list[str]:
     underflow = _underflow_note(run.params0)
     if underflow:
         notes.append(underflow)
+    if _loss_rose(run):
+        log_loss = run.trajectory.log_loss
+        notes.append(
+            f"the loss rose from {math.exp(log_loss[0]):.4g} to "
+            f"{math.exp(log_loss[-1]):.4g}, which the gradient flow never does: "
+            "the steps are too large to follow it (see "
+            "step_times_curvature_bound_at_start in the JSON settings); reduce "
+            "--step. The exit status is 1"
+        )
     if args.out is not None and run.diverged:
         notes.append(_divergence_plot_note(run))
     return notes

@@ -388,3 +388,21 @@ def test_normal_start_has_no_underflow_note(capsys, npz_path):
     status, out, _ = _run(capsys, "--data", str(npz_path), "--steps", "1", "--json")
     assert status == 0
     assert not any("underflow" in note for note in json.loads(out)["notes"])
+
+
+def test_rising_loss_fails_the_run(capsys, npz_path):
+    # Steps far too large for the curvature stay finite here but raise the
+    # loss, which the gradient flow never does: the run exits with 1.
+    status, out, _ = _run(
+        capsys, "--data", str(npz_path), "--step", "1e4", "--steps", "3", "--json"
+    )
+    summary = json.loads(out)
+    assert summary["result"]["diverged"] is False
+    assert status == 1
+    assert any("the loss rose" in note for note in summary["notes"])
+
+
+def test_falling_loss_passes(capsys, npz_path):
+    status, out, _ = _run(capsys, "--data", str(npz_path), "--steps", "3", "--json")
+    assert status == 0
+    assert not any("the loss rose" in note for note in json.loads(out)["notes"])
