@@ -194,11 +194,16 @@ def validate_config(config: VerifyConfig) -> VerifyConfig:
             "thorough 500"
         )
     check_int("seed", config.seed, 0, fix="give a seed of 0 or more (--seed)")
+    most = MAX_JOBS_PER_CPU * (os.cpu_count() or 1)
     check_int(
         "jobs",
         config.jobs,
         1,
-        fix="give 1 to run in this process, or a worker count (--jobs)",
+        most,
+        fix=(
+            f"give 1 to run in this process, or a worker count up to {most} "
+            f"({MAX_JOBS_PER_CPU} per CPU) (--jobs)"
+        ),
     )
     if config.max_examples is not None:
         check_int(
@@ -504,6 +509,11 @@ def trajectory_series(run: Any) -> dict[str, Any]:
 # -- running -------------------------------------------------------------------------
 
 
+# Each worker imports torch and the checks (a few hundred MB), and the tasks are
+# CPU-bound, so more workers than this per CPU only cost memory.
+MAX_JOBS_PER_CPU = 4
+
+
 class Interrupted(Exception):
     """A run stopped by Ctrl-C; carries the results of the tasks that finished.
 
@@ -645,7 +655,9 @@ def _execute_pool(tasks, out, jobs, results, progress) -> list[str]:
         context = _pool_context()
         _start_forkserver(context)
         executor = concurrent.futures.ProcessPoolExecutor(
-            max_workers=jobs, mp_context=context, initializer=_worker_init
+            max_workers=min(jobs, len(pending)),
+            mp_context=context,
+            initializer=_worker_init,
         )
         failed = []
         try:

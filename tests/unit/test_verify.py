@@ -55,6 +55,15 @@ def test_zero_jobs_is_rejected():
     assert ">= 1" in str(error.value)
 
 
+def test_too_many_jobs_are_rejected(monkeypatch):
+    monkeypatch.setattr(verify.os, "cpu_count", lambda: 2)
+    assert validate_config(VerifyConfig(jobs=8)).jobs == 8
+    with pytest.raises(verify.InvalidArgument) as error:
+        validate_config(VerifyConfig(jobs=9))
+    assert "jobs=9" in str(error.value)
+    assert "up to 8 (4 per CPU)" in str(error.value)
+
+
 def test_unknown_claim_id_is_rejected():
     with pytest.raises(verify.InvalidArgument) as error:
         validate_config(VerifyConfig(claims=("C1", "C99")))
