@@ -36,20 +36,20 @@ def round_up(value: float, digits: int = 3) -> float:
     return math.ceil(value / unit) * unit
 
 
-def check_real(name: str, value: Any) -> float:
+def check_real(name: str, value: Any, fix: str | None = None) -> float:
     """Return ``value`` as a finite float, or raise naming ``name``."""
     if isinstance(value, bool) or not isinstance(
         value, (int, float, np.floating, np.integer)
     ):
-        _fail(name, value, "a real number", None)
+        _fail(name, value, "a real number", fix)
     value = float(value)
     if not math.isfinite(value):
-        _fail(name, value, "finite", None)
+        _fail(name, value, "finite", fix)
     return value
 
 
 def check_positive(name: str, value: Any, *, fix: str | None = None) -> float:
-    value = check_real(name, value)
+    value = check_real(name, value, fix)
     if value <= 0:
         _fail(name, value, "> 0", fix)
     return value
@@ -66,7 +66,7 @@ def check_range(
     fix: str | None = None,
 ) -> float:
     """Check ``low <= value <= high`` (``<`` where the end is open)."""
-    value = check_real(name, value)
+    value = check_real(name, value, fix)
     if low is not None and (value < low or (low_open and value == low)):
         _fail(name, value, f"{'>' if low_open else '>='} {low}", fix)
     if high is not None and (value > high or (high_open and value == high)):

@@ -161,7 +161,9 @@ def solve_flow(
             "sample; give every class at least one sample, or lower num_classes"
         )
     if t_max is not None:
-        t_max = check_positive("t_max", t_max)
+        t_max = check_positive(
+            "t_max", t_max, fix="give the end time of the run, e.g. t_max=100.0"
+        )
         tiny = float(np.finfo(np.float64).tiny)
         if method == "adaptive" and t_max < tiny:
             # The first step's part up to t_max would be a subnormal number of
@@ -300,7 +302,9 @@ def _solve(
         RTOL_MAX,
         fix=f"use a value in [{RTOL_MIN:g}, {RTOL_MAX:g}]",
     )
-    atol = check_range("atol", atol, 0.0, 1e-2)
+    atol = check_range(
+        "atol", atol, 0.0, 1e-2, fix="use a value in [0, 0.01], e.g. atol=1e-12"
+    )
     if method == "adaptive":
         from ncflow.flow.adaptive import AdaptiveFlow
 

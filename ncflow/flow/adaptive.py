@@ -2087,8 +2087,9 @@ class AdaptiveFlow:
             self.detail = (
                 f"{STALL_STEPS} steps in a row each advanced ||theta||^2 by less "
                 f"than {floor:.2g} of itself, at ||theta||^2 = {R:.6g}, log t = "
-                f"{self.log_t:.6g}: the steps are limited by roundoff (float64 eps "
-                f"times ||theta||^2 is {np.finfo(float).eps * R:.2g}), not by rtol"
+                f"{self.log_t:.6g}: the steps are limited by roundoff (the margins' "
+                "roundoff, float64 eps times ||theta||^2 max_i ||x_i||, is "
+                f"{np.finfo(float).eps * R * self.coords.x_max:.2g}), not by rtol"
             )
 
     def _decayed(self) -> bool:

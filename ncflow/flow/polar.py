@@ -518,9 +518,9 @@ def check_neuron_norms(norms: np.ndarray, name: str, part: str = "") -> None:
             f"normal number is {MIN_NEURON_NORM2:.3g}, and the adaptive method's "
             "polar coordinates need those squares. Multiply the weights by at least "
             f"{factor:.3g} = sqrt({MIN_NEURON_NORM2:.3g}) / {norms[j]:.3g}, the "
-            f"factor that lifts this squared norm to {MIN_NEURON_NORM2:.3g}. For "
-            "balanced_init(shapes, eps) that means an eps at least that many times "
-            "larger"
+            f"factor that lifts this squared norm to {MIN_NEURON_NORM2:.3g} (for "
+            "balanced_init(shapes, eps), an eps that many times larger; for "
+            "gaussian_init, a variance that factor squared larger)"
         )
 
 
