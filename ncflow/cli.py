@@ -1097,8 +1097,10 @@ def add_verify_command(subcommands: Any) -> argparse.ArgumentParser:
         "--max-examples",
         type=int,
         metavar="N",
-        help="examples per family and cases per exploration (1 to 100000), "
-        "overriding the profile",
+        help="examples per family, and cases an exploration draws before it "
+        "gives up (1 to 100000), overriding the profile. The examples column of "
+        "an exploration also counts the cases tried while shrinking a violation "
+        "it found",
     )
     command.add_argument("--no-plots", action="store_true", help="write no PNG figures")
     command.add_argument(
