@@ -2070,7 +2070,8 @@ class AdaptiveFlow:
                 f"the step in tau grew past {MAX_TAU_STEP:g} at log t = "
                 f"{self.log_t:.6g}, ||theta||^2 = {R:.6g}: the flow no longer moves "
                 f"in tau at float64 resolution, and {len(wrong)} "
-                f"sample{'s' if len(wrong) != 1 else ''} (first: {wrong[:5]}) "
+                f"sample{'s' if len(wrong) != 1 else ''} "
+                f"({'first 5: ' if len(wrong) > 5 else 'indices '}{wrong[:5]}) "
                 f"{'are' if len(wrong) != 1 else 'is'} not classified correctly, "
                 "so the norm clock cannot take over"
             )
