@@ -832,4 +832,5 @@ def test_tau_standstill_names_misclassified_samples():
     margins = sample_margins(problem, outputs(problem, result.params))
     wrong = [int(i) for i in np.flatnonzero(margins <= 0)]
     assert wrong
-    assert f"(first: {wrong[:5]})" in result.message
+    label = "first 5: " if len(wrong) > 5 else "indices "
+    assert f"({label}{wrong[:5]})" in result.message
