@@ -816,7 +816,7 @@ class AdaptiveFlow:
         a_norms = np.linalg.norm(self._directions(step.y0), axis=1)
         a_norms[a_norms == 0] = 1.0
         norms = np.outer(self.x_norms, a_norms)
-        g = (self.problem.X @ a_coef.transpose(0, 2, 1)) / norms
+        g = np.einsum("nd,khd->knh", self.problem.X, a_coef) / norms
         g *= np.where(self.pattern, 1.0, -1.0)
         g[0] += np.where(self.touching, self.offsets, 0.0)
         return g
