@@ -329,23 +329,30 @@ def add_resolution_terms(
         extra = [
             tol.conditioning(resolutions[k], scale, quantity.name) for k, scale in pairs
         ]
-        unresolved = [
-            term
-            for term in (
-                tol.unresolved_pair(resolutions[k], points.R_ref, scale)
-                for k, scale in pairs
-            )
-            if term is not None
-        ]
-        if unresolved:
-            extra.append(
-                ToleranceTerm(
-                    "unresolved",
-                    sum(term.value for term in unresolved),
-                    "; ".join(term.derivation for term in unresolved),
-                )
-            )
+        unresolved = unresolved_part(
+            [(resolutions[k], scale) for k, scale in pairs], points.R_ref
+        )
+        if unresolved is not None:
+            extra.append(unresolved)
         quantity.tolerance = tol.tolerance(*quantity.tolerance.terms, *extra)
+
+
+def unresolved_part(pairs: list, R: float) -> ToleranceTerm | None:
+    """Return one part ``"unresolved"`` that sums ``tol.unresolved_pair`` over
+    ``pairs`` of ``(resolution, scale)`` at ``R``, or None where every class
+    is resolved."""
+    terms = [
+        term
+        for term in (tol.unresolved_pair(res, R, scale) for res, scale in pairs)
+        if term is not None
+    ]
+    if not terms:
+        return None
+    return ToleranceTerm(
+        "unresolved",
+        sum(term.value for term in terms),
+        "; ".join(term.derivation for term in terms),
+    )
 
 
 def length_sensitivities(
@@ -811,6 +818,7 @@ __all__ = [
     "LimitPoints",
     "Quantity",
     "add_resolution_terms",
+    "unresolved_part",
     "alive_neurons",
     "block_quantities",
     "block_u_dependence",

@@ -78,6 +78,7 @@ from theory_checks.common import (
     refine_norm,
     run_or_reason,
     separated_run,
+    unresolved_part,
 )
 from theory_checks.hypotheses import (
     a4_quantities,
@@ -835,19 +836,9 @@ def check_c6(example: Example, settings: RunSettings, reports: list) -> Verdict:
     resolutions = direction_resolution(
         example.dataset.X, example.dataset.labels, _limit(example), R_a
     )
-    unresolved = [
-        term
-        for term in (tol.unresolved_pair(res, R_a, 1.0) for res in resolutions)
-        if term is not None
-    ]
-    if unresolved:
-        terms.append(
-            tol.ToleranceTerm(
-                "unresolved",
-                sum(term.value for term in unresolved),
-                "; ".join(term.derivation for term in unresolved),
-            )
-        )
+    unresolved = unresolved_part([(res, 1.0) for res in resolutions], R_a)
+    if unresolved is not None:
+        terms.append(unresolved)
     quantity = Quantity(
         "||theta_bar(R) - theta_bar(R/r)|| against ||theta_bar(R/r) - "
         "theta_bar(R/r^2)||",
