@@ -516,10 +516,11 @@ def _notes(args: argparse.Namespace, run: TrainingRun) -> list[str]:
     if underflow:
         notes.append(underflow)
     if _loss_rose(run):
+        # In logs, because a finite log L above 709 overflows math.exp.
         log_loss = run.trajectory.log_loss
         notes.append(
-            f"the loss rose from {math.exp(log_loss[0]):.4g} to "
-            f"{math.exp(log_loss[-1]):.4g}, which the gradient flow never does: "
+            f"the loss rose from log L = {log_loss[0]:.4f} to "
+            f"{log_loss[-1]:.4f}, which the gradient flow never does: "
             "the steps are too large to follow it (see "
             "step_times_curvature_bound_at_start in the JSON settings); reduce "
             "--step. The exit status is 1"
@@ -1114,9 +1115,9 @@ def run_verify(args: argparse.Namespace) -> int:
     """Carry out ``ncflow verify`` for parsed arguments; return the exit status."""
     from theory_checks.interrupts import checkpoint, deferred
 
-    # Ctrl-C is held while the checks import, as while the command line did
-    # (_entry.py). Raised inside an import, it made the process end by SIGINT
-    # after its exit status 130 (3 of 34 tries).
+    # Ctrl-C is deferred while the checks import, as _entry.py defers it while the
+    # command line imports. Raised inside an import, it could end the process
+    # by SIGINT after the status 130 was printed.
     with deferred():
         from theory_checks.verify import (
             TABLE_LEGEND,

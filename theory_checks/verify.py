@@ -194,14 +194,14 @@ def validate_config(config: VerifyConfig) -> VerifyConfig:
             "thorough 500"
         )
     check_int("seed", config.seed, 0, fix="give a seed of 0 or more (--seed)")
-    most = MAX_JOBS_PER_CPU * (os.cpu_count() or 1)
+    max_jobs = MAX_JOBS_PER_CPU * (os.cpu_count() or 1)
     check_int(
         "jobs",
         config.jobs,
         1,
-        most,
+        max_jobs,
         fix=(
-            f"give 1 to run in this process, or a worker count up to {most} "
+            f"give 1 to run in this process, or a worker count up to {max_jobs} "
             f"({MAX_JOBS_PER_CPU} per CPU) (--jobs)"
         ),
     )

@@ -126,8 +126,8 @@ MAX_SHRINK = 0.2  # largest step decrease after a rejected step
 # EARLY_NORM_STEP = 1, 2 and 3: each time 20 runs reached 1e12, and the
 # cross-entropy run scaled by 100 stopped on roundoff (at R = 9.0e11, rtol = 1e-2;
 # 9.2e11, rtol = 1e-6; 5.8e11, rtol = 1e-2). A cap of 2 took 3 % fewer
-# evaluations over the 20 (575 against 542 on the binary benchmark run to error
-# 1e-6), but it cost accuracy between the step ends: on the 853 examples of
+# evaluations over the 20 (542 against 575 on the binary benchmark run to error
+# 1e-6). It cost accuracy between the step ends, though. On the 853 examples of
 # `ncflow verify --profile thorough --seed 2026` the worst C13 margins rose from
 # 0.25 and 0.16 to 0.53 and 0.84 of the tolerance, and C6's from 0.003 to 0.064
 # (three classes). Against 0.5, a cap of 1 takes the benchmark runs to error 1e-6

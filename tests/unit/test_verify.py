@@ -488,7 +488,7 @@ def test_ctrl_c_in_gc_callback_stops_drawing(sigint_handled):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_ctrl_c_held_in_deferred_is_raised_on_leaving(sigint_handled):
+def test_deferred_ctrl_c_raises_on_exit(sigint_handled):
     # The first Ctrl-C inside deferred() is only recorded; where deferred()
     # installed the handler itself, leaving it raises the interrupt.
     reached = []
