@@ -652,10 +652,9 @@ class AdaptiveFlow:
         kinds, log_ts, ys, patterns = zip(*self.pending_records)
         W, V = self.system.parameters_many(np.stack(ys))
         log_losses = network_log_losses(self.problem, W, V)
-        recorder = res.TrajectoryRecorder()
-        for k, kind in enumerate(kinds):
-            recorder.add_arrays(kind, log_ts[k], log_losses[k], W[k], V[k], patterns[k])
-        return recorder.finish()
+        return res.Trajectory.from_arrays(
+            kinds, log_ts, log_losses, W, V, np.stack(patterns)
+        )
 
     # -- one step ------------------------------------------------------------
 

@@ -83,6 +83,21 @@ class Trajectory:
         """Return the first ``count`` records."""
         return self._rows(slice(0, count))
 
+    @classmethod
+    def from_arrays(cls, kind, log_t, log_loss, W, V, patterns) -> Trajectory:
+        """Build a trajectory from stacked records (``W`` of shape (m, D, h))."""
+        with np.errstate(over="ignore"):
+            norm2 = (W**2).sum(axis=(1, 2)) + (V**2).sum(axis=(1, 2))
+        return cls(
+            np.asarray(log_t, dtype=np.float64),
+            np.asarray(log_loss, dtype=np.float64),
+            norm2,
+            W,
+            V,
+            np.asarray(patterns),
+            np.asarray(kind),
+        )
+
     def _rows(self, keep: np.ndarray | slice) -> Trajectory:
         return Trajectory(
             *(
