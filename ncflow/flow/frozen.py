@@ -135,6 +135,9 @@ class FrozenStep:
         self.system = system
         h, D, d_y = system.h, system.D, system.d_y
         self.G = ev.G
+        # Each sample's x_i g_i^T, flattened: A_j = sum_i P_ij x_i g_i^T is
+        # then one product with the pattern's column for each restart.
+        self._outer = (system.X[:, :, None] * ev.G[:, None, :]).reshape(system.n, -1)
         self.log_norm2 = system.log_norm2(y)
         self._last: tuple[float, np.ndarray] | None = None
 
@@ -205,7 +208,7 @@ class FrozenStep:
         self.origin[columns] = T
         active = pattern[:, columns].astype(float)
         # A_j / N, shape (c, D, d_y).
-        A = np.einsum("ij,id,ik->jdk", active, system.X, self.G)
+        A = (active.T @ self._outer).reshape(-1, D, system.d_y)
         if system.d_y == 1:
             S = np.sqrt((A[:, :, 0] * A[:, :, 0]).sum(axis=1))
             safe = np.where(S > 0, S, 1.0)
