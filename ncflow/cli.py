@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``ncflow`` command line and return its exit status."""
     parser = build_parser()
+    argv = _attach_negative_values(sys.argv[1:] if argv is None else list(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_request:
@@ -108,6 +109,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         # written are kept.
         print(f"ncflow {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """Return ``argv`` with each negative number that follows a long option
+    written as ``--option=value``.
+
+    argparse reads ``-1e-3`` as an option name (its pattern for negative
+    numbers, ``^-\\d+$|^-\\d*\\.\\d+$`` in Python 3.11, has no exponent), so
+    ``--step -1e-3`` failed with "expected one argument" instead of the range
+    check's message.
+    """
+    joined: list[str] = []
+    for token in argv:
+        previous = joined[-1] if joined else ""
+        takes_value = previous.startswith("--") and "=" not in previous
+        if takes_value and previous != "--" and _is_negative_number(token):
+            joined[-1] = f"{previous}={token}"
+        else:
+            joined.append(token)
+    return joined
+
+
+def _is_negative_number(token: str) -> bool:
+    if not token.startswith("-"):
+        return False
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
 
 
 def _error_text(error: Exception) -> str:

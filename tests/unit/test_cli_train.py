@@ -369,6 +369,19 @@ def test_too_many_steps_exit_2(capsys, option, value, message):
     assert out == ""
 
 
+@pytest.mark.parametrize(
+    "value, message",
+    [("-1e-3", "--step=-0.001 is invalid"), ("-2", "--step=-2.0 is invalid")],
+)
+def test_negative_step_gets_range_error(capsys, value, message):
+    # argparse reads "-1e-3" as an option name, so a negative value after a
+    # space must reach the range check as "--step=-1e-3" would.
+    status, out, err = _run(capsys, "--step", value)
+    assert status == 2
+    assert message in err
+    assert out == ""
+
+
 def test_underflowing_start_is_noted_and_measured(capsys, npz_path):
     # A balanced start at scale 1e-300 has weights of that size, whose
     # products underflow, so ||theta||^2 prints as 0, and the notes report it. The
