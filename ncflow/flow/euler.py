@@ -75,6 +75,13 @@ def solve_euler(
     nfev = 0
     k = 0
     while status is None:
+        if not pattern.any():
+            # No pair is active, so every gradient is 0 and the flow stays here
+            # for good: the run stops before the first step, as the adaptive
+            # method does.
+            status = res.STATUS_STATIONARY
+            detail = INACTIVE_DETAIL
+            break
         if k >= max_steps:
             status = res.STATUS_BUDGET
             detail = f"max_steps={max_steps} steps"
@@ -146,9 +153,6 @@ def solve_euler(
                 values[index] = value
         if status is None and log_t >= log_t_max:
             status = res.STATUS_END_OF_SPAN
-        if status is None and not pattern.any():
-            status = res.STATUS_STATIONARY
-            detail = INACTIVE_DETAIL
 
     final = state(log_t, pattern)
     if status != res.STATUS_NONFINITE and k > 0:

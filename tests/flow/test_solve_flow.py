@@ -1155,6 +1155,26 @@ def test_neuron_starting_at_zero_stays(monkeypatch, X, W, frozen):
     assert np.all(result.params.W == 0.0)
 
 
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("adaptive", {}),
+        ("euler", {"step": 0.1}),
+        ("loss_scaled", {"step": 0.1}),
+    ],
+)
+def test_all_inactive_start_stops_at_zero(method, options):
+    # No pair is active, so every gradient is 0: each method reports rest at
+    # t = 0 without taking a step.
+    problem = Problem(np.array([[1.0], [2.0]]), np.array([0, 1]), 2, "exponential")
+    params0 = Parameters(np.array([[-1.0, -0.5]]), np.array([[0.3, -0.2]]))
+    result = solve_flow(problem, params0, method=method, t_max=10.0, **options)
+    assert result.status == res.STATUS_STATIONARY, result.message
+    assert result.log_t == -math.inf
+    assert result.n_accepted == 0
+    assert np.array_equal(result.params.W, params0.W)
+
+
 def test_decaying_network_comes_to_rest():
     # Each neuron is active on the other class's sample only, so every margin is
     # negative and the network shrinks towards theta = 0 for good. The polar
