@@ -220,10 +220,11 @@ def solve_flow(
     # Small dense products and factorisations run fastest on one BLAS thread;
     # with several, threads contend (measured up to 27 times slower on two busy
     # cores), and the order of reductions would depend on the thread count.
-    # The limit applies only to the BLAS libraries loaded when it is set, and
-    # the adaptive method loads SciPy's, so the methods are imported first.
-    # Imported inside the block, the first call of a process ran on two threads
-    # and, on a test problem, ended 4e-13 away from later identical calls.
+    # The limit applies only to the BLAS libraries loaded when the controller
+    # is made, and the adaptive method loads SciPy's, so the methods are
+    # imported first. Imported inside the block, the first call of a process
+    # ran on two threads and, on a test problem, ended 4e-13 away from later
+    # identical calls.
     with _import_methods().limit(limits=1, user_api="blas"):
         return _solve(
             problem,
