@@ -95,7 +95,7 @@ def solve_flow(
         ``ncflow.flow.adaptive``): ``rtol`` is the relative accuracy per step of
         every neuron's norm and direction and of ``1 + t``. In the late phase
         (the ``||theta||^2`` clock) the directions are kept to
-        ``min(rtol, 1e-6, max(1 / (||theta||^2 max_i ||x_i||), 1e-10))``,
+        ``min(rtol, max(1 / (||theta||^2 max_i ||x_i||), 1e-10))``,
         because a looser state stalls the implicit method there (see
         ``coordinates.late_rtol``).
     step : float

@@ -68,7 +68,6 @@ from ncflow.flow.clock import (
 )
 from ncflow.flow.coordinates import (
     LATE_MARGIN_SHIFT,
-    LATE_RTOL_MAX,
     NormCoordinates,
     TauCoordinates,
     late_rtol,
@@ -214,12 +213,11 @@ STIFF_STEPS = 3
 # the stiffness test took over after them. Handing over after 3 made the binary run
 # from eps = 1e-150 take 4203 evaluations instead of 2785: the norm clock there
 # took steps of 0.005 in log R, against 0.045 for the explicit ones. The rule
-# applies only where rtol > LATE_RTOL_MAX, which the norm clock tightens, so that
-# it would be more accurate than the explicit steps: at rtol = 1e-10 the rule
-# fired at R = 6 and took binary runs from 5400 to 8753 and from 6606 to 14902
-# evaluations.
+# applies only where rtol > SLOW_RULE_RTOL: at rtol = 1e-10 it fired at R = 6 and
+# took binary runs from 5400 to 8753 and from 6606 to 14902 evaluations.
 SLOW_LOG_R = 0.05
 SLOW_STEPS = 50
+SLOW_RULE_RTOL = 1e-6
 # The explicit method hands over at once where those conditions hold and R is at
 # least this. In tau, Phi = log dt/dtau grows like R, and the quadrature of t over
 # an explicit step needs ever more panels: a three-class run at rtol = 1e-2 that
@@ -1352,7 +1350,7 @@ class AdaptiveFlow:
         state.
 
         ``slow``: the step grew ``log R`` by less than ``SLOW_LOG_R``, at an
-        ``rtol`` above ``LATE_RTOL_MAX``. ``far``: ``R >= LATE_EXPLICIT_MAX``.
+        ``rtol`` above ``SLOW_RULE_RTOL``. ``far``: ``R >= LATE_EXPLICIT_MAX``.
         Both are False unless every sample is classified correctly and
         ``R >= NORM_CLOCK_MIN`` (the norm clock's conditions). Each call records
         ``log R`` for the next one, so it is called once per accepted explicit
@@ -1363,7 +1361,7 @@ class AdaptiveFlow:
             return False, False
         if not np.all(sample_margins(self.problem, self.ev.outputs) > 0):
             return False, False
-        slow = log_R - previous < SLOW_LOG_R and self.rtol > LATE_RTOL_MAX
+        slow = log_R - previous < SLOW_LOG_R and self.rtol > SLOW_RULE_RTOL
         return slow, log_R >= math.log(LATE_EXPLICIT_MAX)
 
     # -- main loop ---------------------------------------------------------

@@ -774,8 +774,9 @@ def test_ray_distance_is_below_1e_6_at_1e12(name):
 @pytest.mark.parametrize("rtol", [1e-3, 1e-2])
 @pytest.mark.parametrize("name", ["binary", "three-class"])
 def test_loose_rtol_reaches_1e12(name, rtol):
-    # Without the cap on rtol in the norm clock (coordinates.LATE_RTOL_MAX), these
-    # runs stalled near R = 2e10 and used up any step budget.
+    # In an earlier norm clock, with rtol itself kept there, these runs stalled
+    # near R = 2e10 and used up any step budget. The present clock, with rtol
+    # bounded as coordinates.late_rtol bounds it, must take them to 1e12.
     problem, params0 = PROBLEMS[name]()
     result = solve_flow(
         problem,
