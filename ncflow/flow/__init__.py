@@ -333,6 +333,7 @@ def _solve(
             else check_int("max_steps", max_steps, 1),
             records_per_decade=records_per_decade,
             groups=groups,
+            record_events=record_events,
         ).run()
 
     if step is None:

@@ -521,6 +521,7 @@ class AdaptiveFlow:
         max_steps: int,
         records_per_decade: int,
         groups: np.ndarray,
+        record_events: bool = True,
     ) -> None:
         self.problem = problem
         self.params0 = params0
@@ -534,6 +535,7 @@ class AdaptiveFlow:
         self.t_max = t_max
         self.max_steps = max_steps
         self.records_per_decade = records_per_decade
+        self.record_events = record_events
         self.groups = groups
 
         self.x_norms = np.linalg.norm(problem.X, axis=1)
@@ -646,8 +648,14 @@ class AdaptiveFlow:
         self.pending_records.append((kind, log_t, y, self.pattern.copy()))
 
     def _trajectory(self) -> res.Trajectory:
-        """Convert the kept records in one batch: parameters, outputs, losses."""
-        kinds, log_ts, ys, patterns = zip(*self.pending_records)
+        """Convert the kept records in one batch: parameters, outputs, losses.
+        Activation-change records are left out unless ``record_events``."""
+        records = [
+            record
+            for record in self.pending_records
+            if self.record_events or record[0] != "event"
+        ]
+        kinds, log_ts, ys, patterns = zip(*records)
         W, V = self.system.parameters_many(np.stack(ys))
         log_losses = network_log_losses(self.problem, W, V)
         return res.Trajectory.from_arrays(

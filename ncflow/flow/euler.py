@@ -66,12 +66,29 @@ def solve_euler(
     separation_log_t = None
     if separation is not None and separation(first) < 0:
         separation_log_t = log_t
+    status = None
+    detail = ""
+
+    def fire(index: int, current: FlowState) -> None:
+        nonlocal status
+        t_events[index].append(current.log_t)
+        params_events[index].append(current.params)
+        fired.append(index)
+        if terminal_after(events[index], len(t_events[index])):
+            status = res.STATUS_TERMINAL_EVENT
+
+    # As in the adaptive method, a discrete event (Separated) counts from the
+    # value it has before its crossing, so one already crossed at t = 0 fires
+    # there.
+    for index, event in enumerate(events):
+        if getattr(event, "discrete", False) and crosses(
+            1.0, values[index], event.direction
+        ):
+            fire(index, first)
 
     ell_grid = math.log1p(step)
     ratio = 10.0 ** (1.0 / records_per_decade)
     log_t_max = math.log(t_max) if t_max is not None else math.inf
-    status = None
-    detail = ""
     nfev = 0
     k = 0
     while status is None:
@@ -91,11 +108,14 @@ def solve_euler(
                 problem, W, V, relative=loss_scaled
             )
             nfev += 1
-        if k > 0 and not math.isfinite(log_loss):
-            # The last step left finite weights whose outputs overflow; the run
-            # ends on that state, whose loss is not finite.
+            norm2 = float(np.vdot(W, W) + np.vdot(V, V))
+        if k > 0 and not (math.isfinite(log_loss) and math.isfinite(norm2)):
+            # The last step left finite weights whose outputs or squared sum
+            # overflow; the run ends on that state, whose loss or ||theta||^2 is
+            # not finite. Both are checked: with data scaled by 1e100, log L
+            # came out finite (1.39) while ||theta||^2 was inf.
             status = res.STATUS_NONFINITE
-            detail = _overflow_detail(k, step)
+            detail = _overflow_detail(k, step, loss_scaled)
             break
         with np.errstate(over="ignore", invalid="ignore"):
             log_dt = log_eta - log_loss if loss_scaled else log_eta
@@ -105,7 +125,10 @@ def solve_euler(
         if not (np.all(np.isfinite(W_next)) and np.all(np.isfinite(V_next))):
             # The last finite iterate is kept as the result.
             status = res.STATUS_NONFINITE
-            detail = f"step {k + 1} of size {step:g} overflowed; reduce the step"
+            detail = (
+                f"step {k + 1} {_step_text(step, loss_scaled)} overflowed; "
+                "reduce the step"
+            )
             break
         W, V = W_next, V_next
         k += 1
@@ -145,11 +168,7 @@ def solve_euler(
             for index, event in enumerate(events):
                 value = event_value(event, current)
                 if crosses(values[index], value, event.direction):
-                    t_events[index].append(log_t)
-                    params_events[index].append(current.params)
-                    fired.append(index)
-                    if terminal_after(event, len(t_events[index])):
-                        status = res.STATUS_TERMINAL_EVENT
+                    fire(index, current)
                 values[index] = value
         if status is None and log_t >= log_t_max:
             status = res.STATUS_END_OF_SPAN
@@ -158,7 +177,7 @@ def solve_euler(
     if status != res.STATUS_NONFINITE and k > 0:
         if not (math.isfinite(final.log_loss) and math.isfinite(final.norm2)):
             status = res.STATUS_NONFINITE
-            detail = _overflow_detail(k, step)
+            detail = _overflow_detail(k, step, loss_scaled)
     recorder.add("end", log_t, final.log_loss, final.params, pattern)
     message = res.STATUS_MESSAGES[status] + (f": {detail}" if detail else "")
     method = "loss_scaled" if loss_scaled else "euler"
@@ -194,11 +213,17 @@ def solve_euler(
     )
 
 
-def _overflow_detail(steps: int, step: float) -> str:
+def _overflow_detail(steps: int, step: float, loss_scaled: bool) -> str:
     return (
-        f"the outputs or ||theta||^2 after step {steps} of size {step:g} "
-        "overflowed; reduce the step"
+        f"the outputs or ||theta||^2 after step {steps} "
+        f"{_step_text(step, loss_scaled)} overflowed; reduce the step or rescale "
+        "the data"
     )
+
+
+def _step_text(step: float, loss_scaled: bool) -> str:
+    """Describe the step of the run: ``eta`` itself, or ``eta / L``."""
+    return f"of eta / L, eta = {step:g}" if loss_scaled else f"of size {step:g}"
 
 
 def _step_to_end(

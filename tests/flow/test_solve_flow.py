@@ -1175,6 +1175,78 @@ def test_all_inactive_start_stops_at_zero(method, options):
     assert np.array_equal(result.params.W, params0.W)
 
 
+def _separated_start() -> tuple[Problem, Parameters]:
+    """Two classes on orthogonal axes, one neuron on each class's sample."""
+    problem = Problem(np.eye(2), np.array([0, 1]), 2, "exponential")
+    params0 = Parameters(1e-4 * np.eye(2), 1e-4 * np.array([[1.0, -1.0]]))
+    return problem, params0
+
+
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("adaptive", {}),
+        ("euler", {"step": 0.1}),
+        ("loss_scaled", {"step": 0.1}),
+    ],
+)
+def test_separated_start_fires_at_zero(method, options):
+    # Each method fires Separated at log t = -inf when the start is already
+    # separated, and the terminal event ends the run there.
+    problem, params0 = _separated_start()
+    result = solve_flow(
+        problem, params0, method=method, t_max=10.0, events=[Separated()], **options
+    )
+    assert result.status == res.STATUS_TERMINAL_EVENT, result.message
+    assert result.fired == [0]
+    assert list(result.t_events[0]) == [-math.inf]
+    assert result.separation_log_t == -math.inf
+
+
+def _orthant_classes(scale: float = 1.0) -> tuple[Problem, Parameters]:
+    """Two classes in orthogonal quadrants of R^4 and a Gaussian balanced start:
+    its neurons start active on both classes, and the flow turns some pairs off
+    before separation."""
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.normal(size=(6, 4))) * np.repeat([[1, 1, 0, 0], [0, 0, 1, 1]], 3, 0)
+    problem = Problem(scale * X, np.repeat([0, 1], 3), 2, "exponential")
+    params0 = balanced_init(balanced_shapes(np.random.default_rng(1), 4, 6, 1), 1e-4)
+    return problem, params0
+
+
+@pytest.mark.parametrize("method", ["euler", "loss_scaled"])
+def test_norm_overflow_stops_fixed_steps(method):
+    # With X scaled by 1e100 the weights after a step or two are finite but
+    # their squares sum past the float64 range. The run must end on that state,
+    # as on one whose outputs overflow, not run on with inf records (it took
+    # 40002 steps to t_max, with a finite log L).
+    problem, params0 = _orthant_classes(1e100)
+    result = solve_flow(problem, params0, method=method, step=1e-2, t_max=100.0)
+    assert result.status == res.STATUS_NONFINITE, result.message
+    assert result.n_accepted <= 3
+    # Only the final state may have an infinite ||theta||^2 (recorded on the
+    # grid and at the end).
+    trajectory = result.trajectory
+    overflowed = ~np.isfinite(trajectory.norm2)
+    assert np.all(trajectory.log_t[overflowed] == result.log_t)
+    step_text = "of eta / L, eta = 0.01" if method == "loss_scaled" else "of size 0.01"
+    assert step_text in result.message
+
+
+@pytest.mark.parametrize("record_events", [True, False])
+def test_adaptive_follows_record_events(record_events):
+    problem, params0 = _orthant_classes()
+    result = solve_flow(
+        problem,
+        params0,
+        events=Norm2Above(1e3),
+        record_events=record_events,
+    )
+    kinds = set(result.trajectory.kind)
+    assert result.activation_events
+    assert ("event" in kinds) == record_events
+
+
 def test_decaying_network_comes_to_rest():
     # Each neuron is active on the other class's sample only, so every margin is
     # negative and the network shrinks towards theta = 0 for good. The polar
