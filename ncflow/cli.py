@@ -112,33 +112,61 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _attach_negative_values(argv: list[str]) -> list[str]:
-    """Return ``argv`` with each negative number that follows a long option
+    """Return ``argv`` with each negative value that follows a long option
     written as ``--option=value``.
 
     argparse reads ``-1e-3`` as an option name (its pattern for negative
-    numbers, ``^-\\d+$|^-\\d*\\.\\d+$`` in Python 3.11, has no exponent), so
-    ``--step -1e-3`` failed with "expected one argument" instead of the range
-    check's message.
+    numbers, ``^-\\d+$|^-\\d*\\.\\d+$`` in Python 3.11, has no exponent), and
+    ``-1,2`` too, so ``--step -1e-3`` and ``--classes -1,2`` failed with
+    "expected one argument" instead of the checks' messages.
     """
     joined: list[str] = []
     for token in argv:
         previous = joined[-1] if joined else ""
         takes_value = previous.startswith("--") and "=" not in previous
-        if takes_value and previous != "--" and _is_negative_number(token):
+        if takes_value and previous != "--" and _is_negative_value(token):
             joined[-1] = f"{previous}={token}"
         else:
             joined.append(token)
     return joined
 
 
-def _is_negative_number(token: str) -> bool:
+def _is_negative_value(token: str) -> bool:
+    """Return whether ``token`` is a negative number or starts like one (no
+    option of ``ncflow`` starts with ``-`` and a digit)."""
     if not token.startswith("-"):
         return False
+    if token[1:2].isdigit() or token[1:2] == ".":
+        return True
     try:
         float(token)
     except ValueError:
         return False
     return True
+
+
+def _float_value(text: str) -> float:
+    """Parse a float option; reject a value that float64 rounds to 0 or inf.
+
+    Converted by ``float`` alone, ``--init-scale 1e-400`` was reported as
+    ``--init-scale=0.0``, not as the value on the command line.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid number: {text!r}; give a decimal number such as 1e-3"
+        ) from None
+    mantissa = text.strip().lower().split("e")[0]
+    if value == 0 and any(digit in mantissa for digit in "123456789"):
+        raise argparse.ArgumentTypeError(
+            f"{text} underflows to 0 in float64; give a value of at least 5e-324"
+        )
+    if math.isinf(value) and "inf" not in text.lower():
+        raise argparse.ArgumentTypeError(
+            f"{text} overflows float64; give a value below 1.7e308"
+        )
+    return value
 
 
 def _error_text(error: Exception) -> str:
@@ -202,7 +230,7 @@ def add_train_command(subcommands: Any) -> argparse.ArgumentParser:
     )
     network.add_argument(
         "--init-scale",
-        type=float,
+        type=_float_value,
         default=None,
         metavar="SCALE",
         help="gaussian: the variance of every weight (default: "
@@ -234,14 +262,14 @@ def add_train_command(subcommands: Any) -> argparse.ArgumentParser:
     )
     length.add_argument(
         "--time",
-        type=float,
+        type=_float_value,
         default=None,
         metavar="T",
         help="gradient-flow time T to reach, in ceil(T / ETA) steps",
     )
     schedule.add_argument(
         "--step",
-        type=float,
+        type=_float_value,
         default=None,
         metavar="ETA",
         help="fixed step size (default: 1 / (n X_max), which is stable at a small "
@@ -276,7 +304,12 @@ def add_train_command(subcommands: Any) -> argparse.ArgumentParser:
         "run gets only the loss and NC plots of the records before its last state",
     )
     output.add_argument(
-        "--quiet", action="store_true", help="no progress bar and no notes on stderr"
+        "--quiet",
+        action="store_true",
+        help=(
+            "no progress bar and no notes on stderr, except those which warn that "
+            "printed numbers mislead (an underflowing start, a rising loss)"
+        ),
     )
     command.set_defaults(handler=run_train)
     return command
@@ -319,9 +352,10 @@ def run_train(args: argparse.Namespace) -> int:
     written = []
     if args.out is not None:
         written = _write_outputs(args.out, run, summary, digits=args.data == DIGITS)
+    shown = summary["notes"] if not args.quiet else _warning_notes(run)
+    for note in shown:
+        print(f"note: {note}", file=sys.stderr)
     if not args.quiet:
-        for note in summary["notes"]:
-            print(f"note: {note}", file=sys.stderr)
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
     return EXIT_OK if run.status >= 0 and not _loss_rose(run) else EXIT_RUN_FAILED
@@ -543,6 +577,16 @@ def _notes(args: argparse.Namespace, run: TrainingRun) -> list[str]:
         notes.append(
             f"training stopped after {_count(run.steps, 'step')}: {run.message}"
         )
+    notes.extend(_warning_notes(run))
+    if args.out is not None and run.diverged:
+        notes.append(_divergence_plot_note(run))
+    return notes
+
+
+def _warning_notes(run: TrainingRun) -> list[str]:
+    """Return the notes which warn that printed numbers mislead: a start whose
+    products underflow, or a loss that rose. ``--quiet`` keeps them."""
+    notes = []
     underflow = _underflow_note(run.params0)
     if underflow:
         notes.append(underflow)
@@ -556,8 +600,6 @@ def _notes(args: argparse.Namespace, run: TrainingRun) -> list[str]:
             "step_times_curvature_bound_at_start in the JSON settings); reduce "
             "--step. The exit status is 1"
         )
-    if args.out is not None and run.diverged:
-        notes.append(_divergence_plot_note(run))
     return notes
 
 

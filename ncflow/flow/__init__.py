@@ -280,12 +280,22 @@ def _warn_events_past_at_start(problem, params0, events) -> None:
         if value * direction > 0:
             warnings.warn(
                 f"events[{index}]={event!r} is already past its threshold at t = 0 "
-                f"(value {value:.3g}); it fires only when its value crosses 0 in "
-                "its direction, so it may never end the run. Give a threshold on "
-                "the other side of the initial value.",
+                f"({_initial_value_text(event, state, value)}); it fires only when "
+                "its value crosses 0 in its direction, so it may never end the "
+                "run. Give a threshold on the other side of the initial value.",
                 NcflowWarning,
                 stacklevel=3,
             )
+
+
+def _initial_value_text(event, state: FlowState, value: float) -> str:
+    """Describe an event's value at the start: the quantity itself for the
+    built-in events, whose values are logs of ratios to their thresholds."""
+    if isinstance(event, Norm2Above):
+        return f"||theta(0)||^2 = {np.exp(state.log_norm2):.3g}"
+    if isinstance(event, LossBelow):
+        return f"L(0) = {np.exp(state.log_loss):.3g}"
+    return f"value {value:.3g}"
 
 
 def _solve(

@@ -871,14 +871,19 @@ def test_norm_clock_minimum_step_relative_to_R(monkeypatch):
     assert result.norm2 >= 1.0 - (m + 5) * np.finfo(float).eps
 
 
-@pytest.mark.parametrize("event", [Norm2Above(1e-12), LossBelow(1e6)])
-def test_event_past_at_start_warns(event):
+@pytest.mark.parametrize(
+    "event, quantity",
+    [(Norm2Above(1e-12), "||theta(0)||^2 = 0.0156"), (LossBelow(1e6), "L(0) = 1.99")],
+)
+def test_event_past_at_start_warns(event, quantity):
     # ||theta(0)||^2 is about 2e-2 and L(0) about 2 (two samples at outputs near
     # 0), so both thresholds lie behind the initial value: the event can only fire
-    # after the flow comes back across it.
+    # after the flow comes back across it. The warning gives the quantity, not
+    # the event's value (a log of its ratio to the threshold).
     problem, params0 = _width_two()
-    with pytest.warns(NcflowWarning, match=r"events\[0\]=.* is already past"):
+    with pytest.warns(NcflowWarning, match=r"events\[0\]=.* is already past") as caught:
         solve_flow(problem, params0, events=[event], max_steps=2)
+    assert quantity in str(caught[0].message)
 
 
 @pytest.mark.parametrize("target", [4.12e4, 3.46e5, 1e6])

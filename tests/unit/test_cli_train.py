@@ -370,15 +370,36 @@ def test_too_many_steps_exit_2(capsys, option, value, message):
 
 
 @pytest.mark.parametrize(
-    "value, message",
-    [("-1e-3", "--step=-0.001 is invalid"), ("-2", "--step=-2.0 is invalid")],
+    "option, value, message",
+    [
+        ("--step", "-1e-3", "--step=-0.001 is invalid"),
+        ("--step", "-2", "--step=-2.0 is invalid"),
+        ("--classes", "-1,2", "'-1' is not a digit 0..9"),
+    ],
 )
-def test_negative_step_gets_range_error(capsys, value, message):
-    # argparse reads "-1e-3" as an option name, so a negative value after a
-    # space must reach the range check as "--step=-1e-3" would.
-    status, out, err = _run(capsys, "--step", value)
+def test_negative_value_gets_its_check(capsys, option, value, message):
+    # argparse reads "-1e-3" and "-1,2" as option names, so a negative value
+    # after a space must reach the checks as "--step=-1e-3" would.
+    status, out, err = _run(capsys, option, value)
     assert status == 2
     assert message in err
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--init-scale", "1e-400", "1e-400 underflows to 0 in float64"),
+        ("--step", "1e400", "1e400 overflows float64"),
+        ("--time", "abc", "invalid number: 'abc'; give a decimal number"),
+    ],
+)
+def test_float_option_names_typed_text(capsys, option, value, message):
+    # float("1e-400") is 0.0, and the range check then named --init-scale=0.0,
+    # which is not what was typed.
+    status, out, err = _run(capsys, option, value)
+    assert status == 2
+    assert f"argument {option}: {message}" in err
     assert out == ""
 
 
@@ -395,6 +416,18 @@ def test_underflowing_start_is_noted_and_measured(capsys, npz_path):
     assert status == 0
     assert any("underflow float64" in note for note in summary["notes"])
     assert summary["undefined"] == {}
+
+
+def test_quiet_keeps_underflow_note(capsys, npz_path):
+    # --quiet drops the notes on stderr, but not one that says the printed
+    # ||theta||^2 = 0 is an underflow.
+    status, out, err = _run(
+        capsys, "--data", str(npz_path), "--init", "balanced",
+        "--init-scale", "1e-300", "--steps", "1", "--quiet",
+    )  # fmt: skip
+    assert status == 0
+    assert "||theta||^2 = 0" in out
+    assert "underflow float64" in err
 
 
 def test_normal_start_has_no_underflow_note(capsys, npz_path):
