@@ -413,7 +413,15 @@ def _train_dataset(args: argparse.Namespace) -> Dataset:
             "--no-center is invalid with a data file: it applies to --data digits "
             "only; centre the file's samples before saving them if needed"
         )
-    dataset = load_dataset(path)
+    try:
+        dataset = load_dataset(path)
+    except InvalidArgument as error:
+        # The loader names its argument path=; here the option is --data.
+        prefix = f"path={str(path)!r}"
+        text = str(error)
+        if not text.startswith(prefix):
+            raise
+        raise InvalidArgument(f"--data={args.data!r}{text[len(prefix) :]}") from None
     if args.classes is None:
         return dataset
     names = _class_tokens(args.classes)

@@ -152,6 +152,13 @@ def semilocal_shapes(
         raise InvalidArgument(
             f"groups contains class {int(bad[0])}; classes are 0..{K - 1}"
         )
+    empty = [k for k in range(K) if not np.any(groups == k)]
+    if empty:
+        raise InvalidArgument(
+            f"groups={groups.tolist()!r} is invalid: class {empty[0]} has no "
+            "neuron, so the network cannot classify it; give every class 0.."
+            f"{K - 1} at least one neuron, e.g. groups = np.arange(h) % {K}"
+        )
     _check_rng(rng)
     E = _pseudo_labels(K)
     W = np.empty((X.shape[1], groups.size))

@@ -843,10 +843,16 @@ def explore(
         For an unknown ``xid`` or an invalid budget. A violation is never raised.
     """
     exploration = _exploration(xid)
-    max_examples = check_int("max_examples", max_examples, 1)
-    max_shrinks = check_int("max_shrinks", max_shrinks, 0)
-    sweep_examples = check_int("sweep_examples", sweep_examples, 0)
-    seed = check_int("seed", seed, 0)
+    max_examples = check_int(
+        "max_examples", max_examples, 1, fix="give at least 1 example"
+    )
+    max_shrinks = check_int(
+        "max_shrinks", max_shrinks, 0, fix="give 0 or more shrinking steps"
+    )
+    sweep_examples = check_int(
+        "sweep_examples", sweep_examples, 0, fix="give 0 or more sweep examples"
+    )
+    seed = check_int("seed", seed, 0, fix="give a seed of 0 or more")
     base = SETTINGS if settings is None else settings
     base = replace(base, **dict(exploration.overrides))
     start = time.perf_counter()

@@ -110,7 +110,7 @@ class Example:
                 f"shapes must be ncflow.network.Parameters, got "
                 f"{type(self.shapes).__name__}; pass Parameters(W0, V0)"
             )
-        check_positive("eps", self.eps)
+        check_positive("eps", self.eps, fix="give a small positive scale such as 1e-6")
         self._check_eps_above_underflow()
         self._check_loss_and_activation()
         self._check_flags()
@@ -325,9 +325,13 @@ class RunSettings:
                 f"solve_flow accepts rtol up to {RTOL_MAX:g}"
             ),
         )
-        check_range("atol", self.atol, 0.0, 1e-2)
+        check_range(
+            "atol", self.atol, 0.0, 1e-2, fix="use a value in [0, 0.01], e.g. 1e-12"
+        )
         self._check_targets()
-        check_int("max_steps", self.max_steps, 1)
+        check_int(
+            "max_steps", self.max_steps, 1, fix="give a positive budget, e.g. 100000"
+        )
         check_range(
             "eps_factor",
             self.eps_factor,
@@ -335,7 +339,9 @@ class RunSettings:
             low_open=True,
             fix="each repeat divides eps by it, such as eps_factor=100",
         )
-        check_positive("eps_floor", self.eps_floor)
+        check_positive(
+            "eps_floor", self.eps_floor, fix="give a small positive floor, e.g. 1e-12"
+        )
         self._check_method()
 
     def _check_targets(self) -> None:

@@ -230,7 +230,8 @@ def _load_csv(path: Path) -> Dataset:
         ) from None
     if not numbered_rows:
         raise InvalidArgument(
-            f"path={str(path)!r} is invalid: the file contains no samples (n=0)"
+            f"path={str(path)!r} is invalid: the file contains no samples (n=0); "
+            f"a .csv file must be {_CSV_FORMAT}"
         )
 
     first_fields = numbered_rows[0][1]
@@ -255,7 +256,8 @@ def _load_csv(path: Path) -> Dataset:
     data_rows = numbered_rows[1:] if has_header else numbered_rows
     if not data_rows:
         raise InvalidArgument(
-            f"path={str(path)!r} is invalid: the file has a header but no samples (n=0)"
+            f"path={str(path)!r} is invalid: the file has a header but no samples "
+            f"(n=0); a .csv file must be {_CSV_FORMAT}"
         )
     if width < 2:
         raise InvalidArgument(

@@ -33,6 +33,7 @@ from ncflow.flow.result import STATUS_MESSAGES, FlowResult, Trajectory
 from ncflow.network import Parameters, Problem, activation_mask, check_outputs
 
 METHODS = ("adaptive", "euler", "loss_scaled")
+_MAX_STEPS_FIX = "give a positive step budget, or leave it out for the default"
 # Range of rtol that solve_flow accepts, for every method.
 RTOL_MIN = 1e-14
 RTOL_MAX = 1e-2
@@ -173,7 +174,13 @@ def solve_flow(
                 f"least {tiny:.3g}, the smallest normal float64 number; use "
                 "method='euler' for shorter spans"
             )
-    check_int("records_per_decade", records_per_decade, 1, 1000)
+    check_int(
+        "records_per_decade",
+        records_per_decade,
+        1,
+        1000,
+        fix="give an integer from 1 to 1000 (default 8)",
+    )
     # One event may be given alone, and None stands for none, as SciPy's
     # solve_ivp allows.
     if events is None:
@@ -340,7 +347,7 @@ def _solve(
             events=events,
             max_steps=200_000
             if max_steps is None
-            else check_int("max_steps", max_steps, 1),
+            else check_int("max_steps", max_steps, 1, fix=_MAX_STEPS_FIX),
             records_per_decade=records_per_decade,
             groups=groups,
             record_events=record_events,
@@ -348,7 +355,7 @@ def _solve(
 
     if step is None:
         raise InvalidArgument(f"method={method!r} needs step=eta > 0 (e.g. step=1e-3)")
-    step = check_positive("step", step)
+    step = check_positive("step", step, fix="give a positive step such as 1e-3")
     from ncflow.flow.euler import solve_euler
 
     return solve_euler(
@@ -357,7 +364,9 @@ def _solve(
         step=step,
         t_max=t_max,
         events=events,
-        max_steps=10**7 if max_steps is None else check_int("max_steps", max_steps, 1),
+        max_steps=10**7
+        if max_steps is None
+        else check_int("max_steps", max_steps, 1, fix=_MAX_STEPS_FIX),
         records_per_decade=records_per_decade,
         groups=groups,
         loss_scaled=method == "loss_scaled",

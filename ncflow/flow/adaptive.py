@@ -1541,6 +1541,14 @@ class AdaptiveFlow:
                 f"{self.log_t:.6g}; the last error estimate was {err:.3g} "
                 "times the tolerance"
             )
+            if not math.isfinite(err):
+                # Seen where the data scale made the outputs huge at the start
+                # (X scaled by 1e30: outputs of 1e22), so their size is named.
+                largest = float(np.max(np.abs(self.ev.outputs)))
+                self.detail += (
+                    f", with outputs up to {largest:.3g} in size; where they are "
+                    "large, rescale X or the initial weights"
+                )
             return None
         return size
 

@@ -1238,6 +1238,16 @@ def test_norm_overflow_stops_fixed_steps(method):
     assert step_text in result.message
 
 
+def test_huge_outputs_failure_names_them():
+    # With X scaled by 1e30 the start's outputs are about 1e22 in size, and the
+    # first step's error estimate is inf. The message names the output size.
+    problem, params0 = _orthant_classes(1e30)
+    result = solve_flow(problem, params0, t_max=100.0)
+    assert result.status == res.STATUS_STEP_FAILURE, result.message
+    assert "with outputs up to" in result.message
+    assert "rescale X or the initial weights" in result.message
+
+
 @pytest.mark.parametrize("record_events", [True, False])
 def test_adaptive_follows_record_events(record_events):
     problem, params0 = _orthant_classes()

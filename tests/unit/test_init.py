@@ -300,8 +300,15 @@ def test_semilocal_shapes_reject_invalid_groups(groups, shown):
 
 def test_semilocal_shapes_reject_class_without_samples():
     X, labels = _three_class_data()
-    with pytest.raises(InvalidArgument, match="class 3 of neuron 1 has no samples"):
-        semilocal_shapes(np.random.default_rng(15), X, labels, [0, 3], 4)
+    with pytest.raises(InvalidArgument, match="class 3 of neuron 3 has no samples"):
+        semilocal_shapes(np.random.default_rng(15), X, labels, [0, 1, 2, 3], 4)
+
+
+def test_semilocal_shapes_reject_class_without_neuron():
+    # Class 2 gets no neuron, so no output can ever favour it.
+    X, labels = _three_class_data()
+    with pytest.raises(InvalidArgument, match="class 2 has no neuron"):
+        semilocal_shapes(np.random.default_rng(15), X, labels, [0, 1, 0], 3)
 
 
 def test_semilocal_shapes_reject_one_class():
