@@ -1195,8 +1195,8 @@ def format_markdown(report: VerifyReport, figures: dict[str, Path]) -> str:
         f"{budget.exploration_examples} cases per exploration; seed {config.seed}",
         f"- run settings: rtol {suite.SETTINGS.rtol:g}, ||theta||^2 target "
         f"{suite.SETTINGS.norm2_target:g}",
-        f"- a claim is INCONCLUSIVE when more than {MAX_INCONCLUSIVE_SHARE:.0%} of "
-        "its examples are",
+        f"- a claim's verdict is INCONCLUSIVE when more than "
+        f"{MAX_INCONCLUSIVE_SHARE:.0%} of its examples are INCONCLUSIVE",
         "",
         "## Verdicts",
         "",
