@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -132,12 +133,12 @@ def _attach_negative_values(argv: list[str]) -> list[str]:
 
 
 def _is_negative_value(token: str) -> bool:
-    """Return whether ``token`` is a negative number or starts like one (no
-    option of ``ncflow`` starts with ``-`` and a digit)."""
+    """Return whether ``token`` is a negative number, or a list of numbers that
+    starts with one (``-1,2``). A file name such as ``-1.npz`` is not."""
+    if re.fullmatch(r"-[0-9.][0-9.,eE+-]*", token):
+        return True
     if not token.startswith("-"):
         return False
-    if token[1:2].isdigit() or token[1:2] == ".":
-        return True
     try:
         float(token)
     except ValueError:
