@@ -1815,7 +1815,16 @@ class AdaptiveFlow:
         for the whole state: clear its pairs that left their boundaries,
         project, normalise and set the offsets of ``rows``. Returns the
         landing's location error (as ``_residual``) and the projection's shift
-        of the unit direction."""
+        of the unit direction.
+
+        NOTE: ``_settle`` clears the marks of every neuron at each landing of
+        the piecewise loop, and this only those of neuron ``j``. A pair of
+        another neuron that leaves its boundary by more than ``RELEASE_FACTOR``
+        offsets and crosses back within the same frozen step is then found
+        where it passes minus its offset, not 0: its landing is off by that
+        offset (``touch_offset``, or twice the cosine its projection left). The
+        tests that compare the two loops have not met such a pair.
+        """
         X, x_norms, D = self.problem.X, self.x_norms, self.system.D
         a = block[1 : 1 + D].copy()
         a_norm = math.sqrt(float(a @ a)) or 1.0
