@@ -70,6 +70,10 @@ def pytest_configure(config):
         )
     settings.load_profile(name)
     config._ncflow_profile = name
+    # The suite's seed (tests/theory/support.py) follows the profile. Chosen by
+    # --hypothesis-profile alone, it read the variable's default, ci, and drew
+    # the same examples on every thorough run.
+    os.environ["NCFLOW_PROFILE"] = name
     config._ncflow_verdicts = []
 
     import torch

@@ -934,7 +934,13 @@ def run_replay(args: argparse.Namespace) -> int:
 
     # Every file is read and its hash verified before any check runs, so that a
     # bad file stops the command before minutes of integration.
-    paths = _record_paths(args.files)
+    paths, empty_reports = _record_paths(args.files)
+    for report in empty_reports:
+        print(
+            f"ncflow replay: {report} is an ncflow verify report without "
+            "counterexample records; nothing to replay there",
+            file=sys.stderr,
+        )
     records = [_read_before_replay(path, len(paths)) for path in paths]
 
     # Ctrl-C stops the replays, and those that finished are printed as usual.
@@ -986,15 +992,18 @@ def _read_before_replay(path: Path, count: int) -> Any:
         ) from None
 
 
-def _record_paths(arguments: Sequence[Path]) -> list[Path]:
+def _record_paths(arguments: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     """Expand directories to the ``.npz`` files in them, sorted by name.
 
     A directory without records whose ``counterexamples`` subdirectory has some,
-    such as the ``--out`` directory of ``ncflow verify``, gives those.
+    such as the ``--out`` directory of ``ncflow verify``, gives those. Returns
+    the paths and the ``verify`` report directories that hold no record (a
+    clean run writes none, which is no error).
     """
     from theory_checks.verify import COUNTEREXAMPLE_DIR
 
     paths = []
+    empty_reports = []
     for argument in arguments:
         if not argument.is_dir():
             paths.append(argument)
@@ -1002,6 +1011,9 @@ def _record_paths(arguments: Sequence[Path]) -> list[Path]:
         found = _npz_files(argument)
         if not found:
             found = _npz_files(argument / COUNTEREXAMPLE_DIR)
+        if not found and (argument / "report.json").is_file():
+            empty_reports.append(argument)
+            continue
         if not found:
             raise InvalidArgument(
                 f"FILE={str(argument)!r} is invalid: neither the directory nor its "
@@ -1009,7 +1021,7 @@ def _record_paths(arguments: Sequence[Path]) -> list[Path]:
                 "record files or a directory of them"
             )
         paths.extend(found)
-    return paths
+    return paths, empty_reports
 
 
 def _npz_files(directory: Path) -> list[Path]:
@@ -1029,6 +1041,8 @@ def _replay_entry(record: Any, verdict: Any, recorded: dict) -> dict:
         "created": record.created,
         "recorded_outcome": recorded["outcome"],
         "outcome": verdict.outcome.value,
+        # As the text output reads it: an exploration's FAIL is FOUND.
+        "shown_outcome": _shown_outcome(record, verdict.outcome.value),
         "holds": verdict.passed,
         "recorded": recorded,
         "replayed": verdict.to_dict(),
@@ -1100,16 +1114,19 @@ def _print_replay_totals(results: list, stream: TextIO) -> None:
     """Print the count of each outcome, with exploration FAILs counted as FOUND."""
     counts = {"PASS": 0, "FAIL": 0, "FOUND": 0, "INCONCLUSIVE": 0}
     for record, verdict, _ in results:
-        outcome = verdict.outcome.value
-        if outcome == "FAIL" and _is_exploration(record):
-            outcome = "FOUND"
-        counts[outcome] += 1
+        counts[_shown_outcome(record, verdict.outcome.value)] += 1
     noun = "record" if len(results) == 1 else "records"
     found = f"{counts['FOUND']} FOUND, " if counts["FOUND"] else ""
     stream.write(
         f"replayed {len(results)} {noun}: {counts['PASS']} PASS, {counts['FAIL']} "
         f"FAIL, {found}{counts['INCONCLUSIVE']} INCONCLUSIVE\n"
     )
+
+
+def _shown_outcome(record: Any, outcome: str) -> str:
+    """Return ``outcome`` as verify's table reads it: FOUND for the FAIL of an
+    exploration."""
+    return "FOUND" if outcome == "FAIL" and _is_exploration(record) else outcome
 
 
 def _indent(text: str, prefix: str) -> str:

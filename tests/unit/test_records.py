@@ -711,6 +711,28 @@ def test_replay_result_wording(claim, recorded, outcome, expected):
     assert expected in cli._replay_result(*_outcome_pair(claim, recorded, outcome))
 
 
+@pytest.mark.parametrize(
+    ("claim", "outcome", "shown"),
+    [("X6", "FAIL", "FOUND"), ("X6", "PASS", "PASS"), ("C9", "FAIL", "FAIL")],
+)
+def test_json_shown_outcome_matches_text(claim, outcome, shown):
+    # The text output reads an exploration's FAIL as FOUND, and the JSON entry
+    # gives that reading beside the raw outcome.
+    record, verdict = _outcome_pair(claim, "FAIL", outcome)
+    assert cli._shown_outcome(record, verdict.outcome.value) == shown
+
+
+def test_cli_clean_verify_report_replays_nothing(tmp_path, capsys):
+    # A verify run whose claims all hold writes report.json and no record:
+    # replaying its directory is no error.
+    (tmp_path / "report.json").write_text("{}")
+    status, out, err = _cli(capsys, tmp_path)
+
+    assert status == 0
+    assert "replayed 0 records" in out
+    assert "without counterexample records" in err
+
+
 def test_cli_json_lists_both_verdicts(tmp_path, capsys):
     path = _checked_record(tmp_path, "C9", faults=("wrong_s",))
     status, out, _ = _cli(capsys, "--json", path)
