@@ -292,7 +292,9 @@ def unbalanced_gaussian(
     ``sqrt(variance)`` times a drawn number in ``[-4, 4]``, and in each column of
     ``W`` and of ``V`` one entry, at a drawn row, has magnitude in ``[1, 4]`` times
     ``sqrt(variance)``, so no neuron starts at zero. The weights are already scaled:
-    use them as ``theta(0)``, not as shapes.
+    use them as ``theta(0)``, not as shapes. The draws are independent, so they
+    are unbalanced in general but not always: the smallest draw (zeros and
+    pivots of ``sqrt(variance)``) has ``||w_j|| = ||v_j||`` and meets A2.
 
     Returns
     -------

@@ -118,19 +118,26 @@ def check_a1(
     }
 
     problems = []
+
+    def needed(minimum: float) -> str:
+        return "> 0" if minimum == 0 else f">= {minimum:.6g}"
+
+    def name(i: int) -> str:
+        return repr(dataset.class_names[dataset.labels[i]])
+
     if not (report.mu_s > 0 and report.mu_s >= min_mu_s):
         i, j, cosine = report.worst_within_pair
         problems.append(
-            f"mu_s = {report.mu_s:.6g} (needed > 0 and >= {min_mu_s:.6g}): samples "
-            f"{i} and {j} of class {dataset.labels[i]} have cosine {cosine:.6g}; "
+            f"mu_s = {report.mu_s:.6g} (needed {needed(min_mu_s)}): samples "
+            f"{i} and {j} of class {name(i)} have cosine {cosine:.6g}; "
             f"{report.violating_within_share:.1%} of within-class pairs have "
             "cosine <= 0"
         )
     if not (report.mu_d > 0 and report.mu_d >= min_mu_d):
         i, j, cosine = report.worst_cross_pair
         problems.append(
-            f"mu_d = {report.mu_d:.6g} (needed > 0 and >= {min_mu_d:.6g}): samples "
-            f"{i} (class {dataset.labels[i]}) and {j} (class {dataset.labels[j]}) "
+            f"mu_d = {report.mu_d:.6g} (needed {needed(min_mu_d)}): samples "
+            f"{i} (class {name(i)}) and {j} (class {name(j)}) "
             f"have cosine {cosine:.6g}; {report.violating_cross_share:.1%} of "
             "cross-class pairs have cosine >= 0"
         )

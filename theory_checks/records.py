@@ -80,6 +80,10 @@ SUFFIX = ".npz"
 # records of one claim collide with probability about N^2 / 2^65 for N records.
 NAME_HASH_DIGITS = 16
 CLAIM_PATTERN = re.compile(r"^(C(1[0-4]|[1-9])|E[1-3]|X[1-8])$")
+# A record's file name: its claim, then the first hex digits of its identity.
+NAME_PATTERN = re.compile(
+    rf"^(C(1[0-4]|[1-9])|E[1-3]|X[1-8])-[0-9a-f]{{{NAME_HASH_DIGITS}}}\.npz$"
+)
 ARRAY_NAMES = ("X", "y", "labels", "W0", "V0")
 # Packages whose versions can change the numbers a check produces.
 PACKAGES = ("ncflow", "numpy", "scipy", "torch", "hypothesis", "threadpoolctl")
@@ -477,9 +481,24 @@ def _build_record(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> Reco
     missing = [name for name in ARRAY_NAMES if name not in arrays]
     if missing:
         raise InvalidArgument(f"the arrays {missing} are missing")
+    for name, array in arrays.items():
+        stated = meta["arrays"][name]
+        if stated != {"shape": list(array.shape), "dtype": array.dtype.name}:
+            raise InvalidArgument(
+                f"the array {name} has shape {list(array.shape)} and dtype "
+                f"{array.dtype.name}, but the metadata states {stated}"
+            )
     claim = meta["claim"]
     _check_claim(claim)
     _check_verdict(meta["verdict"], claim)
+    own_name = f"{claim}-{str(meta['identity'])[:NAME_HASH_DIGITS]}{SUFFIX}"
+    if NAME_PATTERN.match(path.name) and path.name != own_name:
+        # A name in the form of a record's must be this record's: a renamed
+        # copy would be cited as another counterexample.
+        raise InvalidArgument(
+            f"the name {path.name!r} is that of another record: this one is "
+            f"{own_name}; rename it to that"
+        )
 
     return Record(
         claim=claim,

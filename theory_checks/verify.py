@@ -965,8 +965,16 @@ def build_report(
 
 
 def record_names(out: Path) -> set[str]:
-    """Return the names of the record files in the record directory of ``out``."""
-    return {path.name for path in (out / COUNTEREXAMPLE_DIR).glob("*.npz")}
+    """Return the names of the record files in the record directory of ``out``:
+    ``.npz`` files named as records are (a file such as ``C7-junk.npz`` is not
+    counted, though its contents are not read)."""
+    from theory_checks.records import NAME_PATTERN
+
+    return {
+        path.name
+        for path in (out / COUNTEREXAMPLE_DIR).glob("*.npz")
+        if NAME_PATTERN.match(path.name)
+    }
 
 
 def verify(config: VerifyConfig, progress: Progress | None = None) -> VerifyReport:

@@ -72,6 +72,13 @@ def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         array, an empty file) or the archive is damaged.
     """
     try:
+        empty = os.path.getsize(path) == 0
+    except OSError:
+        empty = False  # np.load below reports it
+    if empty:
+        # numpy's own message for it is "No data left in file".
+        raise ArchiveError("an empty file, not an .npz archive")
+    try:
         loaded = np.load(path, allow_pickle=False)
     except ValueError as error:
         # numpy reads any file that is neither .npy nor .npz as a pickle, which
@@ -86,7 +93,16 @@ def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     try:
         with loaded as archive:
             return {name: archive[name] for name in archive.files}
-    except (ValueError, *ARCHIVE_ERRORS) as error:
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            # A sound archive that contains an object array, which only a pickle
+            # can restore.
+            raise ArchiveError(
+                "an .npz archive with an object (pickled) array, which is not "
+                "read for safety"
+            ) from None
+        raise ArchiveError(f"a damaged .npz archive: {error}") from None
+    except ARCHIVE_ERRORS as error:
         raise ArchiveError(f"a damaged .npz archive: {error}") from None
 
 

@@ -320,6 +320,19 @@ def test_npz_unreadable_names_path(tmp_path: Path, content: bytes):
     assert "cannot be read as an .npz archive" in str(caught.value)
 
 
+def test_npz_reasons_for_empty_and_object_files(tmp_path: Path):
+    # numpy reports "No data left in file" for an empty file and asks for
+    # allow_pickle for an object array; each gets its own reason.
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    with pytest.raises(InvalidArgument, match="an empty file, not an .npz archive"):
+        load_dataset(empty)
+    pickled = tmp_path / "object.npz"
+    np.savez(pickled, X=np.array([object(), 1], dtype=object), y=np.zeros(2))
+    with pytest.raises(InvalidArgument, match=r"an object \(pickled\) array"):
+        load_dataset(pickled)
+
+
 def test_load_rejects_unknown_suffix(tmp_path: Path):
     path = tmp_path / "data.xyz"
     path.write_text("1,2,0\n")

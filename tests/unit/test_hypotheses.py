@@ -76,8 +76,9 @@ def test_a1_fails_below_requested_mu_d():
     # mu_d = -cos 110 = 0.342, below the requested 0.4.
     report = check_a1(_separated(), min_mu_d=0.4)
     assert not report.holds
-    assert "mu_d = 0.34202" in report.message
-    assert "samples 1 (class 0) and 2 (class 1)" in report.message
+    assert "mu_d = 0.34202 (needed >= 0.4)" in report.message
+    # Classes are named by the dataset's labels, +1 and -1 here.
+    assert "samples 1 (class '1') and 2 (class '-1')" in report.message
 
 
 def test_a1_holds_at_requested_bounds():

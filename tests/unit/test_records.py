@@ -802,9 +802,14 @@ def _drop_eps_floor(contents: dict, meta: dict) -> None:
     del meta["settings"]["eps_floor"]
 
 
+def _float32_X(contents: dict, meta: dict) -> None:
+    contents["X"] = contents["X"].astype(np.float32)
+
+
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
+        (_float32_X, "the array X has shape"),
         (_set_outcome, "verdict.outcome='MAYBE' is invalid"),
         (_drop_reason, "the entry 'reason' is missing"),
         (_drop_rtol, "settings.rtol is missing"),
@@ -825,6 +830,19 @@ def test_invalid_record_content_is_rejected(tmp_path, capsys, change, fragment):
     assert fragment in err
     assert "Traceback" not in err
     assert err.count("\n") == 1
+
+
+def test_renamed_record_is_rejected(tmp_path, capsys):
+    # A copy renamed in the form of another record's name would be cited as
+    # that counterexample. A free name such as my-case.npz is fine.
+    kept = KEPT_RECORDS / "C1-65cebd506c4b5d1b.npz"
+    renamed = tmp_path / "C7-0000000000000000.npz"
+    renamed.write_bytes(kept.read_bytes())
+    with pytest.raises(RecordError, match="is that of another record"):
+        read_record(renamed)
+    free = tmp_path / "my-case.npz"
+    free.write_bytes(kept.read_bytes())
+    assert read_record(free).claim == "C1"
 
 
 def test_record_without_norm2_max_uses_default(tmp_path):

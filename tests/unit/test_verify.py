@@ -277,6 +277,8 @@ def test_report_lists_earlier_records_apart(tmp_path):
     old = tmp_path / verify.COUNTEREXAMPLE_DIR / "X6-0000000000000000.npz"
     old.parent.mkdir(parents=True)
     old.write_bytes(b"a record of an earlier run")
+    # Not named as a record is, so not listed as one.
+    (old.parent / "C7-junk.npz").write_bytes(b"junk")
 
     report = verify.verify(
         VerifyConfig(claims=("C2",), max_examples=1, jobs=1, out=tmp_path, plots=False)
