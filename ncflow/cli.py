@@ -586,6 +586,14 @@ def _notes(args: argparse.Namespace, run: TrainingRun) -> list[str]:
         notes.append(
             f"training stopped after {_count(run.steps, 'step')}: {run.message}"
         )
+    reached = math.exp(run.log_t) if run.log_t < 709 else math.inf
+    if args.time is not None and run.completed and reached > 1.01 * args.time:
+        # Whole steps only: a time shorter than a step still takes one.
+        notes.append(
+            f"t = {reached:.4g} is past --time {args.time:g}, because the run "
+            f"takes whole steps of {settings.step:.4g}; give a smaller --step to "
+            "end closer to it"
+        )
     notes.extend(_warning_notes(run))
     if args.out is not None and run.diverged:
         notes.append(_divergence_plot_note(run))
@@ -812,8 +820,9 @@ def _print_summary(summary: dict, stream: TextIO) -> None:
         f"({scale_name} {settings['init_scale']:g}), {settings['loss']} loss "
         f"(summed), {settings['activation']}",
         f"training: {method}, {_count(result['steps'], 'step')} of "
-        f"{settings['step']:.4g}, t = {result['t']:.4g} ({time_kind}); "
-        f"{result['message']}",
+        f"{settings['step']:.4g}"
+        + ("" if result["epochs"] is None else f" ({result['epochs']:.3g} epochs)")
+        + f", t = {result['t']:.4g} ({time_kind}); {result['message']}",
     ]
     if result["diverged"]:
         lines += [
@@ -845,7 +854,10 @@ def _print_summary(summary: dict, stream: TextIO) -> None:
         f"NC (paper): NC1 {_format(nc.get('nc1'))}, NC2 {_format(nc.get('nc2'))}, "
         f"NC3 {_format(nc.get('nc3'))}",
         f"NC (Papyan et al.): NC1 {_format(nc.get('nc1_standard'))}, NC2 "
-        f"{_format(nc.get('nc2_standard'))}, NC3 {_format(nc.get('nc3_standard'))}, "
+        f"{_format(nc.get('nc2_standard'))}"
+        # Two centred means are always antipodal, an ETF of two vectors.
+        + (" (0 for any two classes)" if data["K"] == 2 else "")
+        + f", NC3 {_format(nc.get('nc3_standard'))}, "
         f"NC4 agreement {_format(nc.get('nc4'))}",
         _a1_line(a1),
         _separation_line(separation),

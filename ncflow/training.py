@@ -897,6 +897,21 @@ def train_accuracy(problem: Problem, params: Parameters) -> float:
     return float(np.mean(own > others.max(axis=1)))
 
 
+def _head_class0_positive(problem: Problem, V: np.ndarray) -> np.ndarray:
+    """Return the head as the NC metrics read it.
+
+    They take class 0 as the ``+`` class of a scalar head (``ncflow.metrics``).
+    Data whose classes are named -1 and +1 keep those signs
+    (``Dataset.signs``), so class 0, named -1, may be the ``-`` class. Its
+    scalar head is then negated: read with class 0 as ``+``, a network that
+    classified every sample scored NC3 = 2 and NC4 = 0.
+    """
+    if V.shape[0] != 1:
+        return V
+    class0 = problem.signs[problem.labels == 0]
+    return V * class0[0] if class0.size else V
+
+
 def summarize(run: TrainingRun) -> dict:
     """Summarise a run as a JSON-ready dict of the quantities of the MNIST experiment.
 
@@ -968,7 +983,8 @@ def _summary(run: TrainingRun) -> dict:
         undefined["separation.at_end"] = reason
     else:
         accuracy = train_accuracy(problem, params)
-        nc = nc_summary(params.V, phi, problem.labels, problem.num_classes)
+        V = _head_class0_positive(problem, params.V)
+        nc = nc_summary(V, phi, problem.labels, problem.num_classes)
 
     return {
         "dataset": {
@@ -998,6 +1014,8 @@ def _summary(run: TrainingRun) -> dict:
             "message": run.message,
             "completed": run.completed,
             "steps": run.steps,
+            # Passes over the data (SGD), as the paper counts its training.
+            "epochs": None if run.sgd is None else run.sgd.epochs,
             "t": _exp(run.log_t),
             "log_t": run.log_t,
             "time_is_nominal": settings.batch_size is not None,
@@ -1163,7 +1181,7 @@ def metrics_along(problem: Problem, trajectory: Trajectory) -> TrajectoryMetrics
 
     for index in range(count):
         phi = features(X, trajectory.W[index], problem.activation)
-        V = trajectory.V[index]
+        V = _head_class0_positive(problem, trajectory.V[index])
         compute = {
             "nc1": lambda phi=phi: nc1_paper(phi, labels, K),
             "nc2": lambda phi=phi: nc2_paper(phi, labels, K),

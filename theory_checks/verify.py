@@ -224,14 +224,17 @@ def validate_config(config: VerifyConfig) -> VerifyConfig:
         known = known_ids()
         unknown = [claim for claim in claims if claim not in known]
         if unknown or not claims:
+            hint = ""
+            if unknown and unknown[0].upper() in known:
+                hint = f" (ids are upper case: {unknown[0].upper()!r})"
             raise InvalidArgument(
                 f"claims={','.join(claims)!r} is invalid: "
                 + (
-                    f"{unknown[0]!r} is not a claim id; "
+                    f"{unknown[0]!r} is not a claim id{hint}; "
                     if unknown
                     else "it is empty; "
                 )
-                + f"use a comma-separated list of {', '.join(known)}"
+                + f"use a comma-separated list of {', '.join(known)} (--claims)"
             )
         claims = tuple(dict.fromkeys(claims))
     out = check_path(

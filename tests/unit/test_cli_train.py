@@ -419,6 +419,26 @@ def test_underflowing_start_is_noted_and_measured(capsys, npz_path):
     assert summary["undefined"] == {}
 
 
+@pytest.mark.parametrize(("classes", "marked"), [("a,b", True), ("a,b,c", False)])
+def test_two_class_nc2_standard_is_marked(capsys, npz_path, classes, marked):
+    # Papyan et al.'s NC2 is 0 for any two class means, and the text marks it.
+    status, out, _ = _run(capsys, "--data", str(npz_path), "--classes", classes,
+                          "--steps", "5", "--quiet")  # fmt: skip
+    assert status == 0
+    assert ("(0 for any two classes)" in out) == marked
+
+
+def test_time_shorter_than_step_is_noted(capsys, npz_path):
+    # A time shorter than one step still takes a whole step, so the run ends
+    # past it, and a note says so.
+    status, out, _ = _run(
+        capsys, "--data", str(npz_path), "--time", "1e-6", "--step", "0.01", "--json"
+    )
+    summary = json.loads(out)
+    assert status == 0
+    assert any("is past --time 1e-06" in note for note in summary["notes"])
+
+
 def test_quiet_keeps_underflow_note(capsys, npz_path):
     # --quiet drops the notes on stderr, but not one that says the printed
     # ||theta||^2 = 0 is an underflow.

@@ -496,3 +496,30 @@ def test_read_json_names_invalid_file(tmp_path):
         InvalidArgument, match=r"broken\.json is not valid JSON.*line 2"
     ):
         read_json(path)
+
+
+@pytest.mark.parametrize("names", [("1", "-1"), ("a", "b")])
+def test_signed_class_names_keep_nc3_and_nc4(names):
+    # With classes named 1 and -1, class 0 (named -1) is the - class of the
+    # scalar head, while the NC metrics take class 0 as +. A collapsed network
+    # that classified every sample read NC3 = 2 and NC4 = 0.
+    base = _antipodal_dataset()
+    dataset = Dataset.from_arrays(base.X, np.array(names)[base.labels])
+    run = train(dataset, width=4, steps=2000, seed=0, init="balanced")
+    summary = training.summarize(run)
+    assert summary["result"]["train_accuracy"] == 1.0
+    assert summary["nc"]["nc4"] == 1.0
+    assert summary["nc"]["nc3"] < 1.0
+    metrics = training.trajectory_metrics(run)
+    assert metrics.nc3[-1] == pytest.approx(summary["nc"]["nc3"], rel=1e-12)
+
+
+def test_summary_counts_sgd_epochs():
+    # Each epoch over 8 samples takes batches of 3, 3 and 2, so 30 steps are
+    # 10 epochs. The paper counts its training in epochs; a full-batch run
+    # has none.
+    dataset = _antipodal_dataset()
+    sgd = train(dataset, width=4, steps=30, batch_size=3, seed=1, init="balanced")
+    full = train(dataset, width=4, steps=30, seed=1, init="balanced")
+    assert training.summarize(sgd)["result"]["epochs"] == 10.0
+    assert training.summarize(full)["result"]["epochs"] is None

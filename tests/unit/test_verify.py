@@ -71,6 +71,13 @@ def test_unknown_claim_id_is_rejected():
     assert "X8" in str(error.value)
 
 
+def test_lower_case_claim_id_gets_hint():
+    # theory_checks.check gives this hint; verify printed only the id list.
+    with pytest.raises(verify.InvalidArgument) as error:
+        validate_config(VerifyConfig(claims=("c1",)))
+    assert "(ids are upper case: 'C1')" in str(error.value)
+
+
 def test_out_below_a_file_is_rejected(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -277,7 +284,7 @@ def test_report_lists_earlier_records_apart(tmp_path):
     old = tmp_path / verify.COUNTEREXAMPLE_DIR / "X6-0000000000000000.npz"
     old.parent.mkdir(parents=True)
     old.write_bytes(b"a record of an earlier run")
-    # Not named as a record is, so not listed as one.
+    # Not named in the form of a record, so not listed as one.
     (old.parent / "C7-junk.npz").write_bytes(b"junk")
 
     report = verify.verify(
