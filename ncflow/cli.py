@@ -832,7 +832,7 @@ def _print_summary(summary: dict, stream: TextIO) -> None:
             "reported; reduce --step",
             f"rank-3 relative error: raw data X {_percent(rank3['X'])}",
             _a1_line(a1),
-            _separation_line(separation),
+            _separation_line(separation, settings["activation"]),
             f"runtime: {summary['runtime_s']:.3g} s",
         ]
         stream.write("\n".join(lines) + "\n")
@@ -860,7 +860,7 @@ def _print_summary(summary: dict, stream: TextIO) -> None:
         + f", NC3 {_format(nc.get('nc3_standard'))}, "
         f"NC4 agreement {_format(nc.get('nc4'))}",
         _a1_line(a1),
-        _separation_line(separation),
+        _separation_line(separation, settings["activation"]),
         f"runtime: {summary['runtime_s']:.3g} s",
     ]
     for key, reason in nc.get("undefined", {}).items():
@@ -883,7 +883,7 @@ def _a1_line(a1: dict) -> str:
     )
 
 
-def _separation_line(separation: dict) -> str:
+def _separation_line(separation: dict, activation: str) -> str:
     if separation["first_t"] is not None:
         first = f"first separated at t = {separation['first_t']:.4g}"
     else:
@@ -894,7 +894,11 @@ def _separation_line(separation: dict) -> str:
         end = "separated at the end"
     else:
         end = f"not separated at the end ({separation['reason_at_end']})"
-    return f"activation pattern: {first}; {end}"
+    line = f"activation pattern: {first}; {end}"
+    if activation == "linear":
+        # The pattern is that of relu on the same pre-activations.
+        line += " (the signs of W^T x; the linear network does not use them)"
+    return line
 
 
 # --------------------------------------------------------------------------------

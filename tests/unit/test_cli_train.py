@@ -428,6 +428,15 @@ def test_two_class_nc2_standard_is_marked(capsys, npz_path, classes, marked):
     assert ("(0 for any two classes)" in out) == marked
 
 
+def test_linear_network_pattern_is_marked(capsys, npz_path):
+    # The pattern line reads the signs of W^T x, which a linear network does not
+    # use, and says so.
+    status, out, _ = _run(capsys, "--data", str(npz_path), "--activation", "linear",
+                          "--steps", "5", "--quiet")  # fmt: skip
+    assert status == 0
+    assert "the linear network does not use them" in out
+
+
 def test_time_shorter_than_step_is_noted(capsys, npz_path):
     # A time shorter than one step still takes a whole step, so the run ends
     # past it, and a note says so.
