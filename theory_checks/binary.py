@@ -490,10 +490,10 @@ def check_c6(example: Example, settings: RunSettings, reports: list) -> Verdict:
         integrator,
         tol.roundoff(result.params.flat().size, 1.0, "difference of unit vectors"),
     ]
-    # As in the multi-class C6: a class with a pair of samples not yet resolved
-    # at R_a rests near the pair's weighted mean and turns to u_k later, which
-    # can hold d_2 above the rate bound by up to that plateau (a unit vector,
-    # so scale 1).
+    # As in the multi-class C6, a class with a pair of samples not yet resolved
+    # at R_a rests near the pair's weighted mean and turns to u_k later. That
+    # can hold d_2 above the rate bound by up to the plateau angle (theta_bar
+    # is a unit vector, so scale 1).
     resolutions = direction_resolution(
         example.dataset.X, example.dataset.labels, _limit(example), float(R_a)
     )
