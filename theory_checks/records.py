@@ -491,8 +491,9 @@ def _build_record(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> Reco
     claim = meta["claim"]
     _check_claim(claim)
     _check_verdict(meta["verdict"], claim)
-    own_name = f"{claim}-{str(meta['identity'])[:NAME_HASH_DIGITS]}{SUFFIX}"
-    if NAME_PATTERN.match(path.name) and path.name != own_name:
+    identity = meta.get("identity")
+    own_name = f"{claim}-{str(identity)[:NAME_HASH_DIGITS]}{SUFFIX}"
+    if identity is not None and NAME_PATTERN.match(path.name) and path.name != own_name:
         # A name in the form of a record's must be this record's: a renamed
         # copy would be cited as another counterexample.
         raise InvalidArgument(
