@@ -25,6 +25,16 @@ def logsumexp(values: np.ndarray, axis: int | None = None, weights=None) -> np.n
     return _logsumexp_along(values, axis, weights)
 
 
+def is_number(text: str) -> bool:
+    """Return whether ``float(text)`` parses ``text`` (``"inf"`` and ``"nan"``
+    included)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 # Largest x with a finite math.exp(x): log of the largest float64.
 LOG_MAX_FLOAT = math.log(np.finfo(np.float64).max)
 

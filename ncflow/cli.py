@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from ncflow._numeric import is_number
 from ncflow._validation import (
     InvalidArgument,
     check_int,
@@ -137,13 +138,7 @@ def _is_negative_value(token: str) -> bool:
     starts with one (``-1,2``). A file name such as ``-1.npz`` is not."""
     if re.fullmatch(r"-[0-9.][0-9.,eE+-]*", token):
         return True
-    if not token.startswith("-"):
-        return False
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
+    return token.startswith("-") and is_number(token)
 
 
 def _float_value(text: str) -> float:

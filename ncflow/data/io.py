@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ncflow._numeric import is_number
 from ncflow._validation import InvalidArgument
 from ncflow.data.dataset import Dataset
 
@@ -221,14 +222,6 @@ def _load_npz(path: Path) -> Dataset:
     )
 
 
-def _is_number(field: str) -> bool:
-    try:
-        float(field)
-    except ValueError:
-        return False
-    return True
-
-
 def _load_csv(path: Path) -> Dataset:
     # "utf-8-sig" drops a byte-order mark, which would otherwise make the first field
     # non-numeric and turn the first sample into a header.
@@ -260,7 +253,7 @@ def _load_csv(path: Path) -> Dataset:
     # some text is a sample with a bad value. Read as a header, "1,abc,0" lost
     # its sample, and the error was about the number of classes.
     has_header = bool(label_positions) or not any(
-        _is_number(field) for field in first_fields[:-1]
+        is_number(field) for field in first_fields[:-1]
     )
     if len(label_positions) > 1:
         raise InvalidArgument(
@@ -293,7 +286,7 @@ def _load_csv(path: Path) -> Dataset:
         for position, field in enumerate(fields):
             if position == label_column:
                 continue
-            if not _is_number(field):
+            if not is_number(field):
                 raise InvalidArgument(
                     f"{path}, line {line_number}, column {position + 1}: feature "
                     f"value {field!r} is not a number"
@@ -303,7 +296,7 @@ def _load_csv(path: Path) -> Dataset:
         raw_labels.append(fields[label_column])
 
     y: np.ndarray
-    if all(_is_number(label) for label in raw_labels):
+    if all(is_number(label) for label in raw_labels):
         y = np.array([float(label) for label in raw_labels])
     else:
         y = np.array(raw_labels, dtype=str)
