@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from ncflow._numeric import is_number
+from ncflow._numeric import exp_or_inf, is_number
 from ncflow._validation import (
     InvalidArgument,
     check_int,
@@ -338,7 +338,8 @@ def run_train(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
 
     summary = summarize(run)
-    summary["notes"] = _notes(args, run)
+    warning_notes = _warning_notes(run)
+    summary["notes"] = _notes(args, run, warning_notes)
     if args.json:
         sys.stdout.write(dumps(summary))
     else:
@@ -348,8 +349,8 @@ def run_train(args: argparse.Namespace) -> int:
     written = []
     if args.out is not None:
         written = _write_outputs(args.out, run, summary, digits=args.data == DIGITS)
-    shown = summary["notes"] if not args.quiet else _warning_notes(run)
-    for note in shown:
+    printed_notes = summary["notes"] if not args.quiet else warning_notes
+    for note in printed_notes:
         print(f"note: {note}", file=sys.stderr)
     if not args.quiet:
         for path in written:
@@ -556,7 +557,9 @@ class _ProgressBar:
             self.bar.close()
 
 
-def _notes(args: argparse.Namespace, run: TrainingRun) -> list[str]:
+def _notes(
+    args: argparse.Namespace, run: TrainingRun, warning_notes: list[str]
+) -> list[str]:
     notes = []
     settings = run.settings
     if args.data == DIGITS:
@@ -581,7 +584,7 @@ def _notes(args: argparse.Namespace, run: TrainingRun) -> list[str]:
         notes.append(
             f"training stopped after {_count(run.steps, 'step')}: {run.message}"
         )
-    reached = math.exp(run.log_t) if run.log_t < 709 else math.inf
+    reached = exp_or_inf(run.log_t)
     if args.time is not None and run.completed and reached > 1.01 * args.time:
         # Whole steps only: a time shorter than a step still takes one.
         notes.append(
@@ -589,7 +592,7 @@ def _notes(args: argparse.Namespace, run: TrainingRun) -> list[str]:
             f"takes whole steps of {settings.step:.4g}; give a smaller --step to "
             "end closer to it"
         )
-    notes.extend(_warning_notes(run))
+    notes.extend(warning_notes)
     if args.out is not None and run.diverged:
         notes.append(_divergence_plot_note(run))
     return notes

@@ -2328,10 +2328,8 @@ class AdaptiveFlow:
             self.log_t = log_t_end
             self.z = self.coords.normalize(step.y1)
         elif landing.log_t is not None:
-            while self.next_record <= landing.log_t:
-                if self.next_record > self.log_t:
-                    self._record("grid", self.z, self.next_record)
-                self._advance_record_time()
+            for target in self._grid_times(landing.log_t):
+                self._record("grid", self.z, target)
             self.log_t = landing.log_t
         self.last_step = step
         self._settle(landing, moved=step is not None or landing.log_t is not None)

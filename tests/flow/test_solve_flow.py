@@ -1160,14 +1160,15 @@ def test_neuron_starting_at_zero_stays(monkeypatch, X, W, frozen):
     assert np.all(result.params.W == 0.0)
 
 
-@pytest.mark.parametrize(
-    "method, options",
-    [
-        ("adaptive", {}),
-        ("euler", {"step": 0.1}),
-        ("loss_scaled", {"step": 0.1}),
-    ],
-)
+# Each method of solve_flow with the options it needs.
+EVERY_METHOD = [
+    ("adaptive", {}),
+    ("euler", {"step": 0.1}),
+    ("loss_scaled", {"step": 0.1}),
+]
+
+
+@pytest.mark.parametrize("method, options", EVERY_METHOD)
 def test_all_inactive_start_stops_at_zero(method, options):
     # No pair is active, so every gradient is 0: each method reports rest at
     # t = 0 without taking a step.
@@ -1187,14 +1188,7 @@ def _separated_start() -> tuple[Problem, Parameters]:
     return problem, params0
 
 
-@pytest.mark.parametrize(
-    "method, options",
-    [
-        ("adaptive", {}),
-        ("euler", {"step": 0.1}),
-        ("loss_scaled", {"step": 0.1}),
-    ],
-)
+@pytest.mark.parametrize("method, options", EVERY_METHOD)
 def test_separated_start_fires_at_zero(method, options):
     # Each method fires Separated at log t = -inf when the start is already
     # separated, and the terminal event ends the run there.

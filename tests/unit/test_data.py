@@ -321,8 +321,8 @@ def test_npz_unreadable_names_path(tmp_path: Path, content: bytes):
 
 
 def test_npz_reasons_for_empty_and_object_files(tmp_path: Path):
-    # numpy reports "No data left in file" for an empty file and asks for
-    # allow_pickle for an object array; each gets its own reason.
+    # numpy reports "No data left in file" for an empty file and requires
+    # allow_pickle for an object array. Each gets its own reason.
     empty = tmp_path / "empty.npz"
     empty.write_bytes(b"")
     with pytest.raises(InvalidArgument, match="an empty file, not an .npz archive"):

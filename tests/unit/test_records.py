@@ -835,13 +835,14 @@ def test_invalid_record_content_is_rejected(tmp_path, capsys, change, fragment):
 def test_renamed_record_is_rejected(tmp_path, capsys):
     # A copy renamed in the form of another record's name would be cited as
     # that counterexample. A free name such as my-case.npz is fine.
-    kept = KEPT_RECORDS / "C1-65cebd506c4b5d1b.npz"
+    original = (KEPT_RECORDS / "C1-65cebd506c4b5d1b.npz").read_bytes()
     renamed = tmp_path / "C7-0000000000000000.npz"
-    renamed.write_bytes(kept.read_bytes())
+    renamed.write_bytes(original)
     with pytest.raises(RecordError, match="is that of another record"):
         read_record(renamed)
+
     free = tmp_path / "my-case.npz"
-    free.write_bytes(kept.read_bytes())
+    free.write_bytes(original)
     assert read_record(free).claim == "C1"
 
 
