@@ -88,9 +88,15 @@ def _check_claim_id(claim: object) -> None:
         f"claim={claim!r} is invalid: it must be one of the claim ids "
         f"{', '.join(CLAIM_IDS)}"
     )
-    if isinstance(claim, str) and claim.upper() in CLAIM_IDS:
-        message += f" (ids are upper case: {claim.upper()!r})"
-    raise InvalidArgument(message)
+    raise InvalidArgument(message + case_hint(claim, CLAIM_IDS))
+
+
+def case_hint(claim: object, known) -> str:
+    """Return the hint `` (ids are upper case: 'C1')`` for a lower-case id in
+    ``known``, else an empty string."""
+    if isinstance(claim, str) and claim.upper() in known:
+        return f" (ids are upper case: {claim.upper()!r})"
+    return ""
 
 
 __all__ = ["CLAIM_IDS", "Example", "Outcome", "RunSettings", "Verdict", "check"]

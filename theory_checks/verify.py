@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from ncflow._validation import InvalidArgument, check_int, check_path
-from theory_checks import explorations, suite
+from theory_checks import case_hint, explorations, suite
 from theory_checks.interrupts import StickyInterrupt, checkpoint, deferred
 from theory_checks.runs import Example, RunSettings
 from theory_checks.verdict import Outcome, Verdict, inconclusive
@@ -224,13 +224,10 @@ def validate_config(config: VerifyConfig) -> VerifyConfig:
         known = known_ids()
         unknown = [claim for claim in claims if claim not in known]
         if unknown or not claims:
-            hint = ""
-            if unknown and unknown[0].upper() in known:
-                hint = f" (ids are upper case: {unknown[0].upper()!r})"
             raise InvalidArgument(
                 f"claims={','.join(claims)!r} is invalid: "
                 + (
-                    f"{unknown[0]!r} is not a claim id{hint}; "
+                    f"{unknown[0]!r} is not a claim id{case_hint(unknown[0], known)}; "
                     if unknown
                     else "it is empty; "
                 )
