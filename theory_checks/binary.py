@@ -35,6 +35,7 @@ from theory_checks.common import (
     class_rays,
     collapse_quantities,
     combine,
+    direction_change_integrator,
     early_run,
     features,
     first_unverified,
@@ -46,7 +47,7 @@ from theory_checks.common import (
     refine_norm,
     run_or_reason,
     separated_run,
-    unresolved_part,
+    unresolved_direction_part,
 )
 from theory_checks.hypotheses import (
     check_a1,
@@ -55,7 +56,7 @@ from theory_checks.hypotheses import (
     early_time_T,
     eps_bound_c3,
 )
-from theory_checks.limits import Limit, direction_resolution, predict
+from theory_checks.limits import Limit, predict
 from theory_checks.runs import Example, Run, RunSettings, train
 from theory_checks.verdict import Verdict, inconclusive
 
@@ -478,26 +479,13 @@ def check_c6(example: Example, settings: RunSettings, reports: list) -> Verdict:
     rate = "slow"
     g = tol.RATES[rate]
     bound = d1 * (g(points.R_ref) - g(points.R)) / (g(R_a) - g(points.R_ref))
-    integrator = tol.ToleranceTerm("integrator", math.inf, "no loose run")
-    if points.loose is not None:
-        change = float(np.linalg.norm(points.end.flat() - points.loose.flat()))
-        integrator = tol.ToleranceTerm(
-            "integrator",
-            2 * change,
-            f"2 ||theta_bar(rtol) - theta_bar(10 rtol)|| = 2 * {change:.3g}",
-        )
     terms = [
-        integrator,
+        direction_change_integrator(points),
         tol.roundoff(result.params.flat().size, 1.0, "difference of unit vectors"),
     ]
-    # As in the multi-class C6, a class with a pair of samples not yet resolved
-    # at R_a rests near the pair's weighted mean and turns to u_k later. That
-    # can hold d_2 above the rate bound by up to the plateau angle (theta_bar
-    # is a unit vector, so scale 1).
-    resolutions = direction_resolution(
-        example.dataset.X, example.dataset.labels, _limit(example), float(R_a)
-    )
-    unresolved = unresolved_part([(res, 1.0) for res in resolutions], float(R_a))
+    # As in the multi-class C6, a pair not yet resolved at R_a can hold d_2
+    # above the rate bound by up to its plateau angle.
+    unresolved = unresolved_direction_part(example, _limit(example), float(R_a))
     if unresolved is not None:
         terms.append(unresolved)
     quantity = Quantity(

@@ -355,6 +355,32 @@ def unresolved_part(pairs: list, R: float) -> ToleranceTerm | None:
     )
 
 
+def direction_change_integrator(points: LimitPoints) -> ToleranceTerm:
+    """Return the integrator part of a difference of two unit directions
+    ``theta_bar``: each end carries at most the change to the run at 10 rtol."""
+    if points.loose is None:
+        return ToleranceTerm("integrator", math.inf, "no loose run")
+    change = float(np.linalg.norm(points.end.flat() - points.loose.flat()))
+    return ToleranceTerm(
+        "integrator",
+        2 * change,
+        f"2 ||theta_bar(rtol) - theta_bar(10 rtol)|| = 2 * {change:.3g}",
+    )
+
+
+def unresolved_direction_part(
+    example: Example, limit: Limit, R: float
+) -> ToleranceTerm | None:
+    """Return the ``"unresolved"`` part of a quantity that moves with the unit
+    direction ``theta_bar`` (scale 1), or None where every class is resolved at
+    ``R``: a class with a pair of samples not yet resolved rests near the pair's
+    weighted mean and turns to ``u_k`` later, by at most the plateau angle."""
+    resolutions = direction_resolution(
+        example.dataset.X, example.dataset.labels, limit, R
+    )
+    return unresolved_part([(res, 1.0) for res in resolutions], R)
+
+
 def length_sensitivities(
     closed_form: Callable[[np.ndarray], float],
     lengths: np.ndarray,
@@ -819,6 +845,8 @@ __all__ = [
     "Quantity",
     "add_resolution_terms",
     "unresolved_part",
+    "direction_change_integrator",
+    "unresolved_direction_part",
     "alive_neurons",
     "block_quantities",
     "block_u_dependence",

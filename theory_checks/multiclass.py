@@ -65,6 +65,7 @@ from theory_checks.common import (
     class_rays,
     collapse_quantities,
     combine,
+    direction_change_integrator,
     early_run,
     features,
     first_unverified,
@@ -78,7 +79,7 @@ from theory_checks.common import (
     refine_norm,
     run_or_reason,
     separated_run,
-    unresolved_part,
+    unresolved_direction_part,
 )
 from theory_checks.hypotheses import (
     a4_quantities,
@@ -89,7 +90,7 @@ from theory_checks.hypotheses import (
     early_time_T,
     eps_bound_c3,
 )
-from theory_checks.limits import Limit, direction_resolution, predict
+from theory_checks.limits import Limit, predict
 from theory_checks.runs import (
     Example,
     Run,
@@ -814,29 +815,14 @@ def check_c6(example: Example, settings: RunSettings, reports: list) -> Verdict:
     g = tol.RATES["slow"]
     model = d1 * (g(points.R_ref) - g(points.R)) / (g(R_a) - g(points.R_ref))
 
-    # d_2 carries the integration error of theta_bar at both of its ends, each
-    # at most the change to the run at 10 rtol.
-    integrator = tol.ToleranceTerm("integrator", math.inf, "no loose run")
-    if points.loose is not None:
-        change = float(np.linalg.norm(points.end.flat() - points.loose.flat()))
-        integrator = tol.ToleranceTerm(
-            "integrator",
-            2 * change,
-            f"2 ||theta_bar(rtol) - theta_bar(10 rtol)|| = 2 * {change:.3g}",
-        )
     terms = [
-        integrator,
+        direction_change_integrator(points),
         tol.roundoff(result.params.flat().size, 1.0, "difference of unit vectors"),
         integration_roundoff(run),
     ]
-    # A class with a pair of samples not yet resolved at R_a rests near their
-    # weighted mean and turns to u_k later, which can make d_2 exceed d_1 by up
-    # to that plateau. theta_bar is a unit vector, so the turn of a class's
-    # block moves it by at most the plateau angle (scale 1).
-    resolutions = direction_resolution(
-        example.dataset.X, example.dataset.labels, _limit(example), R_a
-    )
-    unresolved = unresolved_part([(res, 1.0) for res in resolutions], R_a)
+    # A pair not yet resolved at R_a can make d_2 exceed d_1 by up to its
+    # plateau angle.
+    unresolved = unresolved_direction_part(example, _limit(example), R_a)
     if unresolved is not None:
         terms.append(unresolved)
     quantity = Quantity(
