@@ -46,17 +46,23 @@ Error control is per component, in the max norm, with tolerance
 direction, however small the neuron. Gradient-flow time is accumulated by
 quadrature along each step (``clock.py``); a step is also rejected when the
 quadrature error estimate exceeds ``rtol * max(1, |log t|)``.
+
+``AdaptiveFlow`` is the run loop: steps, error control, events, records. It
+inherits the methods of two parts from their own modules: the activation
+crossings (``crossings.py``: find, land, switch) and the frozen-gradient phase
+(``frozen_phase.py``). The gradient-flow time along a step is in
+``step_time.py`` and the root search on the crossing cubics in
+``cubic_roots.py``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 
-from ncflow._numeric import exp_or_inf, find_root, find_root_newton
+from ncflow._numeric import find_root, find_root_newton
 from ncflow.flow import result as res
 from ncflow.flow.clock import (
     NODES,
@@ -73,34 +79,31 @@ from ncflow.flow.coordinates import (
     late_rtol,
     margins,
 )
+from ncflow.flow.crossings import (
+    EVENT_REFINEMENTS,
+    RELEASE_FACTOR,
+    ActivationCrossings,
+)
 from ncflow.flow.events import (
     FlowState,
-    Norm2Above,
     crosses,
     event_value,
     network_log_losses,
     separation_report,
     terminal_after,
 )
-from ncflow.flow.frozen import (
-    MAX_EXPONENT,
-    CrossingTable,
-    FrozenStep,
-    frozen_applies,
-)
+from ncflow.flow.frozen import frozen_applies
+from ncflow.flow.frozen_phase import FrozenPhase
 from ncflow.flow.linear import neuron_groups
 from ncflow.flow.polar import PolarSystem
 from ncflow.flow.radau import C_NODES as RADAU_NODES
 from ncflow.flow.radau import ERROR_ORDER, radau_step
+from ncflow.flow.step_time import RETRY, Landing, StepTime, hermite_start
 from ncflow.flow.steps import (
-    DP_B,
-    DP_E,
     DP_ERROR_ORDER,
     DP_STABILITY_LIMIT,
     Step,
     dense_state,
-    dense_velocity,
-    dense_weights,
     dopri5_step,
     error_noise,
 )
@@ -160,32 +163,13 @@ EARLY_NORM_SHIFT = 2 * LATE_MARGIN_SHIFT
 # with entries kappa_j / R^2 and rhs / (dR/dtau)^2 (coordinates.py), overflows
 # float64.
 NORM_CLOCK_MIN = 1.0
-# Frozen-gradient steps (frozen.py) start every run whose problem allows them,
-# and go on while their error bound, times FROZEN_SAFETY, meets the tolerance at
-# steps of at least FROZEN_MIN_EXPONENT / s (s: the fastest rate of the step).
+# Frozen-gradient steps (frozen.py, frozen_phase.py) start every run whose
+# problem allows them.
 FROZEN_STEPS = True
-# Frozen steps take each activation change on its own neuron where they can
-# (AdaptiveFlow._frozen_batch).
-FROZEN_BATCH = True
-FROZEN_SAFETY = 0.5
-FROZEN_MIN_EXPONENT = 0.25
-# Largest s T between two points at which a frozen step compares the values of
-# the continuous events. An event that crosses 0 and back between two points is
-# not seen, as between the ends of an explicit step. Measured: an event above 0
-# for 0.05 of t (s T of about 0.3) was missed at 0.5 and found at 0.1.
-FROZEN_EVENT_SPACING = 0.1
 # Lower end of the search for the end of the span in log s. Its exp is 0, so
 # log t there is that of the step's start.
 LOG_S_FLOOR = -800.0
 MIN_STEP = 1e-13  # smallest step, relative to the independent variable
-EVENT_REFINEMENTS = 8  # Newton corrections of an event location before giving up
-BISECTIONS = 56  # halvings of a root bracket: 2**-56 is below float64 resolution
-# Up to this many crossing cubics are searched one by one in Python floats,
-# where the vectorised search would spend its time on array-call overhead.
-SCALAR_ROOTS = 4
-# Points at which all crossing cubics of a step are evaluated to pick the one
-# whose root is searched first (the earliest to turn non-positive).
-_SEARCH_GRID = np.linspace(0.0, 1.0, 17)
 # A pair that sits on its activation boundary registers a new crossing only
 # once its pre-activation has moved this far (times rtol, in cosine units) to
 # the other side, so that the roundoff left by the projection to 0 is never
@@ -196,9 +180,6 @@ TOUCH_OFFSET = 1e-3
 # near 1e-14. Below the floor a just-projected pair reads as crossing again at
 # s = 0 on every step, and the run makes no progress (seen at rtol=1e-14).
 TOUCH_FLOOR = 16 * np.finfo(np.float64).eps
-# A touching pair leaves its boundary once its cosine exceeds this many times its
-# offset: it has then moved well past the roundoff that the offset covers.
-RELEASE_FACTOR = 10
 # The explicit method hands over to Radau IIA once h * rho has exceeded this
 # fraction of its stability limit on STIFF_STEPS consecutive accepted steps:
 # the step is then limited by stability, not accuracy.
@@ -225,9 +206,6 @@ SLOW_RULE_RTOL = 1e-6
 # that quadrature. The benchmark runs hand over by the stiffness test, at R from
 # 2.8 to 42 where checked, and this bound changes none of their counts.
 LATE_EXPLICIT_MAX = 1e4
-# Spread of log dt/ds over an explicit step up to which its own Runge-Kutta
-# weights integrate dt/ds (beyond, the node interpolant of clock.py does).
-STAGE_RULE_SPREAD = 1.0
 # An explicit step counts as held by the quadrature of t when the clock error
 # exceeds both the state error and this fraction of the tolerance.
 CLOCK_BOUND = 0.1
@@ -251,18 +229,6 @@ STALL_FRACTION = 1e-3
 # A run stops after this many landings in a row on a crossing at the start of a
 # step that changed no pattern: each would repeat forever.
 IDLE_LANDINGS = 3
-# Relative singular value of a cluster's unit samples below which they count as
-# parallel when a direction is projected onto their common boundary. The driver
-# raises it to half the tolerance. Two unit samples at a small angle delta have
-# singular values of ratio about delta / 2. A direction projected onto the first
-# one's boundary has a cosine of at most delta with the second one, so at that
-# tolerance the two share one boundary. Projected onto both, a direction in D = 2
-# is 0: a trial with samples 1e-7 rad apart, taken in one cluster at rtol = 1e-3,
-# set w_j to 0 and ended the run.
-PROJECTION_RANK = 1e-8
-# Relative size below which a derivative of a pre-activation counts as 0 when
-# the new pattern is chosen at a boundary: a few hundred float64 roundoffs.
-ZERO_SLOPE = 256 * np.finfo(np.float64).eps
 
 
 # A trajectory record is placed where log t is within this fraction of one
@@ -274,9 +240,6 @@ RECORD_TIME_FRACTION = 1e-3
 RECORD_LINEAR_BELOW = math.log(2 * np.finfo(np.float64).eps)
 # Earliest time of the record grid: the smallest normal float64 t.
 LOG_T_GRID_FLOOR = math.log(np.finfo(np.float64).tiny)
-# Newton iterations on the cubic that starts the search for a record's place.
-# The result is only a start, not the root, so a few are enough.
-HERMITE_NEWTON = 8
 
 
 # A run whose ||theta||^2 falls below exp(LOG_NORM2_FLOOR), the square of the
@@ -284,29 +247,6 @@ HERMITE_NEWTON = 8
 # Starts must have ||theta||^2 above that number itself, so a run gets here only
 # by shrinking by a factor of more than 1e-308.
 LOG_NORM2_FLOOR = 2 * math.log(np.finfo(np.float64).tiny)
-
-# Returned in place of a landing when the step must be rejected and retried.
-RETRY = object()
-
-
-def quiet_margin(system: PolarSystem, log_target: float) -> float:
-    """Return the margin by which a ``Norm2Above`` target must exceed a frozen
-    step's bound on ``log ||theta||^2`` for the event to count as quiet
-    (``AdaptiveFlow._quiet_events``).
-
-    The margin covers the roundoff of the event's value, which is what a
-    landing would evaluate. ``PolarSystem.log_norm2`` sums ``h`` terms, each a
-    dot product of ``B - 1`` entries times one ``exp``. A sum of ``n`` positive
-    terms errs by at most ``n eps`` relative, so this one by ``(h + B + 1) eps``
-    with the products, and its log by that much absolutely. Adding
-    the log of the largest term, subtracting the target and forming the bound
-    ``log R_0 + 3 s T`` each round once, by ``eps max(1, |log target|)``. The
-    frozen output weights add one more rounding. Twice the sum leaves room for
-    the ``exp`` of each term.
-    """
-    eps = float(np.finfo(np.float64).eps)
-    per_term = system.h + system.block + 1
-    return 2.0 * eps * (per_term + 4.0 * max(1.0, abs(log_target)))
 
 
 def _norm_step_cap(u: float, shift: float) -> float:
@@ -320,193 +260,7 @@ def _norm_step_cap(u: float, shift: float) -> float:
     return -u * (1.0 - (1.0 + growth) ** -0.5)
 
 
-def _direction_shift(block: np.ndarray, a: np.ndarray, D: int) -> float:
-    """Return how far a projection moved the unit direction of a neuron whose
-    block is now ``block`` and whose ``a_j`` was ``a``, relative to what is left
-    of its direction (inf where nothing is left: no certified choice then)."""
-    difference = block[1 : 1 + D] - a
-    moved = math.sqrt(float(difference @ difference))
-    left = math.sqrt(float(block[1:] @ block[1:]))
-    return moved / left if left > 0 else math.inf
-
-
-@dataclass(frozen=True)
-class _FrozenClock:
-    """Gradient-flow time along a frozen step that starts at ``log_t0``, with
-    the step's ``T`` in units of ``1/N`` at its start."""
-
-    log_t0: float
-    log_N: float
-
-    def log_t(self, T: float) -> float:
-        """Return ``log t`` after ``T``."""
-        if not T > 0:
-            return self.log_t0
-        return add_log(self.log_t0, math.log(T) - self.log_N)
-
-    def T(self, log_t: float) -> float:
-        """Return the ``T`` at which the step reaches ``log_t``."""
-        gap = sub_log(log_t, self.log_t0) if self.log_t0 > -math.inf else log_t
-        # Past float64 (a start far from small, where N is huge) no step
-        # reaches log_t.
-        return exp_or_inf(gap + self.log_N)
-
-
-@dataclass
-class _BatchPlan:
-    """A frozen step planned by ``AdaptiveFlow._batch_plan``, before the run
-    takes it."""
-
-    work: FrozenStep  # the step with the planned restarts
-    landings: list  # (T, changed pairs, residual, {neuron: pattern column after})
-    pattern: np.ndarray
-    touching: np.ndarray
-    offsets: np.ndarray
-    end: float
-    handover: bool  # whether the piecewise loop goes on from ``end``
-
-
-class _UncertainSlope(Exception):
-    """A slope at a boundary whose sign the frozen gradients do not certify."""
-
-
-# Returned by the pattern choice where the flow slides along a boundary.
-_SLIDING = object()
-
-
-@dataclass
-class _Landing:
-    """The part of an accepted step that is kept, and why it ends where it does."""
-
-    step: Step | None  # None: the event is at the start of the step
-    clock: StepTime | None
-    err: float
-    cluster: list | None = None
-    event_index: int | None = None  # -1: end of the time span
-    residual: float = 0.0
-    # Where the step is None: the log t reached without a change of the state,
-    # else None (no time passes).
-    log_t: float | None = None
-
-
-class StepTime:
-    """Gradient-flow time gained along one step, ``log(t(s) - t(0))``.
-
-    An explicit step integrates ``dt/ds`` with its own Runge-Kutta weights on
-    the stage values it computed anyway (5th order, error from the embedded
-    weights); a linearly implicit step, whose stages give no quadrature rule,
-    interpolates ``log dt/ds`` at the nodes of ``clock.py``. Interior points
-    (records, located events) always use the interpolant, built on demand.
-    """
-
-    def __init__(self, flow: AdaptiveFlow, step: Step) -> None:
-        self.flow = flow
-        self.step = step
-        self._nodes: StepClock | None = None
-        self._full: tuple[float, float] | None = None
-        # The last interior point integrated to, as (s, log(t(s) - t(0))).
-        self._last: tuple[float, float] = (0.0, -math.inf)
-
-    def nodes(self) -> StepClock:
-        if self._nodes is None:
-            self._nodes = self.flow._node_clock(self.step)
-        return self._nodes
-
-    def full(self) -> tuple[float, float]:
-        """``(log dt, absolute error estimate of log dt)`` over the whole step."""
-        if self._full is None:
-            rates = getattr(self.step, "stage_log_rates", None)
-            # The Runge-Kutta weights integrate exp(psi) well only while psi
-            # varies by O(1) over the step; past that the interpolant of psi
-            # (or log psi) with its endpoint expansion is the accurate rule.
-            if rates is not None and np.ptp(rates) <= STAGE_RULE_SPREAD:
-                self._full = _runge_kutta_log_integral(rates, self.step.size)
-            else:
-                clock = self.nodes()
-                self._full = (clock.log_integral(1.0), clock.error_estimate())
-        return self._full
-
-    def partial(self, s: float) -> float:
-        if s >= 1.0:
-            return self.full()[0]
-        clock = self.nodes()
-        value = self._bridge(clock, s)
-        if value is None:
-            value = clock.log_integral(s)
-        self._last = (s, value)
-        return value
-
-    def _bridge(self, clock: StepClock, s: float) -> float | None:
-        """Return ``log(t(s) - t(0))`` from the last point integrated to, by one
-        panel between the two, or None where that panel could be inaccurate.
-
-        A Newton search for a record's place, and the next record of the step,
-        request points close to the last one. Backwards, the panel's part is
-        subtracted only while it is at most half of the total, so each bridge
-        loses at most one bit to cancellation. A chain of backward bridges
-        compounds that, but a record's search takes a few at most.
-        """
-        last_s, last_value = self._last
-        if s == last_s:
-            return last_value
-        if s > last_s:
-            between = clock.log_integral_between(last_s, s)
-            return None if between is None else add_log(last_value, between)
-        between = clock.log_integral_between(s, last_s)
-        if between is None or between > last_value - math.log(2.0):
-            return None
-        return sub_log(last_value, between)
-
-    def log_speed(self, s: float) -> float:
-        """``log dt/ds`` at the fraction ``s`` of the step, from the interpolant."""
-        clock = self.nodes()
-        return clock.log_size + clock.phi_at(s)
-
-
-def _runge_kutta_log_integral(
-    log_rates: np.ndarray, size: float
-) -> tuple[float, float]:
-    """``log(h sum_i b_i exp(psi_i))`` with the Dormand-Prince weights, and the
-    error estimate from the embedded ones, both in the log domain."""
-    top = float(np.max(log_rates))
-    values = np.exp(log_rates - top)
-    total = float(np.dot(DP_B, values[:6]))
-    error = abs(float(np.dot(DP_E, values[:7])))
-    if total <= 0:
-        return -math.inf, math.inf
-    return math.log(size) + top + math.log(total), error / total
-
-
-def _dense_log_integral(
-    log_rates: np.ndarray, size: float, fraction: float
-) -> tuple[float, float] | None:
-    """``log(t(s) - t(0))`` at ``s = fraction`` of an explicit step by the
-    continuous extension, and an absolute error estimate of it; None where the
-    extension is not positive there.
-
-    ``t`` is integrated as one more component of the flow, with stage slopes
-    ``exp(psi_i)``. The error estimate is relative to ``t(s)``. Its first part
-    is the distance to the cubic Hermite interpolant of ``t`` through both ends
-    of the step, which is an order lower and so bounds the extension's
-    interpolation error. Its second part is the embedded estimate of the whole
-    step, whose error both ends carry.
-    """
-    top = float(np.max(log_rates))
-    slopes = np.exp(log_rates - top)  # dt/dtau at the stages, in units of exp(top)
-    quartic = float(dense_weights(fraction) @ slopes)
-    if not quartic > 0:
-        return None
-    whole = float(np.dot(DP_B, slopes[:6]))
-    start, end = slopes[0], slopes[6]
-    dense_1 = start - whole
-    dense_2 = whole - end - dense_1
-    cubic = fraction * (whole + (1 - fraction) * (dense_1 + fraction * dense_2))
-    embedded = abs(float(np.dot(DP_E, slopes)))
-    log_dt = math.log(size) + top + math.log(quartic)
-    return log_dt, (abs(quartic - cubic) + embedded) / quartic
-
-
-class AdaptiveFlow:
+class AdaptiveFlow(ActivationCrossings, FrozenPhase):
     """State machine of one adaptive run; :meth:`run` returns a FlowResult."""
 
     def __init__(
@@ -809,368 +563,6 @@ class AdaptiveFlow:
     def _log_t_at(self, clock: StepTime, s: float) -> float:
         return add_log(self.log_t, clock.partial(s))
 
-    # -- activation crossings --------------------------------------------------
-
-    def _crossing_polynomials(self, step: Step) -> np.ndarray:
-        """Coefficients (4, n, h) of ``s -> g_ij(s)``: the cosine of ``x_i`` and
-        ``a_j(s)`` (normalised at the step start, where ``a_j = 0`` by the
-        unit ``omega_j``), signed to be positive on the side of the current
-        pattern."""
-        D = self.system.D
-        a_coef = self.coords.blocks(step.polynomial())[:, :, 1 : 1 + D]
-        a_norms = np.linalg.norm(self._directions(step.y0), axis=1)
-        a_norms[a_norms == 0] = 1.0
-        norms = np.outer(self.x_norms, a_norms)
-        g = np.einsum("nd,khd->knh", self.problem.X, a_coef) / norms
-        g *= np.where(self.pattern, 1.0, -1.0)
-        g[0] += np.where(self.touching, self.offsets, 0.0)
-        return g
-
-    def _first_crossing(self, step: Step):
-        """First ``s`` in (0, 1] where some ``g_ij`` reaches 0, and the pairs that
-        reach it together; ``(None, None)`` if none does."""
-        if self.system.linear:
-            return None, None
-        g = self._crossing_polynomials(step)
-        reach = np.abs(g[1]) + np.abs(g[2]) + np.abs(g[3])
-        candidates = np.argwhere(g[0] <= reach)
-        if candidates.size == 0:
-            return None, None
-        # Crossings closer than this (as a step fraction) change the state by
-        # less than 1% of the tolerance in between, so they are taken together.
-        scale = self.coords.scale(step.y0, self.rtol, self.atol)
-        rate = float(np.max(np.abs(step.y1 - step.y0) / scale))
-        window = 0.01 / max(rate, 1e-300)
-        roots = _first_roots(g[:, candidates[:, 0], candidates[:, 1]], window)
-        found = np.isfinite(roots)
-        if not found.any():
-            return None, None
-        first = float(roots[found].min())
-        together = first + window
-        near = np.flatnonzero(roots <= together)
-        cluster = [(int(candidates[k, 0]), int(candidates[k, 1])) for k in near]
-        return first, cluster
-
-    def _land_on_crossing(self, step: Step, s: float, cluster: list):
-        if s <= 0.0:
-            return _Landing(None, None, 0.0, cluster=cluster)
-        landing = self._land_on_dense_output(step, s, cluster)
-        if landing is not None:
-            self.dense_landings += 1
-            return landing
-        for _ in range(EVENT_REFINEMENTS):
-            sub, err = self._attempt(s * step.size)
-            if not math.isfinite(err):
-                return self._failed_landing(sub, s * step.size, "an activation change")
-            earlier, other = self._first_crossing(sub)
-            if (
-                earlier is not None
-                and earlier < 1.0 - 1e-9
-                and not set(other) <= set(cluster)
-            ):
-                s, cluster = s * earlier, other
-                continue
-            residual = self._residual(sub.y1, cluster)
-            if residual <= self._landing_tolerance():
-                return _Landing(
-                    sub, self._clock(sub), err, cluster=cluster, residual=residual
-                )
-            # Newton step on the worst pair along this sub-step's dense output.
-            cos = self._cosines(sub.y1)
-            i, j = max(cluster, key=lambda pair: abs(cos[pair]))
-            g = self._crossing_polynomials(sub)[:, i, j]
-            offset = self.offsets[i, j] if self.touching[i, j] else 0.0
-            slope = g[1] + 2 * g[2] + 3 * g[3]
-            value = g[0] + g[1] + g[2] + g[3] - offset
-            if slope == 0:
-                return None
-            s *= 1.0 - value / slope
-            if not 0.0 < s <= 1.0:
-                return None
-        return None
-
-    def _land_on_dense_output(self, step: Step, s: float, cluster: list):
-        """Land on a crossing at the fraction ``s`` of an explicit step without
-        taking the step again, or return None where that is not accurate enough.
-
-        The crossing was located on the step's cubic dense output. The landing
-        point is on the 4th-order continuous extension of the same step, at the
-        crossing moved onto it by Newton's method. Its error is estimated by the
-        distance between the cubic and the extension there, which is that of
-        the cubic, the lower-order one. The time gained comes from the extension
-        applied to ``dt/dtau`` at the stages, with the error estimate of
-        ``_dense_log_integral``. Both estimates must be within the tolerance, as
-        for a step; otherwise the step is taken again up to ``s``.
-        """
-        stages = getattr(step, "stages", None)
-        rates = getattr(step, "stage_log_rates", None)
-        if self.stiff or stages is None or rates is None:
-            return None
-        if np.ptp(rates) > STAGE_RULE_SPREAD:
-            return None
-        moved = self._crossing_on_extension(step, s, cluster)
-        if moved is None:
-            return None
-        s, y1 = moved
-        difference = y1 - step.interpolate(s)
-        scale = self.coords.scale(step.y0, self.rtol, self.atol)
-        err = float(np.max(np.abs(difference) / scale))
-        if not err <= 1.0:
-            return None
-        residual = self._residual(y1, cluster)
-        if residual > self._landing_tolerance():
-            return None
-        partial = _dense_log_integral(rates, step.size, s)
-        if partial is None:
-            return None
-        sub = step.restricted(s, y1, difference)
-        clock = StepTime(self, sub)
-        clock._full = partial
-        if self._clock_error(clock) > 1.0:
-            return None
-        return _Landing(sub, clock, err, cluster=cluster, residual=residual)
-
-    def _crossing_on_extension(self, step: Step, s: float, cluster: list):
-        """Move the crossing at ``s`` (found on the cubic) onto the continuous
-        extension by Newton's method on ``<x_i, a_j(s)>``, for the pair of
-        ``cluster`` farthest from its boundary there.
-
-        Returns the new ``s`` and the extension's state there, or None if the
-        iteration leaves (0, 1].
-        """
-        D = self.system.D
-        blocks = self.coords.blocks
-        y = dense_state(step, s)
-        cos = self._cosines(y)
-        i, j = max(cluster, key=lambda pair: abs(cos[pair]))
-        x = self.problem.X[i]
-        for _ in range(EVENT_REFINEMENTS):
-            value = x @ blocks(y)[j, 1 : 1 + D]
-            slope = x @ blocks(dense_velocity(step, s))[j, 1 : 1 + D]
-            if slope == 0 or not math.isfinite(value / slope):
-                return None
-            correction = value / slope
-            s -= correction
-            if not 0.0 < s <= 1.0:
-                return None
-            y = dense_state(step, s)
-            if abs(correction) <= 4 * np.finfo(float).eps * s:
-                break
-        return s, y
-
-    def _switch(
-        self, cluster: list, arrived: bool = True, frozen: tuple | None = None
-    ) -> list | None:
-        """Project the pairs of ``cluster`` onto their boundaries and choose the
-        new pattern. Returns the changed pairs, or None if the flow slides.
-        ``arrived``: the flow reached the boundaries (False for pairs that
-        start on them). ``frozen``: ``(step, T)`` of a landing within a frozen
-        step, whose gradients choose the pattern where they certify the choice
-        (``_frozen_rates``)."""
-        D = self.system.D
-        blocks = self.coords.blocks(self.z)
-        shift = 0.0
-        # With D = 1 every boundary of a neuron is w_j = 0, so this projection
-        # sets w_j to 0; _cross_through then lets the neuron go on through it.
-        for j in sorted({j for _, j in cluster}):
-            rows = [i for i, jj in cluster if jj == j]
-            a = blocks[j, 1 : 1 + D].copy()
-            blocks[j, 1 : 1 + D] = self._project(a, rows)
-            if frozen is not None:
-                shift = max(shift, _direction_shift(blocks[j], a, D))
-        self.z = self.coords.normalize(self.z)
-        self._set_offsets(cluster)
-
-        before = self.pattern.copy()
-        trial = self.pattern.copy()
-        if self.problem.activation == "relu_derivative_one":
-            # The planted fault: a pair at 0 is active, and turns inactive only
-            # when the active field moves its pre-activation down.
-            for i, j in cluster:
-                trial[i, j] = True
-            rates = self._boundary_rates(trial)
-            for (i, j), slope in zip(cluster, rates(trial, cluster)):
-                trial[i, j] = not slope < 0
-            chosen = trial
-        else:
-            for i, j in cluster:
-                trial[i, j] = False
-            chosen = None
-            if frozen is not None:
-                try:
-                    rates = self._frozen_rates(*frozen, shift, trial)
-                    chosen = self._choose_pattern(
-                        cluster, before, trial, rates, arrived
-                    )
-                except _UncertainSlope:
-                    chosen = None
-            if chosen is None:
-                rates = self._boundary_rates(trial)
-                chosen = self._choose_pattern(cluster, before, trial, rates, arrived)
-            if chosen is _SLIDING:
-                return None
-        self.pattern = chosen
-        for i, j in cluster:
-            self.touching[i, j] = True
-        return [
-            (i, j, bool(chosen[i, j]))
-            for i, j in cluster
-            if chosen[i, j] != before[i, j]
-        ]
-
-    def _choose_pattern(
-        self, cluster: list, before: np.ndarray, cleared: np.ndarray, rates, arrived
-    ):
-        """Return the pattern after the landing on ``cluster``, chosen by the
-        slopes ``rates`` at the boundaries, or ``_SLIDING`` where the flow
-        slides along one. ``cleared``: ``before`` with the cluster's pairs
-        inactive."""
-        trial = cleared.copy()
-        slopes = rates(trial, cluster)
-        for (i, j), slope in zip(cluster, slopes):
-            trial[i, j] = slope > 0
-        if arrived:
-            self._cross_through(cluster, slopes, before, trial, rates)
-        for (i, j), slope in zip(cluster, rates(trial, cluster)):
-            if trial[i, j] and not slope > 0:
-                self.detail = (
-                    f"pair (sample {i}, neuron {j}) at log t = {self.log_t:.6g}: the "
-                    "inactive side moves <x_i, w_j> up and the active side moves it "
-                    "down"
-                )
-                return _SLIDING
-        return trial
-
-    def _cross_through(
-        self, cluster: list, slopes: list, before: np.ndarray, trial, rates
-    ) -> None:
-        """Let a neuron that the flow moved onto its boundaries with no field
-        left there cross through them.
-
-        The choice above starts from the cluster's pairs inactive. That can
-        leave a neuron without an active pair and with no field across any of
-        its cluster's boundaries, so that it would stay there for good. This
-        happens where the projection removed all of ``a_j`` (with ``D = 1``, at
-        every crossing), or left ``a_j`` orthogonal to every sample it could
-        act on. The flow only passes through such a state, since it arrived
-        with a nonzero velocity. The crossing, every pair of the neuron
-        changing side, is taken instead where it is consistent: the newly
-        active pairs move up and the others do not. Otherwise the neuron
-        stays, as the flow does when both sides push it back.
-        """
-        for j in sorted({j for _, j in cluster}):
-            pairs = [k for k, (_, jj) in enumerate(cluster) if jj == j]
-            if trial[:, j].any() or any(slopes[k] != 0.0 for k in pairs):
-                continue
-            crossed = trial.copy()
-            for k in pairs:
-                i = cluster[k][0]
-                crossed[i, j] = not before[i, j]
-            neuron_pairs = [cluster[k] for k in pairs]
-            crossed_slopes = rates(crossed, neuron_pairs)
-            if all(
-                slope > 0 if crossed[i, j] else slope <= 0
-                for (i, _), slope in zip(neuron_pairs, crossed_slopes)
-            ):
-                trial[:, j] = crossed[:, j]
-
-    def _project(self, a: np.ndarray, rows: list) -> np.ndarray:
-        """Return ``a`` projected onto the boundaries of the samples ``rows``."""
-        if len(rows) == 1:
-            x = self.problem.X[rows[0]]
-            return a - (x @ a) / (x @ x) * x
-        # Samples of a cluster may be parallel (equal directions, other norms)
-        # or nearly so: their small singular values are roundoff or below the
-        # tolerance (see PROJECTION_RANK), and inverting them would move a_j far.
-        unit = self.problem.X[rows] / self.x_norms[rows, None]
-        _, singular, Vt = np.linalg.svd(unit, full_matrices=False)
-        rank = max(PROJECTION_RANK, 0.5 * (self.atol + self.rtol))
-        basis = Vt[singular > rank * singular[0]]
-        return a - basis.T @ (basis @ a)
-
-    def _set_offsets(self, cluster: list) -> None:
-        """Set the offset of each just-projected pair above the cosine left on it."""
-        cosines = self._cosines(self.z)
-        for i, j in cluster:
-            self.offsets[i, j] = self._pair_offset(cosines[i, j])
-
-    def _pair_offset(self, cosine: float) -> float:
-        """Return the offset of a pair whose projection left ``cosine``."""
-        return max(self.touch_offset, 2 * abs(cosine))
-
-    def _boundary_rates(self, pattern: np.ndarray):
-        """Evaluate the flow at the current state under ``pattern`` and return
-        ``slopes(trial, pairs)``: for each pair, ``d<x_i, a_j>/dtau`` under
-        ``trial`` (at the boundary its sign is that of ``d<x_i, w_j>/dt``), or 0
-        within roundoff of 0.
-
-        ``trial`` may differ from ``pattern`` only at pairs on their boundary.
-        Their pre-activations are 0 to roundoff, so the outputs, the loss
-        gradients and ``q_j`` are those of ``pattern``, and only the sum
-        ``sum_i P_ij <G_i, b_j> x_i`` of ``d a_j`` changes. One evaluation
-        serves every trial.
-        """
-        self.nfev += 1
-        y = self.coords.to_polar(self.z)
-        ev = self.system.evaluate(y, pattern)
-        _, a, _ = self.system.split(y)
-        X = self.problem.X
-
-        def slopes(trial: np.ndarray, pairs: list) -> list:
-            values = []
-            for i, j in pairs:
-                da = (ev.GB[:, j] * trial[:, j]) @ X - ev.q[j] * a[j]
-                value = float(X[i] @ da)
-                size = self.x_norms[i] * float(np.linalg.norm(da))
-                values.append(0.0 if abs(value) <= ZERO_SLOPE * size else value)
-            return values
-
-        return slopes
-
-    def _frozen_rates(self, step: FrozenStep, T: float, shift: float, pattern, y=None):
-        """Return ``slopes(trial, pairs)`` as :meth:`_boundary_rates` does, from
-        the frozen gradients of ``step``, at the current state: the step's state
-        after ``T``, moved by ``shift`` (the projection onto the boundaries), or
-        the polar state ``y`` where given. It needs no evaluation of the flow.
-
-        A slope is returned only where the true gradients give it the same sign
-        and also put it above the roundoff threshold ``ZERO_SLOPE``. Otherwise
-        ``_UncertainSlope`` is raised, so that the caller evaluates the flow. With
-        ``d = step.gradient_drift(T, shift)`` bounding ``sum_i ||x_i|| ||dG_i||``
-        over all samples, and ``||omega_j|| = 1``, the true ``da_j`` differs from
-        this one by at most ``d ||b_j||`` in its sum over samples and
-        ``|dq_j| ||a_j|| <= 2 d ||a_j||^2 ||b_j|| <= d ||a_j||`` in its radial
-        term, so by ``2 d``, and ``<x_i, da_j>`` by ``2 d ||x_i||``.
-        """
-        drift = step.gradient_drift(T, shift)
-        if not math.isfinite(drift):
-            raise _UncertainSlope
-        if y is None:
-            y = self.coords.to_polar(self.z)
-        _, a, b = self.system.split(y)
-        omega = y.reshape(self.system.h, self.system.block)[:, 1:]
-        X = self.problem.X
-        terms: dict = {}
-
-        def slopes(trial: np.ndarray, pairs: list) -> list:
-            values = []
-            for i, j in pairs:
-                if j not in terms:
-                    GB = step.G @ b[j]
-                    active = (X @ a[j]) * pattern[:, j]
-                    terms[j] = GB, 2 * float(active @ GB) / float(omega[j] @ omega[j])
-                GB, q = terms[j]
-                da = (GB * trial[:, j]) @ X - q * a[j]
-                value = float(X[i] @ da)
-                spread = 2 * drift * self.x_norms[i]
-                size = self.x_norms[i] * math.sqrt(float(da @ da)) + spread
-                if not abs(value) > spread + ZERO_SLOPE * size:
-                    raise _UncertainSlope
-                values.append(value)
-            return values
-
-        return slopes
-
     # -- continuous events -------------------------------------------------
 
     def _event_values(self, z: np.ndarray, log_t: float) -> list:
@@ -1285,7 +677,7 @@ class AdaptiveFlow:
                 # The search starts on the cubic through the step's ends.
                 start = None
                 if math.isfinite(self.log_t):
-                    start = _hermite_start(
+                    start = hermite_start(
                         self.log_t,
                         log_t_end,
                         math.exp(clock.log_speed(0.0) - self.log_t),
@@ -1552,481 +944,6 @@ class AdaptiveFlow:
             return None
         return size
 
-    def _frozen_phase(self) -> None:
-        """Take exact frozen-gradient steps (``frozen.py``) while their error
-        bound allows steps of at least ``FROZEN_MIN_EXPONENT / s`` or reaches
-        the next activation change. The Runge-Kutta steps take over from there."""
-        # The bound is on the relative error of each neuron, which bounds the
-        # error of its log-norm and twice that of its unit direction.
-        tolerance = FROZEN_SAFETY * 0.5 * (self.atol + self.rtol)
-        while self.status is None and self.pattern.any():
-            if self.attempts >= self.max_steps:
-                return
-            step = FrozenStep(
-                self.system, self.coords.to_polar(self.z), self.pattern, self.ev
-            )
-            goes_on = step.rate > 0 and self._frozen_step(step, tolerance)
-            if self.ev_stale:
-                self._refresh()
-            if not goes_on:
-                return
-
-    def _frozen_step(self, step: FrozenStep, tolerance: float) -> bool:
-        """Advance along one frozen step (``_frozen_pieces``) and leave the
-        events' values evaluated at its end."""
-        goes_on = self._frozen_batch(step, tolerance) if FROZEN_BATCH else None
-        if goes_on is None:
-            goes_on = self._frozen_pieces(step, tolerance)
-        self._fresh_values()
-        return goes_on
-
-    def _quiet_events(self, step: FrozenStep, end: float) -> bool:
-        """Return whether no continuous event can change sign along the frozen
-        step up to ``end``: each one is a ``Norm2Above`` below 0 at the last
-        evaluation whose target lies above the step's bound on ``||theta||^2``.
-
-        Every activation change evaluated the events before and after its
-        projection, about a tenth of the frozen phase of the binary benchmark
-        run. Where the bound certifies that no event crosses, the values are
-        not needed, because the last ones keep their sign.
-        """
-        log_R = step.log_norm2_bound(end)
-        if self.system.frozen_norm2 > 0:
-            log_R = add_log(log_R, math.log(self.system.frozen_norm2))
-        for event, value in zip(self.events, self.values0):
-            if event.discrete:
-                continue
-            if type(event) is not Norm2Above or not value < 0:
-                return False
-            if (
-                not log_R + quiet_margin(self.system, event.log_target)
-                < event.log_target
-            ):
-                return False
-        return True
-
-    def _fresh_values(self) -> None:
-        """Evaluate the events at the current state where quiet landings
-        (``_quiet_events``) skipped them."""
-        if self.values0_stale:
-            self.values0 = self._event_values(self.z, self.log_t)
-            self.values0_stale = False
-
-    def _landing_window(self, rate: float) -> float:
-        """Return the window of ``T`` after a frozen step's first crossing
-        within which every crossing is landed on with it. Crossings closer
-        than this change the state by less than 1% of the tolerance in between,
-        since every rate of the step is at most ``rate``."""
-        return 0.01 * (self.atol + self.rtol) / rate
-
-    def _frozen_span(self, clock: _FrozenClock) -> float:
-        """Return the frozen step's ``T`` at the end of the time span, inf
-        without ``t_max``."""
-        if self.log_t_max == math.inf:
-            return math.inf
-        if self.log_t_max <= clock.log_t0:
-            return 0.0
-        return clock.T(self.log_t_max)
-
-    def _frozen_batch(self, step: FrozenStep, tolerance: float) -> bool | None:
-        """Take one frozen step with each landing on its own neurons, and
-        return what ``_frozen_pieces`` returns, or None where this does not
-        apply and nothing was changed.
-
-        With the gradients frozen, the neurons do not interact: a change of one
-        neuron's pattern restarts its own linear flow and no other. So the
-        landings are taken in time order as in the piecewise loop, each on
-        its own neurons only (``_batch_plan``). The run's bookkeeping (records,
-        events, separation) follows, with the states at all the landings
-        computed together. Piece by piece, every landing also computes the
-        whole state and searches the whole crossing table.
-
-        It applies where nothing can stop the step at a landing: no discrete
-        event, every continuous one certified quiet (``_quiet_events``), the
-        end of the span beyond the step, and the step budget enough. At a
-        landing that the frozen gradients do not take (uncertain, sliding, or
-        changing no pair), the piecewise loop goes on with the same step.
-        """
-        if self.system.linear or any(event.discrete for event in self.events):
-            return None
-        limit = step.step_limit(tolerance)
-        if not limit * step.rate >= FROZEN_MIN_EXPONENT:
-            return None
-        clock = _FrozenClock(self.log_t, self.ev.log_N)
-        # The step reaches at least the bound's limit (found to STEP_SEARCH),
-        # so these must hold up to there. The plan itself checks the bound at
-        # each landing, as the piecewise loop does, up to the longest step.
-        shortest = min(limit, MAX_EXPONENT / step.rate)
-        if not self._frozen_span(clock) > shortest:
-            return None
-        if not self._quiet_events(step, shortest):
-            return None
-        plan = self._batch_plan(step, MAX_EXPONENT / step.rate, tolerance)
-        if plan is None:
-            return None
-        work, end = plan.work, plan.end
-        if not self._frozen_span(clock) > end or not self._quiet_events(work, end):
-            return None
-        if self.attempts + len(plan.landings) + 1 > self.max_steps:
-            return None
-        self._commit_batch(plan, clock)
-        if plan.handover:
-            return self._frozen_pieces(work, tolerance, clock, end)
-        if end == MAX_EXPONENT / work.rate:
-            # As in _frozen_pieces: a whole step that did not grow the network.
-            log_norm2 = self.system.log_norm2(self.coords.to_polar(self.z))
-            return log_norm2 > step.log_norm2
-        return True
-
-    def _batch_plan(self, step: FrozenStep, end: float, tolerance: float):
-        """Take the landings up to ``end`` in time order on a copy of ``step``,
-        each on its own neurons.
-
-        A landing is the first crossing and the pairs of any neuron within the
-        window after it, all landed at its time, as in ``_frozen_pieces``. The
-        step ends where the piecewise loop would end it: where the error bound,
-        with the rates of the pieces so far, no longer allows the next landing,
-        or at an uncertified point. At a landing that the frozen gradients do
-        not take (uncertain, sliding, or changing no pair) the plan stops, and
-        the piecewise loop goes on from the landing before it.
-
-        Returns the plan, or None where the first landing is one the plan does
-        not take. Nothing of the run is changed.
-        """
-        work = step.copy()
-        work.keep_pieces()
-        pattern = self.pattern.copy()
-        touching = self.touching.copy()
-        offsets = self.offsets.copy()
-        y = self.coords.to_polar(self.z).copy()
-        blocks = y.reshape(self.system.h, self.system.block)
-        crossings = CrossingTable(work, 0.25 * self.touch_offset)
-
-        def search(columns) -> None:
-            # As search in _frozen_pieces, up to the end of the step.
-            signs = np.where(pattern[:, columns], 1.0, -1.0)
-            shifts = np.where(touching[:, columns], offsets[:, columns], 0.0)
-            crossings.update(columns, signs, shifts, end)
-
-        # Each neuron's first crossing. The table has each pair's first root or
-        # a lower bound on it, so a neuron whose smallest entry lies past the
-        # end has none.
-        times = np.full(self.system.h, np.inf)
-        # Each neuron's pairs within the landing window after its first
-        # crossing, kept with the window they were found for.
-        nears: dict = {}
-
-        def first_crossing(j: int) -> None:
-            window = self._landing_window(work.rate)
-            times[j], near = crossings.first(window, column=j)
-            nears[j] = window, near
-
-        search(np.arange(self.system.h))
-        for j in np.flatnonzero(crossings.values.min(axis=0) <= end):
-            first_crossing(int(j))
-        landings = []
-        position = 0.0
-        detail = self.detail
-        handover = False
-        while True:
-            j = int(np.argmin(times))
-            T = float(times[j])
-            cap = MAX_EXPONENT / work.rate
-            if not T <= min(end, cap):
-                # The last piece, to the end, as the piecewise loop's last one.
-                end = max(position, min(end, cap))
-                if work.bound(end) > tolerance:
-                    end = max(position, work.step_limit(tolerance))
-                break
-            if work.bound(T) > tolerance:
-                end = max(position, work.step_limit(tolerance))
-                break
-            window = self._landing_window(work.rate)
-            if nears[j][0] != window:
-                first_crossing(j)
-            near = nears[j][1]
-            if near is None:
-                # An uncertified point ends the step, as in the piecewise loop.
-                if not landings:
-                    return None
-                end = T
-                break
-            group = {j: [i for i, _ in near]}
-            for k in np.flatnonzero(times <= T + window):
-                k = int(k)
-                if k != j:
-                    _, near = crossings.first(T + window - times[k], column=k)
-                    if near:
-                        group[k] = [i for i, _ in near]
-            # Land each neuron of the group at T, as _switch lands a cluster.
-            saved = {k: (touching[:, k].copy(), offsets[:, k].copy()) for k in group}
-            residual = shift = 0.0
-            for k, rows in group.items():
-                block = work.blocks_at(T, slice(k, k + 1))[0]
-                neuron_residual, neuron_shift = self._land_neuron(
-                    block, rows, touching, offsets, k
-                )
-                blocks[k] = block
-                residual = max(residual, neuron_residual)
-                shift = max(shift, neuron_shift)
-            cluster = sorted((i, k) for k, rows in group.items() for i in rows)
-            before = pattern.copy()
-            trial = pattern.copy()
-            for i, k in cluster:
-                trial[i, k] = False
-            try:
-                rates = self._frozen_rates(work, T, shift, trial, y)
-                chosen = self._choose_pattern(cluster, before, trial, rates, True)
-            except _UncertainSlope:
-                chosen = None
-            changed = []
-            if chosen is not None and chosen is not _SLIDING:
-                changed = [
-                    (i, k, bool(chosen[i, k]))
-                    for i, k in cluster
-                    if chosen[i, k] != before[i, k]
-                ]
-            if not changed:
-                # The piecewise loop takes this landing and the rest of the
-                # step; a first landing leaves the whole step to it.
-                self.detail = detail
-                if not landings:
-                    return None
-                for k, (touched, offset) in saved.items():
-                    touching[:, k], offsets[:, k] = touched, offset
-                end, handover = position, True
-                break
-            for k in group:
-                pattern[:, k] = chosen[:, k]
-            for i, k in cluster:
-                touching[i, k] = True
-            columns = {k: pattern[:, k].copy() for k in group}
-            landings.append((T, changed, residual, columns))
-            position = T
-            for k in group:
-                work.restart(slice(k, k + 1), y, pattern, T)
-                search(slice(k, k + 1))
-                first_crossing(k)
-        return _BatchPlan(work, landings, pattern, touching, offsets, end, handover)
-
-    def _land_neuron(self, block, rows, touching, offsets, j: int):
-        """Land neuron ``j`` (its polar ``block``, changed in place) on the
-        boundaries of the samples ``rows``, as ``_settle`` and ``_switch`` do
-        for the whole state: clear its pairs that left their boundaries,
-        project, normalise and set the offsets of ``rows``. Returns the
-        landing's location error (as ``_residual``) and the projection's shift
-        of the unit direction.
-
-        NOTE: ``_settle`` clears the marks of every neuron at each landing of
-        the piecewise loop, and this only those of neuron ``j``. A pair of
-        another neuron that leaves its boundary by more than ``RELEASE_FACTOR``
-        offsets and crosses back within the same frozen step is then found
-        where it passes minus its offset, not 0: its landing is off by that
-        offset (``touch_offset``, or twice the cosine its projection left). The
-        tests that compare the two loops have not met such a pair.
-        """
-        X, x_norms, D = self.problem.X, self.x_norms, self.system.D
-        a = block[1 : 1 + D].copy()
-        a_norm = math.sqrt(float(a @ a)) or 1.0
-        cosines = np.abs(X @ a) / (x_norms * a_norm)
-        omega_norm = math.sqrt(float(block[1:] @ block[1:]))
-        residual = max(float(cosines[i]) for i in rows) * a_norm / omega_norm
-        touching[:, j] &= cosines <= RELEASE_FACTOR * offsets[:, j]
-        block[1 : 1 + D] = self._project(a, rows)
-        shift = _direction_shift(block, a, D)
-        norm = math.sqrt(float(block[1:] @ block[1:]))
-        block[0] += math.log(norm)
-        block[1:] /= norm
-        a = block[1 : 1 + D]
-        a_norm = math.sqrt(float(a @ a)) or 1.0
-        for i in rows:
-            cosine = float(X[i] @ a) / (x_norms[i] * a_norm)
-            offsets[i, j] = self._pair_offset(cosine)
-        return residual, shift
-
-    def _commit_batch(self, plan: _BatchPlan, clock: _FrozenClock) -> None:
-        """Apply a plan of ``_batch_plan`` to the run, in time order: records,
-        activation events, the separation time and the counters.
-
-        The run then lands at the plan's end. Where the piecewise loop goes on
-        with the step, it keeps the state at the plan's last landing instead."""
-        work, landings, end = plan.work, plan.landings, plan.end
-        if self.frozen_steps == 0:
-            self.phases.append(("frozen", self.log_t))
-        # The grid times up to the end, and the state after each landing and at
-        # each grid time, in one batch.
-        log_t_end = clock.log_t(end)
-        grid = self._grid_times(log_t_end)
-        grid_T = [min(clock.T(target), end) for target in grid]
-        states = work.states_at([landing[0] for landing in landings] + grid_T)
-        landing_states, grid_states = states[: len(landings)], states[len(landings) :]
-
-        current = self.pattern.copy()
-        position = 0.0
-        next_grid = 0
-        for (T, changed, residual, columns), state in zip(landings, landing_states):
-            log_t = clock.log_t(T)
-            while next_grid < len(grid) and grid[next_grid] <= log_t:
-                record = (grid[next_grid], grid_states[next_grid], current.copy())
-                self.pending_records.append(("grid", *record))
-                next_grid += 1
-
-            self.attempts += 1
-            self.frozen_steps += 1
-            if T > position:
-                self.n_accepted += 1
-            position = T
-            for k, column in columns.items():
-                current[:, k] = column
-            self.activation_events.append(res.ActivationEvent(log_t, changed, residual))
-            self.pending_records.append(("event", log_t, state, current.copy()))
-            self._note_separation(current, log_t)
-        for target, state in zip(grid[next_grid:], grid_states[next_grid:]):
-            self.pending_records.append(("grid", target, state, plan.pattern.copy()))
-
-        self.pattern = plan.pattern
-        self.touching, self.offsets = plan.touching, plan.offsets
-        self.last_step = None
-        self.log_t = log_t_end
-        self.z = self.coords.from_polar(work.state_at(end))
-        if plan.handover:
-            # The piecewise loop goes on from here with the step's gradients.
-            self.ev_stale = True
-            self.values0_stale = True
-            return
-        # The last piece, to the end of the step, counted as the piecewise loop
-        # counts it: not where the step ends on its last landing.
-        moved = end > position
-        if moved:
-            self.attempts += 1
-            self.frozen_steps += 1
-            self.n_accepted += 1
-        self._settle(_Landing(None, None, 0.0), moved=moved)
-
-    def _frozen_pieces(
-        self,
-        step: FrozenStep,
-        tolerance: float,
-        clock: _FrozenClock | None = None,
-        start: float = 0.0,
-    ) -> bool:
-        """Advance along one frozen step, from one evaluation of the gradients,
-        while its error bound meets ``tolerance``.
-
-        ``clock`` and ``start`` let it go on with a step that a batch
-        (``_frozen_batch``) took up to ``start``, its ``T`` counted from the
-        step's start.
-
-        The step is taken in pieces that end on an activation change, an
-        event, the end of the span or the bound's limit. After an activation
-        change it goes on with the same gradients: only the neurons of the
-        change start a new linear flow (``FrozenStep.restart``), so a change
-        costs the pattern choice, not a new step. Returns False where the
-        frozen phase ends: without a step where the bound allows only steps
-        below ``FROZEN_MIN_EXPONENT / s`` that end on none of those, and after a
-        step of the longest length that did not grow ``||theta||^2``.
-        """
-        if clock is None:
-            clock = _FrozenClock(self.log_t, self.ev.log_N)
-        log_t_at = clock.log_t
-        span = self._frozen_span(clock)
-
-        def search(columns) -> None:
-            """Search the pairs of the neurons in ``columns`` for their first
-            crossings, signed by the pattern and offset where a pair touches
-            its boundary."""
-            signs = np.where(self.pattern[:, columns], 1.0, -1.0)
-            touching = self.touching[:, columns]
-            offsets = np.where(touching, self.offsets[:, columns], 0.0)
-            crossings.update(columns, signs, offsets, MAX_EXPONENT / step.rate)
-
-        crossings = None
-        if not self.system.linear:
-            # A landing tolerance below half of every touching pair's offset,
-            # so that no pair lands again where its last change left it.
-            crossings = CrossingTable(step, 0.25 * self.touch_offset)
-            search(np.arange(self.system.h))
-        position = start
-        while True:
-            # A restart may raise step.rate, which shortens the longest step.
-            cap = MAX_EXPONENT / step.rate
-            if cap <= position:
-                return True
-            end, landing = cap, _Landing(None, None, 0.0)
-            if span <= end:
-                end, landing = span, _Landing(None, None, 0.0, event_index=-1)
-            if crossings is not None:
-                window = self._landing_window(step.rate)
-                first, cluster = crossings.first(window)
-                if first <= end and math.isfinite(first):
-                    end, landing = first, _Landing(None, None, 0.0, cluster=cluster)
-            # Most pieces end on a crossing well within the bound: one
-            # evaluation of the bound confirms that. Otherwise the step is cut
-            # to the longest one that meets it.
-            if step.bound(end) > tolerance:
-                limit = step.step_limit(tolerance)
-                if position == 0.0 and not limit * step.rate >= FROZEN_MIN_EXPONENT:
-                    return False
-                if limit <= position:
-                    return True
-                end, landing = limit, _Landing(None, None, 0.0)
-            if self.frozen_steps == 0:
-                self.phases.append(("frozen", self.log_t))
-            self.attempts += 1
-            self.frozen_steps += 1
-            values = None
-            quiet = self._quiet_events(step, end)
-            if end > position and self.events and not quiet:
-                self._fresh_values()
-                found, values = self._frozen_event(step, position, end, log_t_at)
-                if found is not None:
-                    end, index = found
-                    landing = _Landing(None, None, 0.0, event_index=index)
-            self._frozen_records(step, end, clock)
-            moved = end > position
-            if moved:
-                self.n_accepted += 1
-                self.log_t = log_t_at(end)
-                self.z = self.coords.from_polar(step.state_at(end))
-            self.last_step = None
-            if landing.cluster is not None:
-                # Record the location error as the other landings do. A closed-form
-                # root leaves roundoff, and a searched one up to its landing tolerance.
-                landing.residual = self._residual(self.z, landing.cluster)
-            if landing.cluster is None:
-                self._settle(landing, moved=moved)
-                if end == cap and landing.event_index is None:
-                    # A whole step of s T = MAX_EXPONENT that did not grow the
-                    # network means its neurons shrink along their linear flows.
-                    # Frozen steps would follow that decay one MAX_EXPONENT at a
-                    # time (83532 steps to t = 1e5 in a trial with D = 1, where
-                    # explicit steps took 13), so the explicit steps take over.
-                    log_norm2 = self.system.log_norm2(self.coords.to_polar(self.z))
-                    return log_norm2 > step.log_norm2
-                return True
-            self._settle(
-                landing,
-                moved=moved,
-                refresh=False,
-                frozen=(step, end),
-                values=values,
-                quiet=quiet,
-            )
-            self.ev_stale = True
-            if self.status is not None or self.attempts >= self.max_steps:
-                return True
-            # Only the neurons of the change start new pieces; the roots of the
-            # others are those of their current pieces.
-            columns = sorted({j for _, j in landing.cluster})
-            step.restart(columns, self.coords.to_polar(self.z), self.pattern, end)
-            search(columns)
-            position = end
-
-    def _frozen_records(self, step: FrozenStep, end: float, clock: _FrozenClock):
-        """Record the grid times up to ``end`` of a frozen step."""
-        for target in self._grid_times(clock.log_t(end)):
-            self._record("grid", step.state_at(min(clock.T(target), end)), target)
-
     def _grid_times(self, log_t_end: float) -> list:
         """Return the record grid's times after the current ``log t`` and up to
         ``log_t_end``, and move ``next_record`` past them."""
@@ -2036,43 +953,6 @@ class AdaptiveFlow:
                 times.append(self.next_record)
             self._advance_record_time()
         return times
-
-    def _frozen_event(self, step: FrozenStep, start: float, end: float, log_t_at):
-        """Return the earliest ``(T, index)`` in (start, end] at which a
-        continuous event crosses 0 along a frozen step, or None, and the events'
-        values at ``end`` where none does (else None).
-
-        The values are compared at points ``FROZEN_EVENT_SPACING / s`` apart or
-        closer, not only at the step's ends: a frozen step may be longer than
-        the explicit steps, and an event that crosses 0 and back between two
-        points is not seen. Where every continuous event is ``falling`` (as
-        ``LossBelow``), which crosses 0 at most once, the ends are enough.
-        """
-        if all(event.discrete for event in self.events):
-            return None, None
-        pieces = 1
-        if not all(event.discrete or event.falling for event in self.events):
-            pieces = max(1, math.ceil(step.rate * (end - start) / FROZEN_EVENT_SPACING))
-        T0, values0 = start, self.values0
-        for piece in range(1, pieces + 1):
-            T1 = end if piece == pieces else start + (end - start) * piece / pieces
-            values1 = self._event_values(step.state_at(T1), log_t_at(T1))
-            best = None
-            for index, (event, v0, v1) in enumerate(zip(self.events, values0, values1)):
-                if event.discrete or not crosses(v0, v1, event.direction):
-                    continue
-
-                def along(T, event=event):
-                    state = self._state(step.state_at(T), log_t_at(T))
-                    return event_value(event, state)
-
-                T = find_root(along, T0, T1)
-                if best is None or T < best[0]:
-                    best = (T, index)
-            if best is not None:
-                return best, None
-            T0, values0 = T1, values1
-        return None, values1
 
     def _min_step(self) -> float:
         """Return the smallest step before a rejection ends the run.
@@ -2084,7 +964,7 @@ class AdaptiveFlow:
             return MIN_STEP * abs(self.z[-1])
         return MIN_STEP
 
-    def _check_progress(self, landing: _Landing, size: float) -> None:
+    def _check_progress(self, landing: Landing, size: float) -> None:
         """End a run whose clock cannot carry it further (see MAX_TAU_STEP and
         STALL_STEPS), with a message that gives the state and the reason."""
         if self.coords.clock == "tau" and not size <= MAX_TAU_STEP:
@@ -2168,7 +1048,7 @@ class AdaptiveFlow:
         """
         s_cross, cluster = self._first_crossing(step)
         if s_cross is None:
-            return self._land_on_event(step, clock, err, _Landing(step, clock, err))
+            return self._land_on_event(step, clock, err, Landing(step, clock, err))
         landing = self._land_on_crossing(step, s_cross, cluster)
         if landing is None:
             # An event before the crossing still ends the step there, so a
@@ -2189,16 +1069,16 @@ class AdaptiveFlow:
             return otherwise
         s, index = found
         if s <= 0.0:
-            return _Landing(None, None, err, event_index=index)
+            return Landing(None, None, err, event_index=index)
         if s >= 1.0:
             # The event is at the end of the step, which is kept as it is.
-            return _Landing(step, clock, err, event_index=index)
+            return Landing(step, clock, err, event_index=index)
         size = s * step.size
         if index == -1 and np.array_equal(self.z + size * self.f, self.z):
             # t_max lies so close to the start that even the first-order change
             # of the state rounds away (size may underflow to 0): the state at
             # t_max is this one, to float64.
-            return _Landing(None, None, err, event_index=-1, log_t=self.log_t_max)
+            return Landing(None, None, err, event_index=-1, log_t=self.log_t_max)
         sub, sub_err = self._attempt(size)
         if not math.isfinite(sub_err):
             return self._failed_landing(sub, size, f"event {index}")
@@ -2217,7 +1097,7 @@ class AdaptiveFlow:
                 return RETRY
             if not math.isfinite(sub_err):
                 return self._failed_landing(sub, sub.size, "the end of the span")
-        return _Landing(sub, clock, max(err, sub_err), event_index=index)
+        return Landing(sub, clock, max(err, sub_err), event_index=index)
 
     def _past_event_root(
         self, step: Step, clock: StepTime, limit: float, landing: tuple, index: int
@@ -2319,7 +1199,7 @@ class AdaptiveFlow:
             return sub, sub_err, clock
         return None, math.inf, None
 
-    def _commit(self, landing: _Landing) -> None:
+    def _commit(self, landing: Landing) -> None:
         step, clock = landing.step, landing.clock
         if step is not None:
             log_t_end = self._log_t_at(clock, 1.0)
@@ -2336,7 +1216,7 @@ class AdaptiveFlow:
 
     def _settle(
         self,
-        landing: _Landing,
+        landing: Landing,
         moved: bool,
         refresh: bool = True,
         frozen: tuple | None = None,
@@ -2515,198 +1395,3 @@ def frozen_output_part(problem: Problem, params0: Parameters) -> np.ndarray | No
         return None
     K = params0.num_outputs
     return np.full((K, K), 1.0 / K) @ params0.V
-
-
-def _hermite_start(
-    log_t0: float, log_t1: float, slope0: float, slope1: float, target: float
-) -> float | None:
-    """Return the fraction of a step at which the cubic Hermite interpolant of
-    ``log t``, from its values and slopes at both ends, reaches ``target``.
-
-    It is the start of the Newton search for a record's place. The chord between
-    the ends starts that search up to 0.06 of the step away, where ``log t`` bends
-    (``t`` at the start dominates the first part of a step and the integral of
-    ``dt/ds`` the rest). Returns None for a step that does not advance ``log t``,
-    and the chord's point where the cubic is not increasing on the way.
-    """
-    span = log_t1 - log_t0
-    if not span > 0:
-        return None
-    m0, m1 = slope0 / span, slope1 / span
-    goal = (target - log_t0) / span
-    x = goal
-    for _ in range(HERMITE_NEWTON):
-        # u(x) on [0, 1] with u(0) = 0, u(1) = 1, u'(0) = m0, u'(1) = m1.
-        u = x * x * (3 - 2 * x) + m0 * x * (1 - x) ** 2 - m1 * x * x * (1 - x)
-        du = 6 * x * (1 - x) + m0 * (1 - x) * (1 - 3 * x) - m1 * x * (2 - 3 * x)
-        if not du > 0:
-            return goal
-        x = min(1.0, max(0.0, x - (u - goal) / du))
-    return x
-
-
-def _first_roots(c: np.ndarray, within: float = math.inf) -> np.ndarray:
-    """First root in (0, 1] of each cubic ``sum_k c[k] s^k`` with ``c[0] > 0``.
-
-    The cubic is monotone between its critical points, so the first sign change
-    at the sorted points ``{0, critical points, 1}`` brackets the first root,
-    which a safeguarded Newton search (``_bracketed_roots``) then pins to
-    float64 resolution. Returns ``inf`` where the cubic stays positive on
-    (0, 1], and 0 where ``c[0] <= 0`` already (a crossing that roundoff hid
-    from the previous step).
-
-    Only roots up to the earliest one plus ``within`` are searched: a cubic
-    whose root is certainly later gets ``inf`` too. The caller needs the
-    earliest crossing and those just after it, and this skips the Newton
-    search on the many cubics of a step that cross far later.
-    """
-    c0, c1, c2, c3 = c
-    m = c0.shape[0]
-    # Critical points: roots of c1 + 2 c2 s + 3 c3 s^2, in the stable form.
-    qa, qb, qc = 3 * c3, 2 * c2, c1
-    disc = qb * qb - 4 * qa * qc
-    with np.errstate(divide="ignore", invalid="ignore"):
-        real = disc >= 0
-        q = -0.5 * (qb + np.copysign(np.sqrt(np.where(real, disc, 0.0)), qb))
-        r1 = np.where(qa != 0, q / qa, np.where(qb != 0, -qc / qb, np.nan))
-        r2 = np.where(q != 0, qc / q, np.nan)
-    inner = []
-    for r in (r1, r2):
-        ok = real & np.isfinite(r) & (r > 0) & (r < 1)
-        inner.append(np.where(ok, r, 0.0))
-    knots = np.column_stack(
-        [np.zeros(m), np.sort(np.column_stack(inner), axis=1), np.ones(m)]
-    )
-
-    values = _cubic(c[:, :, None], knots)
-    below = values <= 0
-    below[:, 0] = False
-    roots = np.full(m, np.inf)
-    already = c0 <= 0
-    roots[already] = 0.0
-    below[already] = False
-    rows = np.flatnonzero(below.any(axis=1))
-    if rows.size == 0:
-        return roots
-    k = np.argmax(below[rows], axis=1)
-    lo = knots[rows, k - 1]
-    hi = knots[rows, k]
-    # The earliest root is 0 where a cubic starts at or below 0. Otherwise the
-    # root of the cubic that is first non-positive on a grid bounds the earliest
-    # one from above: each cubic falls monotonically over its bracket, so its
-    # root is at most the first grid point in the bracket where it is <= 0.
-    bound = within
-    if math.isfinite(within) and not already.any():
-        grid = np.where(
-            (_SEARCH_GRID >= lo[:, None])
-            & (_cubic(c[:, rows, None], _SEARCH_GRID) <= 0),
-            _SEARCH_GRID,
-            np.inf,
-        )
-        first = int(np.argmin(np.minimum(grid.min(axis=1), hi)))
-        root = _bracketed_root(*c[:, rows[first]], lo[first], hi[first])
-        roots[rows[first]] = root
-        bound = root + within
-        rest = np.arange(rows.size) != first
-        rows, lo, hi = rows[rest], lo[rest], hi[rest]
-    # A bracket that starts past the bound, or whose cubic is still positive at
-    # the bound, has its root past the bound.
-    keep = lo <= bound
-    inside = keep & (hi > bound)
-    if inside.any():
-        keep[inside] = _cubic(c[:, rows[inside]], np.full(inside.sum(), bound)) <= 0
-    rows, lo, hi = rows[keep], lo[keep], hi[keep]
-    if rows.size <= SCALAR_ROOTS:
-        for row, low, high in zip(rows, lo, hi):
-            roots[row] = _bracketed_root(*c[:, row], low, high)
-    else:
-        roots[rows] = _bracketed_roots(c[:, rows], lo, hi)
-    return roots
-
-
-def _cubic(c: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Evaluate ``sum_k c[k] s^k`` by Horner's rule, elementwise."""
-    return ((c[3] * s + c[2]) * s + c[1]) * s + c[0]
-
-
-def _bracketed_roots(c: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Find the root of each cubic ``c[:, r]`` on a bracket ``[lo, hi]`` where it falls
-    monotonically from a positive value to a non-positive one.
-
-    Safeguarded Newton: a Newton step that leaves the bracket is replaced by
-    bisection. Once the Newton correction is below ``4 eps s``, the point two
-    corrections and ``4 eps s`` past the Newton point is checked. Where the
-    cubic is non-positive there, that point is the result: it lies on the far
-    side of the root, as the upper end of a bisection bracket would. Where
-    roundoff hides the sign (a nearly tangential root), bisection goes on to
-    float64 resolution.
-    """
-    tiny = np.finfo(float).tiny
-    unit = 4 * np.finfo(float).eps
-    result = hi.copy()
-    active = np.arange(lo.size)
-    s = 0.5 * (lo + hi)
-    for _ in range(BISECTIONS):
-        cc = c[:, active]
-        value = _cubic(cc, s)
-        positive = value > 0
-        lo = np.where(positive, s, lo)
-        hi = np.where(positive, hi, s)
-        slope = (3 * cc[3] * s + 2 * cc[2]) * s + cc[1]
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            newton = s - value / slope
-            correction = np.abs(newton - s)
-            settled = np.isfinite(newton) & (correction <= unit * np.maximum(s, tiny))
-            past = np.minimum(newton + 2 * correction + unit * np.abs(newton), hi)
-            at_past = _cubic(cc, past)
-        done = (settled & (at_past <= 0)) | (hi - lo <= unit * np.maximum(hi, tiny))
-        result[active[done]] = np.where(
-            settled[done] & (at_past[done] <= 0), past[done], hi[done]
-        )
-        inside = np.isfinite(newton) & (newton > lo) & (newton < hi) & ~settled
-        s = np.where(inside, newton, 0.5 * (lo + hi))
-        keep = ~done
-        if not keep.any():
-            break
-        active, lo, hi, s = active[keep], lo[keep], hi[keep], s[keep]
-    else:
-        # Out of iterations: the narrowed upper ends are the best far-side points.
-        result[active] = hi
-    return result
-
-
-def _bracketed_root(
-    c0: float, c1: float, c2: float, c3: float, lo: float, hi: float
-) -> float:
-    """``_bracketed_roots`` for one cubic, in Python floats.
-
-    It repeats the vectorised iteration operation by operation, so it returns
-    the same point. When only a few cubics are left, a few scalar operations
-    cost far less than the array calls of the vectorised search.
-    """
-    tiny = np.finfo(float).tiny
-    unit = 4 * np.finfo(float).eps
-    c0, c1, c2, c3, lo, hi = map(float, (c0, c1, c2, c3, lo, hi))
-    s = 0.5 * (lo + hi)
-    for _ in range(BISECTIONS):
-        value = ((c3 * s + c2) * s + c1) * s + c0
-        if value > 0:
-            lo = s
-        else:
-            hi = s
-        slope = (3 * c3 * s + 2 * c2) * s + c1
-        try:
-            newton = s - value / slope
-        except (ZeroDivisionError, OverflowError):
-            newton = math.nan
-        finite = math.isfinite(newton)
-        correction = abs(newton - s) if finite else math.nan
-        settled = finite and correction <= unit * max(s, tiny)
-        if settled:
-            past = min(newton + 2 * correction + unit * abs(newton), hi)
-            if ((c3 * past + c2) * past + c1) * past + c0 <= 0:
-                return past
-        if hi - lo <= unit * max(hi, tiny):
-            return hi
-        s = newton if finite and lo < newton < hi and not settled else 0.5 * (lo + hi)
-    return hi

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ncflow.flow import clock
-from ncflow.flow.adaptive import StepTime, _hermite_start
+from ncflow.flow.step_time import StepTime, hermite_start
 
 EPS = float(np.finfo(np.float64).eps)
 
@@ -147,7 +147,7 @@ def test_record_start_inverts_cubic(m0, m1, goal):
             x * x * (3 - 2 * x) + m0 * x * (1 - x) ** 2 - m1 * x * x * (1 - x)
         )
 
-    x = _hermite_start(log_t0, log_t0 + span, m0 * span, m1 * span, log_t(goal))
+    x = hermite_start(log_t0, log_t0 + span, m0 * span, m1 * span, log_t(goal))
     # The target and the cubic carry a few roundoffs of log t, which is at most
     # log_t0 + span, in units of span. The slope of the cubic at the goal turns
     # that into a distance in x.
@@ -162,8 +162,8 @@ def test_record_start_inverts_cubic(m0, m1, goal):
 def test_record_start_chord_fallback():
     # Slopes this large at both ends make the cubic fall in the middle of the
     # step, so Newton on it has no reliable root. The chord's point is used.
-    assert _hermite_start(0.0, 1.0, 8.0, 8.0, 0.3) == 0.3
-    assert _hermite_start(1.0, 1.0, 1.0, 1.0, 1.0) is None
+    assert hermite_start(0.0, 1.0, 8.0, 8.0, 0.3) == 0.3
+    assert hermite_start(1.0, 1.0, 1.0, 1.0, 1.0) is None
 
 
 @pytest.mark.parametrize(

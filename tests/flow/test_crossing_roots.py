@@ -7,11 +7,11 @@ closed form and the search can be compared with it.
 import numpy as np
 import pytest
 
-from ncflow.flow.adaptive import (
-    _bracketed_root,
-    _bracketed_roots,
-    _cubic,
-    _first_roots,
+from ncflow.flow.cubic_roots import (
+    bracketed_root,
+    bracketed_roots,
+    cubic_values,
+    first_roots,
 )
 
 EPS = np.finfo(float).eps
@@ -46,7 +46,7 @@ def test_first_roots_simple_roots_to_roundoff():
     rng = np.random.default_rng(3)
     first = rng.uniform(0.05, 0.95, size=40)
     c = stack(*[cubic_with_roots([r, 1.5 + r, -0.5 - r]) for r in first])
-    found = _first_roots(c)
+    found = first_roots(c)
     assert np.all(np.abs(found - first) <= root_tolerance(c, first))
 
 
@@ -54,25 +54,25 @@ def test_first_roots_point_past_the_root():
     rng = np.random.default_rng(4)
     first = rng.uniform(0.05, 0.95, size=40)
     c = stack(*[cubic_with_roots([r, 2.0, -1.0]) for r in first])
-    found = _first_roots(c)
-    assert np.all(_cubic(c, found) <= 0)
+    found = first_roots(c)
+    assert np.all(cubic_values(c, found) <= 0)
 
 
 def test_first_roots_earliest_of_three():
     c = stack(cubic_with_roots([0.7, 0.2, 0.45]))
-    found = _first_roots(c)
+    found = first_roots(c)
     assert abs(found[0] - 0.2) <= root_tolerance(c, np.array([0.2]))[0]
 
 
 def test_first_roots_none_in_step_gives_inf():
     c = stack(cubic_with_roots([1.2, 1.5, -0.3]), np.array([1.0, 0.5, 0.0, 0.0]))
-    found = _first_roots(c)
+    found = first_roots(c)
     assert np.all(np.isinf(found))
 
 
 def test_first_roots_zero_at_start_gives_zero():
     c = stack(np.array([0.0, -1.0, 0.0, 0.0]), np.array([-1e-18, -1.0, 0.0, 0.0]))
-    assert np.all(_first_roots(c) == 0.0)
+    assert np.all(first_roots(c) == 0.0)
 
 
 @pytest.mark.parametrize("gap", [1e-3, 1e-6])
@@ -80,13 +80,13 @@ def test_first_roots_close_pair_gives_first(gap):
     # The cubic dips below 0 only between 0.4 and 0.4 + gap: a nearly tangential
     # crossing, whose slope of about 2.6 gap magnifies the roundoff.
     c = stack(cubic_with_roots([0.4, 0.4 + gap, 3.0]))
-    found = _first_roots(c)
+    found = first_roots(c)
     assert abs(found[0] - 0.4) <= root_tolerance(c, np.array([0.4]))[0]
 
 
 def test_first_roots_root_at_step_end():
     c = stack(cubic_with_roots([1.0, 2.0, -2.0]))
-    found = _first_roots(c)
+    found = first_roots(c)
     assert abs(found[0] - 1.0) <= root_tolerance(c, np.array([1.0]))[0]
 
 
@@ -96,8 +96,8 @@ def test_first_roots_exhausted_keeps_narrowed_bracket():
     # result must still be a point past the root from the narrowed bracket, not
     # the bracket's original end 1.
     c = stack(np.array([1e-30, 0.0, 0.0, -1.0]))
-    found = _first_roots(c)[0]
-    assert _cubic(c, np.array([found]))[0] <= 0
+    found = first_roots(c)[0]
+    assert cubic_values(c, np.array([found]))[0] <= 0
     # 56 contractions by 2/3 from 0.5 end at 0.5 (2/3)^56 = 7.4e-11, below the
     # root, so the iterate has reached the root's neighbourhood: within a factor
     # of 2 of it once the last quadratic steps have begun.
@@ -105,7 +105,7 @@ def test_first_roots_exhausted_keeps_narrowed_bracket():
 
 
 @pytest.mark.parametrize(
-    ("first_roots", "within", "expected"),
+    ("roots", "within", "expected"),
     [
         # Only the earliest root lies in the window; the later ones give inf.
         ([0.2, 0.5, 0.9], 0.1, [0.2, np.inf, np.inf]),
@@ -113,9 +113,9 @@ def test_first_roots_exhausted_keeps_narrowed_bracket():
         ([0.5, 0.2, 0.9], 0.35, [0.5, 0.2, np.inf]),
     ],
 )
-def test_first_roots_within_window(first_roots, within, expected):
-    c = stack(*[cubic_with_roots([r, 1.5, -1.0]) for r in first_roots])
-    found = _first_roots(c, within=within)
+def test_first_roots_within_window(roots, within, expected):
+    c = stack(*[cubic_with_roots([r, 1.5, -1.0]) for r in roots])
+    found = first_roots(c, within=within)
     expected = np.array(expected)
     inside = np.isfinite(expected)
     tolerance = root_tolerance(c[:, inside], expected[inside])
@@ -130,9 +130,9 @@ def test_first_roots_within_matches_row_by_row_search():
     rng = np.random.default_rng(5)
     c = stack(*[cubic_with_roots(rng.uniform(-1.0, 1.5, size=3)) for _ in range(60)])
     c = c[:, c[0] > 0]
-    alone = np.array([_first_roots(c[:, [k]])[0] for k in range(c.shape[1])])
+    alone = np.array([first_roots(c[:, [k]])[0] for k in range(c.shape[1])])
     within = 0.05
-    pruned = _first_roots(c, within=within)
+    pruned = first_roots(c, within=within)
     inside = alone <= alone.min() + within
     assert inside.sum() >= 1
     assert np.array_equal(pruned[inside], alone[inside])
@@ -148,6 +148,6 @@ def test_scalar_root_search_matches_vectorised():
     c = stack(*[cubic_with_roots([r, 1.2 + r, -0.7]) for r in first])
     lo = np.zeros(first.size)
     hi = np.minimum(1.0, first + rng.uniform(0.0, 0.5, size=first.size))
-    vectorised = _bracketed_roots(c, lo, hi)
-    scalar = [_bracketed_root(*c[:, k], lo[k], hi[k]) for k in range(first.size)]
+    vectorised = bracketed_roots(c, lo, hi)
+    scalar = [bracketed_root(*c[:, k], lo[k], hi[k]) for k in range(first.size)]
     assert np.array_equal(vectorised, np.array(scalar))

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from ncflow.flow import FlowResult, Separated, adaptive, solve_flow
+from ncflow.flow import FlowResult, Separated, adaptive, solve_flow, step_time
 from ncflow.flow.steps import DP_C
 from tests.flow.test_events import ATOL, _problem
 
@@ -40,7 +40,7 @@ def test_dense_time_matches_closed_form(fraction, rate):
     # stages see psi at tau = c_i h, and int_0^(s h) exp(psi) = 2 (e^(r s h) - 1)/r.
     h = 0.5
     log_rates = math.log(2.0) + rate * h * _nodes()
-    log_dt, error = adaptive._dense_log_integral(log_rates, h, fraction)
+    log_dt, error = step_time.dense_log_integral(log_rates, h, fraction)
     exact = math.log(2.0 * math.expm1(rate * fraction * h) / rate)
     # Order 4: the error is of order (rate h)^5 relative, and the estimate (the
     # distance to the cubic Hermite interpolant, order 3) is larger than it.
@@ -54,8 +54,8 @@ def test_dense_time_rejects_nonpositive_extension():
     # caller must take the step again.
     log_rates = np.zeros(7)
     log_rates[3] = 10.0
-    assert adaptive._dense_log_integral(log_rates, 1.0, 0.2) is None
-    assert adaptive._dense_log_integral(log_rates, 1.0, 1.0) is not None
+    assert step_time.dense_log_integral(log_rates, 1.0, 0.2) is None
+    assert step_time.dense_log_integral(log_rates, 1.0, 1.0) is not None
 
 
 def _without_dense_landing(monkeypatch) -> None:

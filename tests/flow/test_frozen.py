@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from ncflow.flow import Norm2Above, Separated, adaptive, solve_flow
+from ncflow.flow import (
+    Norm2Above,
+    Separated,
+    adaptive,
+    crossings,
+    frozen_phase,
+    solve_flow,
+)
 from ncflow.flow.frozen import (
     MAX_EXPONENT,
     FrozenStep,
@@ -308,7 +315,7 @@ def test_frozen_choice_matches_evaluated(fallback, monkeypatch):
     # same run, state for state, the first with one evaluation fewer per change.
     # The piecewise loop: a batch that meets an uncertain slope leaves the
     # step to it, so the batch's choices are checked by test_batch_matches_pieces.
-    monkeypatch.setattr(adaptive, "FROZEN_BATCH", False)
+    monkeypatch.setattr(frozen_phase, "FROZEN_BATCH", False)
     problem, params0 = _problem()
     params0 = params0.scaled(1e-6 / math.sqrt(params0.norm2()))
     frozen_changes = []
@@ -326,7 +333,7 @@ def test_frozen_choice_matches_evaluated(fallback, monkeypatch):
     else:
 
         def uncertain(*args):
-            raise adaptive._UncertainSlope
+            raise crossings.UncertainSlope
 
         monkeypatch.setattr(adaptive.AdaptiveFlow, "_frozen_rates", uncertain)
     changes = len(frozen_changes)
@@ -475,7 +482,7 @@ def test_large_start_hands_over_at_once(monkeypatch):
                 raise AssertionError("frozen steps built again without progress")
             super().__init__(*args)
 
-    monkeypatch.setattr(adaptive, "FrozenStep", Counting)
+    monkeypatch.setattr(frozen_phase, "FrozenStep", Counting)
     problem, params0 = _problem()
     params0 = params0.scaled(3.0 / math.sqrt(params0.norm2()))
     result = solve_flow(problem, params0, rtol=1e-6, atol=1e-12, t_max=5.0)
@@ -551,7 +558,7 @@ def test_norm_bound_covers_the_frozen_flow(batch, monkeypatch):
     # _quiet_events skips the event values where log_norm2_bound keeps every
     # Norm2Above target out of reach, so the bound must hold along the frozen
     # flow, activation changes included.
-    monkeypatch.setattr(adaptive, "FROZEN_BATCH", batch)
+    monkeypatch.setattr(frozen_phase, "FROZEN_BATCH", batch)
     problem, params0 = _tiny_start()
     gaps = []
 
@@ -575,7 +582,7 @@ def test_quiet_landings_fire_as_evaluated(targets, monkeypatch):
     # Landings that skip the event values must give the run in which every
     # landing evaluates them: the same firings, states and evaluations. Both
     # take the frozen steps piece by piece (a batch needs quiet events).
-    monkeypatch.setattr(adaptive, "FROZEN_BATCH", False)
+    monkeypatch.setattr(frozen_phase, "FROZEN_BATCH", False)
     problem, params0 = _tiny_start()
     quiet = []
     _watch(
@@ -647,14 +654,14 @@ def test_batch_matches_pieces(case, rtol, monkeypatch):
     def counted_commit(self, result, plan, clock):
         # The batch's step meets the error bound with the rates of all its
         # pieces, as the piecewise loop's steps do.
-        tolerance = adaptive.FROZEN_SAFETY * 0.5 * (self.atol + self.rtol)
+        tolerance = frozen_phase.FROZEN_SAFETY * 0.5 * (self.atol + self.rtol)
         assert plan.work.bound(plan.end) <= tolerance
         commits.append(len(plan.landings))
 
     _watch(monkeypatch, "_commit_batch", counted_commit)
     runs = []
     for batch in (True, False):
-        monkeypatch.setattr(adaptive, "FROZEN_BATCH", batch)
+        monkeypatch.setattr(frozen_phase, "FROZEN_BATCH", batch)
         events = [Norm2Above(1e-2, terminal=False), Norm2Above(1.0)]
         result = solve_flow(problem, params0, rtol=rtol, atol=1e-12, events=events)
         assert result.success, result.message
@@ -710,7 +717,7 @@ def test_batch_lands_copies_together(scale, monkeypatch):
 
     runs = {}
     for batch in (True, False):
-        monkeypatch.setattr(adaptive, "FROZEN_BATCH", batch)
+        monkeypatch.setattr(frozen_phase, "FROZEN_BATCH", batch)
         for max_steps in (None, 40):
             runs[batch, max_steps] = solve_flow(
                 problem,
@@ -751,7 +758,7 @@ def test_batch_leaves_a_slide_to_pieces(kind, seed, monkeypatch):
 
     runs = []
     for batch in (True, False):
-        monkeypatch.setattr(adaptive, "FROZEN_BATCH", batch)
+        monkeypatch.setattr(frozen_phase, "FROZEN_BATCH", batch)
         runs.append(
             solve_flow(
                 problem, params0, rtol=1e-8, atol=1e-12, events=[Norm2Above(1.0)]
@@ -820,7 +827,7 @@ def test_batch_matches_pieces_on_budget(case, monkeypatch):
 
     runs = []
     for batch in (True, False):
-        monkeypatch.setattr(adaptive, "FROZEN_BATCH", batch)
+        monkeypatch.setattr(frozen_phase, "FROZEN_BATCH", batch)
         runs.append(
             solve_flow(
                 problem,

@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from ncflow.flow.adaptive import frozen_output_part, quiet_margin
+from ncflow.flow.adaptive import frozen_output_part
 from ncflow.flow.coordinates import NormCoordinates
+from ncflow.flow.frozen_phase import quiet_margin
 from ncflow.flow.polar import PolarSystem
 from ncflow.init import balanced_init, balanced_shapes
 from ncflow.network import Parameters, Problem
