@@ -31,7 +31,8 @@ learning training", PNAS 2020.
 
 Binary problems: class 0 is the paper's class ``+`` (``y = +1``) and class 1 the
 class ``-`` (``y = -1``), so a scalar head ``V`` of shape ``(1, h)`` predicts class 0
-where ``f > 0``. Labels in ``{+1, -1}`` map to ``(1 - y) // 2``.
+where ``f > 0``. Labels in ``{+1, -1}`` map to ``(1 - y) // 2``, as
+``Dataset.from_arrays`` maps them without a ``class_order``.
 
 Every metric returns a finite float or raises: ``InvalidArgument`` for malformed
 input and ``MetricUndefined`` where the value does not exist for valid input (all

@@ -902,9 +902,9 @@ def _head_class0_positive(problem: Problem, V: np.ndarray) -> np.ndarray:
 
     They take class 0 as the ``+`` class of a scalar head (``ncflow.metrics``).
     Data whose classes are named -1 and +1 keep those signs
-    (``Dataset.signs``), so class 0, named -1, may be the ``-`` class. Its
-    scalar head is then negated: read with class 0 as ``+``, a network that
-    classified every sample scored NC3 = 2 and NC4 = 0.
+    (``Dataset.signs``), so with ``class_order=(-1, 1)`` class 0, named -1, is
+    the ``-`` class. Its scalar head is then negated: read with class 0 as
+    ``+``, a network that classified every sample scored NC3 = 2 and NC4 = 0.
     """
     if V.shape[0] != 1:
         return V

@@ -210,7 +210,9 @@ class Dataset:
         class_order : sequence of labels, optional
             Class ``k`` is ``class_order[k]``. Without it the classes are the sorted
             distinct labels: numbers in numeric order, strings in string order and
-            ``False`` before ``True``.
+            ``False`` before ``True``. Labels that are exactly the numbers -1 and
+            +1 are the exception: +1 comes first, because a scalar head predicts
+            class 0 where ``f > 0`` (``ncflow.metrics``).
 
         Returns
         -------
@@ -245,6 +247,10 @@ class Dataset:
             )
         if class_order is None:
             class_names, labels = present, inverse.astype(np.int64)
+            if [_SIGN_OF_NAME.get(name) for name in present] == [-1.0, 1.0]:
+                # Class 0 is the + class of a scalar head (ncflow.metrics), so
+                # the labels -1 and +1 put +1 first.
+                class_names, labels = present[::-1], 1 - labels
         else:
             class_names, lookup = _order_classes(present, class_order)
             labels = lookup[inverse]

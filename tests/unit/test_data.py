@@ -13,6 +13,7 @@ from sklearn.datasets import load_digits as sklearn_load_digits
 
 from ncflow._validation import InvalidArgument
 from ncflow.data import Dataset, load_dataset, load_digits, save_npz
+from ncflow.metrics import nc4_ncc_agreement
 
 EPS = float(np.finfo(np.float64).eps)
 
@@ -104,16 +105,36 @@ def test_constructor_rejects_repeated_class_names():
 def test_signs_keep_int_minus_plus_one():
     y = np.array([1, -1, -1, 1])
     dataset = Dataset.from_arrays(X4, y)
-    assert dataset.class_names == ("-1", "1")
-    assert np.array_equal(dataset.labels, [1, 0, 0, 1])
+    # +1 is class 0, the + class of a scalar head in ncflow.metrics.
+    assert dataset.class_names == ("1", "-1")
+    assert np.array_equal(dataset.labels, [0, 1, 1, 0])
     assert np.array_equal(dataset.signs, y.astype(float))
 
 
 def test_signs_keep_float_minus_plus_one():
     y = np.array([1.0, -1.0, -1.0, 1.0])
     dataset = Dataset.from_arrays(X4, y)
-    assert dataset.class_names == ("-1", "1")
+    assert dataset.class_names == ("1", "-1")
     assert np.array_equal(dataset.signs, y)
+
+
+def test_class_order_can_put_minus_one_first():
+    y = np.array([1, -1, -1, 1])
+    dataset = Dataset.from_arrays(X4, y, class_order=(-1, 1))
+    assert dataset.class_names == ("-1", "1")
+    assert np.array_equal(dataset.labels, [1, 0, 0, 1])
+    assert np.array_equal(dataset.signs, y.astype(float))
+
+
+def test_minus_plus_one_labels_read_as_paper_classes():
+    # A scalar head that predicts each sample's sign, with features on one axis
+    # per sign, agrees with the nearest class mean on every sample once class 0
+    # is the + class; with class 0 named -1 it disagreed on every sample.
+    y = np.array([1, -1, -1, 1])
+    dataset = Dataset.from_arrays(X4, y)
+    features = np.where(y[:, None] > 0, [1.0, 0.0], [0.0, 1.0])
+    head = np.array([[1.0, -1.0]])
+    assert nc4_ncc_agreement(head, features, dataset.labels, 2) == 1.0
 
 
 def test_signs_keep_signed_strings():

@@ -20,8 +20,8 @@ from theory_checks.verdict import Outcome, Verdict
 SAMPLES = np.array([[1.0, 0.2], [0.9, 0.1], [-0.1, -1.0], [-0.2, -0.8]])
 
 
-def _example(eps: float, y=(0, 0, 1, 1)) -> Example:
-    dataset = Dataset.from_arrays(SAMPLES, np.array(y))
+def _example(eps: float, y=(0, 0, 1, 1), class_order=None) -> Example:
+    dataset = Dataset.from_arrays(SAMPLES, np.array(y), class_order=class_order)
     shapes = balanced_shapes(np.random.default_rng(3), 2, 4, 1)
     return Example(dataset, shapes, eps, "exponential")
 
@@ -104,7 +104,7 @@ def test_class_names_that_flip_signs_get_own_runs():
     # Class names "-1" and "1" keep each sample's sign, while "a" and "b" make
     # class 0 the + class. X, class indices and shapes agree, so only the signs
     # differ.
-    numeric = _example(1e-3, y=(-1, -1, 1, 1))
+    numeric = _example(1e-3, y=(-1, -1, 1, 1), class_order=(-1, 1))
     named = _example(1e-3, y=("a", "a", "b", "b"))
     assert np.array_equal(numeric.dataset.labels, named.dataset.labels)
     assert np.array_equal(numeric.problem().signs, -named.problem().signs)

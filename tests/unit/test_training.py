@@ -498,13 +498,14 @@ def test_read_json_names_invalid_file(tmp_path):
         read_json(path)
 
 
-@pytest.mark.parametrize("names", [("1", "-1"), ("a", "b")])
+@pytest.mark.parametrize("names", [("1", "-1"), ("-1", "1"), ("a", "b")])
 def test_signed_class_names_keep_nc3_and_nc4(names):
-    # With classes named 1 and -1, class 0 (named -1) is the - class of the
-    # scalar head, while the NC metrics take class 0 as +. A collapsed network
-    # that classified every sample read NC3 = 2 and NC4 = 0.
+    # With classes named 1 and -1 in the order (-1, 1), class 0 (named -1) is the
+    # - class of the scalar head, while the NC metrics take class 0 as +. A
+    # collapsed network that classified every sample read NC3 = 2 and NC4 = 0.
     base = _antipodal_dataset()
-    dataset = Dataset.from_arrays(base.X, np.array(names)[base.labels])
+    y = np.array(names)[base.labels]
+    dataset = Dataset.from_arrays(base.X, y, class_order=names)
     run = train(dataset, width=4, steps=2000, seed=0, init="balanced")
     summary = training.summarize(run)
     assert summary["result"]["train_accuracy"] == 1.0
