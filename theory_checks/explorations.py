@@ -68,7 +68,7 @@ from strategies import (
     unbalanced_gaussian,
 )
 from theory_checks.common import combine, features, limit_points, limit_quantities
-from theory_checks.hypotheses import check_a1, check_a3
+from theory_checks.hypotheses import check_a1, check_a3, check_a4, check_a5
 from theory_checks.interrupts import checkpoint, deferred
 from theory_checks.runs import Example, RunSettings, train
 from theory_checks.verdict import Outcome, Verdict, inconclusive
@@ -638,7 +638,8 @@ def combine_verdicts(xid: str, verdicts: list) -> Verdict:
     elif deciding and all(v.outcome is Outcome.PASS for v in deciding):
         main = max(deciding, key=lambda v: -1.0 if v.margin is None else v.margin)
         claims = ", ".join(v.claim for v in deciding)
-        reason = f"{claims} hold on this example ({exploration.departure})"
+        verb = "holds" if len(deciding) == 1 else "hold"
+        reason = f"{claims} {verb} on this example ({exploration.departure})"
         outcome = Outcome.PASS
     else:
         main = next(v for v in deciding if v.outcome is Outcome.INCONCLUSIVE)
@@ -671,7 +672,9 @@ def check(
     """Verdict of exploration ``xid`` on one example: FAIL when the claim is violated.
 
     This is what a replay of an exploration's record runs, with the record's
-    settings. ``require_hypotheses`` is accepted for the signature of
+    settings. An example that does not depart as ``xid`` requires
+    (:func:`missing_departure`) is INCONCLUSIVE without a run.
+    ``require_hypotheses`` is accepted for the signature of
     :func:`theory_checks.check` and ignored: an exploration always measures
     outside the hypotheses.
 
@@ -687,7 +690,49 @@ def check(
     if reason is not None:
         raise InvalidArgument(f"exploration {xid} is not available: {reason}")
     settings = SETTINGS if settings is None else settings
+    missing = missing_departure(xid, example, settings)
+    if missing is not None:
+        departure = _exploration(xid).departure
+        return inconclusive(
+            xid,
+            f"the example does not depart as {xid} requires ({departure}): {missing}; "
+            "check the theorem's claims with theory_checks.check(claim, example), "
+            f"or give {xid} an example that departs",
+            details={"exploration": True, "departure": departure, "departs": False},
+        )
     return combine_verdicts(xid, _MEASURES[xid](example, settings))
+
+
+def missing_departure(xid: str, example: Example, settings: RunSettings) -> str | None:
+    """Return what keeps ``example`` (run under ``settings``) from departing from
+    the theorem's setting as exploration ``xid`` requires, or None where it departs.
+
+    The searches draw only departing examples, but :func:`check` takes any; on
+    one that does not depart, an exploration's verdict would name a departure
+    that never happened.
+    """
+    if xid == "X1" and example.activation != "linear":
+        return f"activation={example.activation!r}, not 'linear'"
+    if xid == "X2" and not settings.eps_floor >= example.eps:
+        return (
+            f"eps_floor={settings.eps_floor:g} is below eps={example.eps:g}, so the "
+            "run is repeated at smaller eps; set eps_floor=eps"
+        )
+    if xid == "X3" and check_a1(example.dataset).holds:
+        return "A1 holds on its dataset"
+    if xid == "X4":
+        groups = example.neuron_groups()
+        if check_a4(example.dataset, example.shapes, groups).holds:
+            return "its shapes meet A4"
+    if xid == "X5" and check_a5(example.dataset).holds:
+        return "A5 holds on its dataset"
+    if xid == "X6" and example.balanced:
+        return "balanced=True"
+    if xid == "X7" and not np.all(example.dataset.X[:, -1] == 1.0):
+        return "the last input coordinate is not a constant 1 (Dataset.with_bias)"
+    if xid == "X8" and settings.method != "euler":
+        return f"method={settings.method!r}, not 'euler'"
+    return None
 
 
 def _evaluate(xid: str, case: Case, base: RunSettings) -> tuple[Verdict, str | None]:

@@ -32,7 +32,7 @@ from ncflow._validation import (
 )
 from ncflow.data import Dataset
 from ncflow.flow import RTOL_MAX, RTOL_MIN, FlowResult, Norm2Above, solve_flow
-from ncflow.flow.events import check_groups, default_groups
+from ncflow.flow.events import binary_groups, check_groups, default_groups
 from ncflow.flow.polar import MIN_NEURON_NORM2, neuron_norms
 from ncflow.losses import BINARY_LOSSES, LOSSES
 from ncflow.network import ACTIVATIONS, FAULT_ACTIVATIONS, Parameters, Problem
@@ -79,7 +79,8 @@ class Example:
         ``"relu"``, or ``"linear"`` for the exploration without ReLU.
     groups : sequence of int, optional
         Class of each neuron (the partition ``N_1..N_K``), stored as a tuple;
-        default by the sign of ``v_j0`` (binary) or ``argmax_k v_j0[k]``.
+        default by the sign of ``v_j0`` (binary) or ``argmax_k v_j0[k]``. Binary
+        groups must be that default, the theorem's ``N_+`` and ``N_-``.
     balanced : bool
         Whether the shapes are meant to satisfy A2 (balanced, norm <= 1).
     faults : tuple of str
@@ -126,6 +127,23 @@ class Example:
                 "groups", self.groups, self.shapes.width, self.dataset.K
             )
             object.__setattr__(self, "groups", tuple(int(k) for k in groups))
+            if self.binary:
+                self._check_binary_groups()
+
+    def _check_binary_groups(self) -> None:
+        """Reject binary groups that are not ``N_+`` and ``N_-`` by the sign of
+        ``v_j0``: the binary claims are about that partition, and with another
+        one C4 failed on an example that meets A1 to A3."""
+        expected = binary_groups(self.problem(), self.shapes.V)
+        wrong = np.flatnonzero(np.asarray(self.groups) != expected)
+        if wrong.size:
+            j = int(wrong[0])
+            raise InvalidArgument(
+                f"groups[{j}]={self.groups[j]} disagrees with the sign of "
+                f"v_{j}(0) = {float(self.shapes.V[0, j]):.6g}: a binary example's "
+                f"groups are N_+ and N_- by that sign, so neuron {j} is in class "
+                f"{int(expected[j])}; omit groups or pass {tuple(expected.tolist())}"
+            )
 
     def _check_eps_above_underflow(self) -> None:
         """Reject an ``eps`` at which ``eps^2 ||(w_j0, v_j0)||^2`` of a neuron is

@@ -59,6 +59,18 @@ def test_linear_network_class_means_are_antipodal():
     assert verdict.outcome is Outcome.FAIL
 
 
+@pytest.mark.parametrize("xid", ["X1", "X2", "X3", "X6", "X7", "X8"])
+def test_example_without_departure_is_inconclusive(xid):
+    # A ReLU network, balanced, on data that meet A1 and have no bias column, run
+    # by the adaptive method with the eps repetition: none of the departures.
+    # The verdict used to name the departure it never saw.
+    example = replace(_linear_example(), activation="relu")
+    verdict = explorations.check(xid, example)
+    assert verdict.outcome is Outcome.INCONCLUSIVE
+    assert "does not depart" in verdict.reason
+    assert verdict.details["departs"] is False
+
+
 def test_unknown_exploration_is_rejected():
     with pytest.raises(InvalidArgument) as error:
         explore("X9")

@@ -120,6 +120,17 @@ def test_class_names_that_flip_signs_get_own_runs():
     assert np.array_equal(run_named.problem.signs, named.problem().signs)
 
 
+def test_binary_groups_against_v_signs_are_rejected():
+    # N_+ and N_- are fixed by the signs of v_j0; swapped groups made C4 fail
+    # on an example that meets A1 to A3.
+    example = _example(1e-3)
+    default = example.neuron_groups()
+    swapped = tuple(int(1 - k) for k in default)
+    with pytest.raises(InvalidArgument, match=r"groups\[0\]=.*omit groups"):
+        replace(example, groups=swapped)
+    assert replace(example, groups=tuple(default.tolist())).groups == tuple(default)
+
+
 def _with_dataset(example: Example, X=None, y=None) -> Example:
     X = example.dataset.X if X is None else X
     y = example.dataset.labels if y is None else y
@@ -139,7 +150,6 @@ TRAINING_INPUT_CHANGES = {
     "eps": lambda ex: ex.with_eps(2e-3),
     "loss": lambda ex: replace(ex, loss="logistic"),
     "activation": lambda ex: replace(ex, activation="linear"),
-    "groups": lambda ex: replace(ex, groups=(0, 1, 0, 1)),
     "faults": lambda ex: replace(ex, faults=("mean_loss",)),
 }
 
@@ -218,12 +228,24 @@ def test_example_rejects_invalid_field(case):
 
 def test_example_stores_groups_as_tuple():
     example = _example(1e-3)
-    from_list = replace(example, groups=[0, 1, 0, 1])
-    from_array = replace(example, groups=np.array([0, 1, 0, 1]))
+    default = example.neuron_groups().tolist()
+    from_list = replace(example, groups=list(default))
+    from_array = replace(example, groups=np.array(default))
 
-    assert from_list.groups == (0, 1, 0, 1)
-    assert from_array.groups == (0, 1, 0, 1)
+    assert from_list.groups == tuple(default)
+    assert from_array.groups == tuple(default)
     assert from_list.fingerprint() == from_array.fingerprint()
+
+
+def test_fingerprint_covers_multiclass_groups():
+    # Binary groups are fixed by the signs of v_j0, so only a multi-class
+    # example can change them.
+    X = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+    dataset = Dataset.from_arrays(X, np.array([0, 1, 2]))
+    shapes = balanced_shapes(np.random.default_rng(3), 2, 3, 3)
+    example = Example(dataset, shapes, 1e-3, "cross_entropy", groups=(0, 1, 2))
+    regrouped = replace(example, groups=(1, 2, 0))
+    assert example.fingerprint() != regrouped.fingerprint()
 
 
 def test_example_stores_faults_as_tuple():
