@@ -128,13 +128,33 @@ def counterexample_directory(config) -> str:
     return config.getoption("--counterexamples")
 
 
+def _shrinking() -> bool:
+    """Return whether this call is a Hypothesis example other than the final
+    replay of a failure (the minimal example, or an explicit one)."""
+    from hypothesis import currently_in_test_context
+    from hypothesis.control import current_build_context
+
+    return currently_in_test_context() and not current_build_context().is_final
+
+
 def report(request, claim: str, example: Example, verdict) -> None:
-    """Collect the verdict, save a FAIL as a record, and fail the test on it."""
+    """Collect the verdict, save a FAIL as a record, and fail the test on it.
+
+    Inside a Hypothesis test a claim's FAIL is saved and collected on the final
+    replay only, the minimal example that Hypothesis shrank to. Saving every
+    failing call wrote one record per shrink step: 37 records for one planted
+    fault.
+    """
     from conftest import record_verdict
 
     record = None
     exploration = bool(verdict.details.get("exploration", False))
-    if verdict.outcome is Outcome.FAIL:
+    failed = verdict.outcome is Outcome.FAIL
+    if failed and not exploration and _shrinking():
+        # An exploration's FAIL does not fail the test, so Hypothesis neither
+        # shrinks nor replays it: it is saved where it is found.
+        pytest.fail(verdict.describe(), pytrace=False)
+    if failed:
         record = _save(request.config, claim, example, verdict)
     record_verdict(request.config, claim, verdict, record)
     if verdict.outcome is Outcome.FAIL and not exploration:
