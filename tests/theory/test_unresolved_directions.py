@@ -289,7 +289,9 @@ def test_c12_wrong_u_fails_despite_pair(monkeypatch):
             0.0,
         ]
     )
-    dataset = Dataset.from_arrays(np.vstack([X, copy]), np.array([1, 1, -1, -1, 1]))
+    # Class 1 is the one named 1, which holds the pair.
+    y = np.array([1, 1, -1, -1, 1])
+    dataset = Dataset.from_arrays(np.vstack([X, copy]), y, class_order=(-1, 1))
     W = np.array([[0.6, -0.6], [0.0, 0.0], [0.0, 0.0]])
     V = np.array([[0.6, -0.6]])
     example = Example(dataset, Parameters(W, V), 1e-4, "exponential")
