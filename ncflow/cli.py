@@ -955,7 +955,7 @@ def run_replay(args: argparse.Namespace) -> int:
             "counterexample records; nothing to replay there",
             file=sys.stderr,
         )
-    records = [_read_before_replay(path, len(paths)) for path in paths]
+    records = _read_before_replay(paths)
 
     # Ctrl-C stops the replays, and those that finished are printed as usual.
     results = []
@@ -986,24 +986,32 @@ def run_replay(args: argparse.Namespace) -> int:
     return EXIT_OK if all_pass else EXIT_RUN_FAILED
 
 
-def _read_before_replay(path: Path, count: int) -> Any:
-    """Read the record at ``path``, one of ``count`` files to replay.
+def _read_before_replay(paths: list[Path]) -> list:
+    """Read every record of ``paths`` before any is replayed.
 
-    When there are several, the error message names the file to fix and states
-    that no record was replayed, because a bad file stops the whole command.
+    When there are several, the error lists each file to fix and states that no
+    record was replayed, because a bad file stops the whole command.
     """
     from theory_checks.records import RecordError, read_record
 
-    try:
-        return read_record(path)
-    except RecordError as error:
-        if count == 1:
-            raise
+    records, errors = [], []
+    for path in paths:
+        try:
+            records.append(read_record(path))
+        except RecordError as error:
+            if len(paths) == 1:
+                raise
+            errors.append((path, error))
+    if errors:
+        listed = "\n".join(f"  {error}" for _, error in errors)
+        bad = ", ".join(str(path) for path, _ in errors)
         raise RecordError(
-            f"{error}. No record was replayed, because ncflow replay reads all "
-            f"{count} files before it replays any: fix or remove {path}, then run "
-            "the command again"
-        ) from None
+            f"{len(errors)} of {len(paths)} files are not valid records:\n{listed}\n"
+            f"No record was replayed, because ncflow replay reads all {len(paths)} "
+            f"files before it replays any: fix or remove {bad}, then run the "
+            "command again"
+        )
+    return records
 
 
 def _record_paths(arguments: Sequence[Path]) -> tuple[list[Path], list[Path]]:

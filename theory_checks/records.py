@@ -62,7 +62,7 @@ import numpy as np
 
 from ncflow._validation import InvalidArgument
 from ncflow.data import Dataset
-from ncflow.data.io import ArchiveError, read_npz
+from ncflow.data.io import DAMAGED_ARCHIVE, ArchiveError, read_npz
 from ncflow.network import Parameters
 from ncflow.report_io import set_default_mode, sync_directory, to_jsonable
 from theory_checks.runs import Example, RunSettings
@@ -436,6 +436,8 @@ def read_record(path: str | os.PathLike[str]) -> Record:
 
     try:
         return _build_record(path, arrays, meta)
+    except RecordError:
+        raise
     except (InvalidArgument, KeyError, TypeError, ValueError) as error:
         detail = f"missing field {error}" if isinstance(error, KeyError) else error
         raise RecordError(
@@ -455,6 +457,11 @@ def _load(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     try:
         contents = read_npz(path)
     except ArchiveError as error:
+        if str(error).startswith(DAMAGED_ARCHIVE):
+            raise RecordError(
+                f"{path}: {error}; copy the record again from where it was "
+                "written, or write it again with theory_checks.records.write_record"
+            ) from None
         raise _not_a_record(path, str(error)) from None
 
     meta_array = contents.pop("meta", None)
@@ -496,9 +503,9 @@ def _build_record(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> Reco
     if identity is not None and NAME_PATTERN.match(path.name) and path.name != own_name:
         # A name in the form of a record's must be this record's: a renamed
         # copy would be cited as another counterexample.
-        raise InvalidArgument(
-            f"the name {path.name!r} is that of another record: this one is "
-            f"{own_name}; rename it to that"
+        raise RecordError(
+            f"{path}: the name {path.name!r} is that of another record: this one "
+            f"is {own_name}; rename it to that"
         )
 
     return Record(

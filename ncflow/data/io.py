@@ -55,12 +55,28 @@ ARCHIVE_ERRORS = (
 )
 
 
+# Start of the reason of an ArchiveError for a file that is a zip archive but
+# cannot be read whole: damaged or cut short.
+DAMAGED_ARCHIVE = "a damaged .npz archive"
+# The first bytes of a zip archive, and so of every .npz file.
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
 class ArchiveError(InvalidArgument):
     """A file that numpy cannot read as an ``.npz`` archive.
 
     The message is the reason alone, without the path, such as ``a single .npy
     array, not an .npz archive``, so that each caller words its own error.
     """
+
+
+def _starts_as_zip(path: str | os.PathLike[str]) -> bool:
+    """Return whether the file begins with the bytes of a zip archive."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
+    except OSError:
+        return False
 
 
 def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
@@ -88,6 +104,12 @@ def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             raise ArchiveError("not a NumPy .npz archive") from None
         raise ArchiveError(f"numpy cannot read it: {error}") from None
     except ARCHIVE_ERRORS as error:
+        if _starts_as_zip(path):
+            # A truncated copy keeps the zip header but loses the directory at
+            # the end, so zipfile reads "File is not a zip file".
+            raise ArchiveError(
+                f"{DAMAGED_ARCHIVE} (cut short or corrupted): {error}"
+            ) from None
         raise ArchiveError(f"numpy cannot read it: {error}") from None
     if not hasattr(loaded, "files"):
         raise ArchiveError("a single .npy array, not an .npz archive")
@@ -102,9 +124,9 @@ def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
                 "an .npz archive with an object (pickled) array, which is not "
                 "read for safety"
             ) from None
-        raise ArchiveError(f"a damaged .npz archive: {error}") from None
+        raise ArchiveError(f"{DAMAGED_ARCHIVE}: {error}") from None
     except ARCHIVE_ERRORS as error:
-        raise ArchiveError(f"a damaged .npz archive: {error}") from None
+        raise ArchiveError(f"{DAMAGED_ARCHIVE}: {error}") from None
 
 
 def load_dataset(path: str | os.PathLike[str]) -> Dataset:

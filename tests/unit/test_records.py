@@ -770,8 +770,20 @@ def test_damaged_array_header_gives_record_error(tmp_path):
                 end = data.index(b"}")
                 data = data[:end] + b"\x00" + data[end + 1 :]
             target.writestr(info, data)
-    with pytest.raises(RecordError, match="not an ncflow counterexample record"):
+    with pytest.raises(RecordError, match="a damaged .npz archive"):
         read_record(damaged)
+
+
+def test_truncated_record_is_reported_as_cut_short(tmp_path):
+    # A copy cut short keeps the zip header and loses the directory at the end.
+    # It is a record, only damaged, so the message says so and not "not a record".
+    path = _write(tmp_path)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(RecordError) as error:
+        read_record(truncated)
+    assert "cut short or corrupted" in str(error.value)
+    assert "not an ncflow counterexample record" not in str(error.value)
 
 
 # -- records whose hash matches but whose content is invalid ----------------------
@@ -838,8 +850,10 @@ def test_renamed_record_is_rejected(tmp_path, capsys):
     original = (KEPT_RECORDS / "C1-65cebd506c4b5d1b.npz").read_bytes()
     renamed = tmp_path / "C7-0000000000000000.npz"
     renamed.write_bytes(original)
-    with pytest.raises(RecordError, match="is that of another record"):
+    with pytest.raises(RecordError, match="is that of another record") as error:
         read_record(renamed)
+    # One fix only: the generic advice to write the record again does not apply.
+    assert "restore the file" not in str(error.value)
 
     free = tmp_path / "my-case.npz"
     free.write_bytes(original)
@@ -914,4 +928,16 @@ def test_cli_bad_file_among_several_names_it(tmp_path, capsys):
     assert "No record was replayed" in err
     assert "reads all 2 files before it replays any" in err
     assert f"fix or remove {bad}, then run the command again" in err
-    assert err.count("\n") == 1
+    assert "1 of 2 files are not valid records" in err
+
+
+def test_cli_names_every_bad_file(tmp_path, capsys):
+    good = _checked_record(tmp_path, "C1")
+    first, second = tmp_path / "bad1.npz", tmp_path / "bad2.npz"
+    _text_file(first)
+    _text_file(second)
+    status, _, err = _cli(capsys, good, first, second)
+
+    assert status == 2
+    assert "2 of 3 files are not valid records" in err
+    assert f"fix or remove {first}, {second}, then run" in err
