@@ -170,6 +170,12 @@ def _per_step_bound(run: Run) -> float:
 
 
 def check_c1(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C1: ``||w_j||^2 - ||v_j||^2`` keeps its value of ``t = 0``.
+
+    Measures the largest drift of that difference over the neurons and the
+    trajectory records, relative to ``||theta_j(t)||^2``. The tolerance is the
+    adaptive run's per-step bound summed over its steps, plus roundoff.
+    """
     run = train(example, settings)
     trajectory = run.result.trajectory
     W0, V0 = run.result.params0.W, run.result.params0.V
@@ -199,6 +205,11 @@ def check_c1(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def check_c2(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C2: ``sign(v_j)`` never changes.
+
+    Measures ``min_j,t sign(v_j0) v_j(t) / ||theta_j(t)||`` over the records,
+    which must stay at or above 0 within the integrator and roundoff parts.
+    """
     run = train(example, settings)
     trajectory = run.result.trajectory
     signs = np.sign(run.result.params0.V[0])
@@ -224,6 +235,12 @@ def check_c2(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def check_c3(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C3 (an exploration for two classes): small norms and outputs up to ``T``.
+
+    Integrates to the early time ``T`` and measures ``max ||w_j||^2`` against
+    ``eps / sqrt(h)`` and the largest output against ``2 eps X_max sqrt(h)``.
+    INCONCLUSIVE where ``eps`` is above the bound the claim assumes.
+    """
     dataset, h = example.dataset, example.shapes.width
     bound = eps_bound_c3(dataset, h)
     if example.eps > bound:
@@ -291,6 +308,12 @@ def check_c3(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def check_c4(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C4: the pattern separates at a finite ``T*`` and stays separated.
+
+    Counts whether the final pattern is separated, how many activation changes
+    after ``T*`` leave separation, and how far a neuron moves once it is
+    inactive on every sample (``relu'(0) = 0`` keeps it still).
+    """
     run, reason = run_or_reason(example, settings)
     if reason:
         return inconclusive(
@@ -399,6 +422,11 @@ def _dead_neuron_movement(example: Example, run: Run) -> tuple[float, int | None
 
 
 def check_c5(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C5: features of different classes are orthogonal after ``T*``.
+
+    Measures the largest ``|cos(phi_i, phi_j)|`` over cross-class pairs and the
+    records from ``T*`` on, against 0 within roundoff.
+    """
     found, verdict = separated_run("C5", example, settings, reports)
     if verdict is not None:
         return verdict
@@ -455,6 +483,13 @@ def _quantities_of(run: Run, points) -> Callable:
 
 
 def check_c6(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C6: ``theta/||theta||`` converges.
+
+    Compares the change of the direction over the last interval of
+    ``||theta||^2``, ``||theta_bar(R) - theta_bar(R/r)||``, with the change over
+    the interval before it carried forward at the theory's slowest rate
+    (``R^-1/2``). Pairs of samples not yet resolved add their plateau part.
+    """
     found, verdict = separated_run("C6", example, settings, reports)
     if verdict is not None:
         return verdict
@@ -507,6 +542,12 @@ def check_c6(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def check_c7(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C7: each class's features lie on one ray, of lengths ``<s_k u_k, x_i>``.
+
+    Compares the class rays and feature lengths at ``theta_bar`` with the
+    max-margin prediction (``limits.predict``), with the limit claims' tolerance
+    parts (``common.limit_quantities``).
+    """
     found, verdict = separated_run("C7", example, settings, reports)
     if verdict is not None:
         return verdict
@@ -520,6 +561,7 @@ def check_c7(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def check_c8(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C8: the two class-mean feature directions are orthogonal."""
     found, verdict = separated_run("C8", example, settings, reports)
     if verdict is not None:
         return verdict
@@ -530,6 +572,11 @@ def check_c8(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def check_c9(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C9: ``V_bar = s_+ phibar_+^T - s_- phibar_-^T`` on the alive neurons.
+
+    Measures the Frobenius distance of the output weights at ``theta_bar`` from
+    that combination of the class rays, against 0.
+    """
     found, verdict = separated_run("C9", example, settings, reports)
     if verdict is not None:
         return verdict
@@ -562,6 +609,11 @@ def check_c9(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def check_c10(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C10: ``W_bar`` and ``V_bar`` have the predicted block structure.
+
+    Each group's blocks are ``s_k u_k g_k^T`` with norms ``s_k``, and dead
+    neurons vanish (``common.block_quantities``).
+    """
     found, verdict = separated_run("C10", example, settings, reports)
     if verdict is not None:
         return verdict
@@ -576,6 +628,11 @@ def check_c10(example: Example, settings: RunSettings, reports: list) -> Verdict
 
 
 def check_c11(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C11: every class has the normalised margin ``1/(2 sum_k 1/gamma_k)``.
+
+    Measures ``min_i y_i f(x_i; theta_bar)`` of each class over the predicted
+    margin, against 1.
+    """
     found, verdict = separated_run("C11", example, settings, reports)
     if verdict is not None:
         return verdict
@@ -610,6 +667,13 @@ def check_c11(example: Example, settings: RunSettings, reports: list) -> Verdict
 
 
 def check_c12(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C12: the NC metrics at ``theta_bar`` take their closed forms.
+
+    Measures NC2, NC1 (of the features and of their unit directions) and NC3
+    (with the predicted and with the empirical class means) against the limits
+    derived from the predicted lengths ``a_i``. The empirical-mean metrics get
+    a term for their sensitivity to the predicted ``u_k``.
+    """
     from ncflow import metrics
 
     found, verdict = separated_run("C12", example, settings, reports)
@@ -681,6 +745,11 @@ def check_c12(example: Example, settings: RunSettings, reports: list) -> Verdict
 
 
 def check_c13(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C13: ``||theta||^2 ~ log t`` and ``L ~ 1/(t log t)``.
+
+    Compares ``||theta||^2 / log t`` and ``L t log t`` with the constants that
+    ``theory_checks.limits`` derives. The theorem states the orders only.
+    """
     found, verdict = separated_run("C13", example, settings, reports)
     if verdict is not None:
         return verdict

@@ -244,6 +244,12 @@ def check_c1(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def check_c3(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C3 (Lemma 2): small norms and outputs up to ``T``.
+
+    Integrates to the early time ``T`` and measures ``max ||w_j||^2`` against
+    ``eps / sqrt(h)`` and the largest output norm against
+    ``2 eps X_max sqrt(h)``. INCONCLUSIVE where ``eps`` is above Lemma 2's bound.
+    """
     dataset, h = example.dataset, example.shapes.width
     bound = eps_bound_c3(dataset, h)
     if example.eps > bound:
@@ -408,6 +414,12 @@ def _strict_separation_index(run: Run) -> int | None:
 
 
 def check_c4(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C4: strict separation at a finite ``T*``, kept after it.
+
+    Counts whether the final pattern is strictly separated and how many records
+    after ``T*`` leave it. Where the paper's sufficient conditions hold, also
+    ``T* <= T``. Elsewhere ``T*/T`` is reported, not claimed.
+    """
     run, reason = run_or_reason(example, settings)
     if reason:
         return inconclusive(
@@ -846,6 +858,12 @@ def check_c6(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def check_c7(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C7: each class's features lie on one ray, of lengths ``<s_k u_k, x_i>``.
+
+    Compares the class rays and feature lengths at ``theta_bar`` with the
+    max-margin prediction (``limits.predict``), with the limit claims' tolerance
+    parts (``common.limit_quantities``).
+    """
     found, verdict = separated_run("C7", example, settings, reports)
     if verdict is not None:
         return verdict
@@ -859,6 +877,7 @@ def check_c7(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def check_c8(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C8: the class-mean feature directions are orthogonal."""
     found, verdict = separated_run("C8", example, settings, reports)
     if verdict is not None:
         return verdict
@@ -869,6 +888,11 @@ def check_c8(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def check_c9(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C9: ``V_bar = E~ [s_1 phibar_1 ... s_K phibar_K]^T`` on the alive neurons.
+
+    Measures the Frobenius distance of the output weights at ``theta_bar`` from
+    the pseudo-labels ``E~`` times the scaled class rays, against 0.
+    """
     found, verdict = separated_run("C9", example, settings, reports)
     if verdict is not None:
         return verdict
@@ -895,6 +919,11 @@ def check_c9(example: Example, settings: RunSettings, reports: list) -> Verdict:
 
 
 def check_c10(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C10: ``W_bar`` and ``V_bar`` have the predicted block structure.
+
+    Each group's blocks are ``s_k u_k g_k^T`` with norms ``s_k``, and dead
+    neurons vanish (``common.block_quantities``).
+    """
     found, verdict = separated_run("C10", example, settings, reports)
     if verdict is not None:
         return verdict
@@ -917,6 +946,11 @@ def class_margins(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def check_c11(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C11: every class has the margin ``sqrt(K/(K-1))/(2 sum_k 1/gamma_k)``.
+
+    Measures the smallest ``[f_i]_{y_i} - max_{l != y_i} [f_i]_l`` of each
+    class at ``theta_bar`` over the predicted margin, against 1.
+    """
     found, verdict = separated_run("C11", example, settings, reports)
     if verdict is not None:
         return verdict
@@ -950,6 +984,14 @@ def check_c11(example: Example, settings: RunSettings, reports: list) -> Verdict
 
 
 def check_c12(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C12: the NC metrics at ``theta_bar`` take their closed forms.
+
+    Measures NC1 (of the features and of their unit directions) and NC3 (with
+    the predicted and with the empirical class means) against the limits of
+    the predicted lengths ``a_i``, and NC2 at every record from ``T*`` on. The
+    empirical-mean metrics get a term for their sensitivity to the predicted
+    ``u_k``. A metric that is undefined on the run gives INCONCLUSIVE.
+    """
     found, verdict = separated_run("C12", example, settings, reports)
     if verdict is not None:
         return verdict
@@ -1050,6 +1092,11 @@ def _nc2_after_separation(example: Example, run: Run) -> Quantity:
 
 
 def check_c13(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C13: ``||theta||^2 ~ log t`` and ``L ~ 1/(t log t)``.
+
+    Compares ``||theta||^2 / log t`` and ``L t log t`` with the constants that
+    ``theory_checks.limits`` derives. The theorem states the orders only.
+    """
     found, verdict = separated_run("C13", example, settings, reports)
     if verdict is not None:
         return verdict
@@ -1070,6 +1117,13 @@ def check_c13(example: Example, settings: RunSettings, reports: list) -> Verdict
 
 
 def check_c14(example: Example, settings: RunSettings, reports: list) -> Verdict:
+    """Check C14 (Lemmas 4 and 5): the alignment phase keeps its bounds.
+
+    While a neuron aligns (``t <= T``, before it separates), ``B_k`` stays at
+    least ``1 - 1/(2(K-1))``, ``|I_k^w|`` does not decrease and ``|I_l^w|`` of
+    the other classes does not increase. Once a neuron is active on its own
+    class only, ``B_k`` stays at least ``sqrt(2)/2``.
+    """
     run = train(example, settings)
     result = run.result
     if not result.success:
