@@ -1179,7 +1179,7 @@ class AdaptiveFlow(ActivationCrossings, FrozenPhase):
         for _ in range(EVENT_REFINEMENTS):
             log_dt = clock.full()[0]
             gap = log_dt - log_gain
-            if abs(gap) <= tolerance:
+            if self._lands_on_t_max(gap, log_dt, tolerance):
                 return sub, sub_err, clock
             if gap > 0:
                 high = sub.size
@@ -1195,9 +1195,22 @@ class AdaptiveFlow(ActivationCrossings, FrozenPhase):
             if not math.isfinite(sub_err):
                 return sub, sub_err, clock
             clock = self._clock(sub)
-        if abs(clock.full()[0] - log_gain) <= tolerance:
+        log_dt = clock.full()[0]
+        if self._lands_on_t_max(log_dt - log_gain, log_dt, tolerance):
             return sub, sub_err, clock
         return None, math.inf, None
+
+    def _lands_on_t_max(self, gap: float, log_dt: float, tolerance: float) -> bool:
+        """Return whether a step whose gain ``log dt`` is ``gap`` off the gain
+        that reaches ``t_max`` ends on ``t_max`` to ``tolerance`` in ``log t``.
+
+        The error of ``log(t0 + dt)`` is that of ``log dt`` times
+        ``dt / (t0 + dt)``, as in ``_clock_error``. Asked of ``log dt`` itself,
+        a span ending 1.8e-16 in log t short of ``t_max`` (rtol = 1e-14) took
+        steps below the resolution of the clock, until one raised an error.
+        """
+        weight = min(1.0, math.exp(log_dt - self.log_t_max))
+        return abs(gap) * weight <= tolerance
 
     def _commit(self, landing: Landing) -> None:
         step, clock = landing.step, landing.clock

@@ -16,7 +16,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ncflow._numeric import logsumexp
+from ncflow._numeric import exp_or_inf, logsumexp
 from ncflow._validation import InvalidArgument, check_positive
 from ncflow.losses import is_per_sample, loss_terms_unchecked
 from ncflow.network import Parameters, Problem, activation_mask
@@ -70,7 +70,7 @@ class FlowState:
     @property
     def t(self) -> float:
         """Gradient-flow time; ``inf`` once it exceeds the float64 range."""
-        return float(np.exp(self.log_t)) if self.log_t < 709.0 else float("inf")
+        return exp_or_inf(self.log_t)
 
     @cached_property
     def outputs(self) -> np.ndarray:

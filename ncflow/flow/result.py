@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ncflow._numeric import exp_or_inf
 from ncflow.network import Parameters, Problem
 
 # Integer status of a run, in the style of scipy.integrate.solve_ivp: >= 0 is a
@@ -248,7 +249,8 @@ class FlowResult:
 
     @property
     def t(self) -> float:
-        return float(np.exp(self.log_t)) if self.log_t < 709.0 else float("inf")
+        """Gradient-flow time; ``inf`` once it exceeds the float64 range."""
+        return exp_or_inf(self.log_t)
 
     @property
     def separation_time(self) -> float | None:

@@ -610,6 +610,29 @@ def test_adaptive_run_ends_on_tiny_t_max(t_max):
     assert abs(result.log_t - math.log(t_max)) <= allowed
 
 
+def test_t_max_a_roundoff_away_ends_the_span():
+    # At rtol = 1e-14 and atol = 0 the binary benchmark run came within 1.8e-16
+    # of log t_max = 0 and then took ever smaller steps to land on it, until the
+    # clock of a step that left R unchanged raised "math domain error".
+    from benchmarks.problems import binary_problem
+
+    case = binary_problem()
+    rtol = 1e-14
+    result = solve_flow(case.problem, case.params0, t_max=1.0, rtol=rtol, atol=0.0)
+    assert result.status == res.STATUS_END_OF_SPAN, result.message
+    assert abs(result.log_t) <= rtol
+
+
+def test_t_near_float64_limit_is_finite():
+    # exp(709.2) is 1e308, inside the float64 range, but t read inf for
+    # every log t above 709.
+    problem, params0 = _width_two()
+    result = solve_flow(problem, params0, t_max=1e308, rtol=1e-6, atol=1e-12)
+    assert result.status == res.STATUS_END_OF_SPAN, result.message
+    assert result.t == pytest.approx(1e308, rel=1e-3)
+    assert result.summary()["t"] == pytest.approx(1e308, rel=1e-3)
+
+
 def _far_from_small(scale: float) -> tuple[Problem, Parameters]:
     """Two orthogonal samples, one neuron on each with the right output sign,
     at ``scale``: the loss is about exp(-scale^2), so N and the flow's speed
