@@ -6,7 +6,7 @@ is cut back to the crossing, the end point is refined until the pre-activation
 is 0 to tolerance and projected to exactly 0, and the pattern switches by the
 ``relu'(0) = 0`` rule (the module docstring of ``adaptive.py`` states it).
 
-``ActivationCrossings`` holds those methods of ``AdaptiveFlow``, which
+``ActivationCrossings`` contains those methods of ``AdaptiveFlow``, which
 inherits them; they read and change the run's state (``pattern``,
 ``touching``, ``offsets``, ``z``) as its other methods do. The frozen steps of
 ``frozen_phase.py`` use the same pattern choice (``_frozen_rates`` and
@@ -181,6 +181,9 @@ class ActivationCrossings:
         if partial is None:
             return None
         sub = step.restricted(s, y1, difference)
+        # Interior states (records, events) come from the extension, as for a
+        # whole step: the cubic's error is controlled at s only.
+        sub.extension = (step, s)
         clock = StepTime(self, sub)
         clock._full = partial
         if self._clock_error(clock) > 1.0:

@@ -9,7 +9,7 @@ inside a run: the error bound that ends the phase, the landings on activation
 changes (one neuron at a time in ``_batch_plan``, or piece by piece in
 ``_frozen_pieces``), the records and the events along the way.
 
-``FrozenPhase`` holds those methods of ``AdaptiveFlow``, which inherits them;
+``FrozenPhase`` contains those methods of ``AdaptiveFlow``, which inherits them;
 they read and change the run's state as its other methods do.
 """
 

@@ -536,6 +536,45 @@ def test_grid_record_matches_stopped_run(rtol):
         assert error <= bound, f"record {index} at log t = {log_t:.6g}: {error:.3e}"
 
 
+def _landing_problem() -> tuple[Problem, Parameters]:
+    """A binary logistic problem from eps = 0.3 whose explicit steps land on
+    activation changes on their dense output, with grid records inside the
+    part of the step that is kept (at rtol = 1e-10, log t from -4.49 to -4.01)."""
+    rng = np.random.default_rng(2)
+    D, n = 4, 10
+    axis = np.linalg.qr(rng.standard_normal((D, D)))[0][:, 0]
+    labels = np.arange(n) % 2
+    centres = np.where(labels[:, None] == 0, axis, -axis)
+    X = centres + 0.5 * rng.standard_normal((n, D)) / math.sqrt(D)
+    X *= rng.uniform(0.5, 2.0, size=(n, 1))
+    problem = Problem(X, labels, 2, "logistic")
+    return problem, balanced_init(balanced_shapes(rng, D, 6, 1), 0.3)
+
+
+def test_records_inside_landed_steps_match_stopped_runs():
+    # As test_grid_record_matches_stopped_run, for records inside a step cut
+    # back to an activation change on its dense output. Their states used the
+    # step's cubic, which is within tolerance of the extension at the change
+    # only: 280 rtol off at log t = -4.13.
+    rtol, atol = 1e-10, 1e-12
+    problem, params0 = _landing_problem()
+    run = solve_flow(problem, params0, rtol=rtol, atol=atol, t_max=1.0)
+    assert run.status == STATUS_END_OF_SPAN, run.message
+    grid = run.trajectory.select("grid")
+    size = problem.D + problem.num_outputs
+    bound = 2 * _local_tolerance(rtol, atol) * (1 + math.sqrt(size))
+    inside = np.flatnonzero((grid.log_t > -4.49) & (grid.log_t < -4.01))
+    assert inside.size >= 2
+    for index in inside:
+        log_t = float(grid.log_t[index])
+        stopped = solve_flow(
+            problem, params0, rtol=rtol, atol=atol, t_max=math.exp(log_t)
+        )
+        assert stopped.status == STATUS_END_OF_SPAN, stopped.message
+        error = _neuron_error(grid.parameters(index), stopped.params)
+        assert error <= bound, f"record {index} at log t = {log_t:.6g}: {error:.3e}"
+
+
 def test_output_sum_is_constant_for_cross_entropy():
     # The cross-entropy gradient in the outputs sums to 0 over the classes, so
     # 1^T v_j is a first integral. A local error of delta per entry of b_j changes
