@@ -98,7 +98,10 @@ def solve_flow(
         (the ``||theta||^2`` clock) the directions are kept to
         ``min(rtol, max(1 / (||theta||^2 max_i ||x_i||), 1e-10))``,
         because a looser state stalls the implicit method there (see
-        ``coordinates.late_rtol``).
+        ``coordinates.late_rtol``). Each step's tolerance on a component is
+        ``atol + rtol`` (the components are log-norms and unit directions, of
+        order 1), so an ``rtol`` below ``atol`` changes little: pass a smaller
+        ``atol`` with it, such as ``atol=0`` for ``rtol=1e-13``.
     step : float
         Step ``eta`` of the fixed-step methods, which need it. With
         ``method="adaptive"`` it must be left out.
