@@ -206,6 +206,32 @@ def test_multiclass_datasets_with_a5_meet_a5(dataset):
     assert a5_ratio(dataset).holds
 
 
+@pytest.mark.parametrize("K", [3, 4, 6, 10])
+def test_a5_budget_holds_at_its_worst_corner(K):
+    # Random draws seldom put angles and norms at their extremes together, so
+    # the budget is checked where they meet. One sample has the largest norm,
+    # two samples of a class are 2 alpha apart, and a sample of each of the
+    # first two classes is turned alpha towards the other. A budget f = b^(1/2)
+    # in place of b^(1/4) passed every random draw of the suite.
+    from strategies.datasets import _a5_budget, _etf_centres
+
+    alpha, largest = _a5_budget(K)
+    centres = _etf_centres(K, K)
+    towards = centres[1] - (centres[1] @ centres[0]) * centres[0]
+    towards /= np.linalg.norm(towards)
+    back = centres[0] - (centres[0] @ centres[1]) * centres[1]
+    back /= np.linalg.norm(back)
+    turned = [
+        largest * (np.cos(alpha) * centres[0] + np.sin(alpha) * towards),
+        np.cos(alpha) * centres[0] - np.sin(alpha) * towards,
+        np.cos(alpha) * centres[1] + np.sin(alpha) * back,
+    ]
+    X = np.vstack([*turned, centres[2:]])
+    labels = np.array([0, 0, 1, *range(2, K)])
+    report = a5_ratio(Dataset.from_arrays(X, labels))
+    assert report.holds, report
+
+
 @PROPERTY
 @given(multiclass_datasets(max_K=5, max_n_per_class=4, with_a5=False))
 def test_multiclass_datasets_without_a5_break_a5(dataset):

@@ -78,3 +78,57 @@ def test_empty_tolerance_described_exact():
     # A yes-or-no quantity has no tolerance part, and its description must not
     # end in a bare "=".
     assert tol.tolerance().describe() == "0 (exact comparison)"
+
+
+@pytest.mark.parametrize(
+    ("kind", "sign"), [("equal", 1.0), ("equal", -1.0), ("at_most", 1.0)]
+)
+@pytest.mark.parametrize(("over", "outcome"), [(0.99, "PASS"), (1.01, "FAIL")])
+def test_combine_decides_at_one_tolerance(kind, sign, over, outcome):
+    # A deviation of 0.99 tolerances passes and one of 1.01 fails. The power
+    # tests plant faults that miss by more than ten tolerances, so a threshold
+    # moved to 3 or 10 tolerances went unnoticed by every other test.
+    from theory_checks.common import Quantity, combine
+
+    tolerance = tol.tolerance(tol.ToleranceTerm("integrator", 1e-3, "planted"))
+    quantity = Quantity("q", 2.0 + sign * over * 1e-3, 2.0, tolerance, kind=kind)
+
+    verdict = combine("C11", "a limit quantity", [quantity], None, [])
+
+    assert verdict.outcome.value == outcome
+    assert verdict.margin == pytest.approx(over)
+
+
+@pytest.mark.parametrize("over", [0.99, 1.01])
+def test_combine_at_least_decides_at_one_tolerance(over):
+    from theory_checks.common import Quantity, combine
+
+    tolerance = tol.tolerance(tol.ToleranceTerm("integrator", 1e-3, "planted"))
+    quantity = Quantity("q", -over * 1e-3, 0.0, tolerance, kind="at_least")
+
+    verdict = combine("C2", "a lower bound", [quantity], None, [])
+
+    assert verdict.outcome.value == ("PASS" if over < 1 else "FAIL")
+
+
+@pytest.mark.parametrize("n", [2, 10, 1000])
+def test_roundoff_bounds_dot_products_within_factor_two(n):
+    # A float64 sum of n products errs by at most gamma_n s, with s = sum |x_i
+    # y_i|, gamma_n = n u / (1 - n u) and u = eps / 2, the error bound of
+    # recursive summation. roundoff(n, s) = n eps s must bound the error of such
+    # a sum, and stay within twice that bound.
+    import random
+    from fractions import Fraction
+
+    rng = random.Random(n)
+    x = [rng.uniform(-1, 1) for _ in range(n)]
+    y = [rng.uniform(-1, 1) for _ in range(n)]
+    computed = 0.0
+    for a, b in zip(x, y):
+        computed += a * b
+    exact = sum(Fraction(a) * Fraction(b) for a, b in zip(x, y))
+    scale = sum(abs(a * b) for a, b in zip(x, y))
+    bound = tol.roundoff(n, scale, "a dot product").value
+    unit = 2.0**-53
+    assert abs(Fraction(computed) - exact) <= bound
+    assert bound <= 2 * (n * unit / (1 - n * unit)) * scale * (1 + 1e-12)
