@@ -223,7 +223,7 @@ MAX_TAU_STEP = 1e300
 # estimate), so accuracy alone never limits the step that far below rtol**(1/4) R.
 # Such steps are limited by roundoff (measured with the clock R: from R = 5e13 on
 # at rtol = 1e-8, where eps R is 1e-2. With the clock u the benchmark problems stop
-# on it between R = 6.4e13 and 5.9e14 at rtol 1e-6 to 1e-10).
+# on it between R = 5.7e13 and 4.4e14 at rtol 1e-6 to 1e-10).
 STALL_STEPS = 50
 STALL_FRACTION = 1e-3
 # A run stops after this many landings in a row on a crossing at the start of a
