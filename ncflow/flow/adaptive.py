@@ -991,6 +991,11 @@ class AdaptiveFlow(ActivationCrossings, FrozenPhase):
             return
         if self.coords.clock != "norm2" or landing.step is None:
             return
+        if landing.cluster is not None:
+            # A step cut at an activation change is as short as the next change
+            # is near. A neuron turning through a narrow cone of 500 samples
+            # landed on them one by one, and counted as a roundoff stall.
+            return
         floor = STALL_FRACTION * self._late_rtol() ** 0.25
         u1 = self.z[-1]
         short = ((u1 - landing.step.size) / u1) ** 2 - 1.0 < floor

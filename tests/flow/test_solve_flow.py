@@ -633,6 +633,34 @@ def test_t_near_float64_limit_is_finite():
     assert result.summary()["t"] == pytest.approx(1e308, rel=1e-3)
 
 
+def _lone_sample_problem(n: int, D: int, h: int, seed: int):
+    """Return ``n`` samples in a cone of half-angle 0.05 rad around an axis as
+    class 0, one sample on the opposite axis as class 1, and a balanced start."""
+    rng = np.random.default_rng(seed)
+    axis = np.linalg.qr(rng.standard_normal((D, D)))[0][:, 0]
+    spread = rng.standard_normal((n, D))
+    spread -= np.outer(spread @ axis, axis)
+    spread /= np.linalg.norm(spread, axis=1, keepdims=True)
+    angles = 0.05 * rng.uniform(size=(n, 1))
+    X = np.cos(angles) * axis + np.sin(angles) * spread
+    X *= rng.uniform(0.9, 1.1, size=(n, 1))
+    problem = Problem(np.vstack([X, -axis]), np.array([0] * n + [1]), 2, "exponential")
+    return problem, balanced_init(balanced_shapes(rng, D, h, 1), 1e-6)
+
+
+def test_activation_changes_in_a_row_are_not_a_stall(monkeypatch):
+    # In the norm clock a neuron turning through a narrow cone of samples lands
+    # on them one by one, each step as short as the next change is near. Those
+    # steps counted towards STALL_STEPS, and a run with 500 samples in the cone
+    # stopped at ||theta||^2 = 15 as "limited by roundoff". Three in a row
+    # stop this smaller run the same way.
+    monkeypatch.setattr(adaptive, "STALL_STEPS", 3)
+    problem, params0 = _lone_sample_problem(100, 4, 8, seed=3)
+    result = solve_flow(problem, params0, rtol=1e-6, events=[Norm2Above(1e8)])
+    assert result.status == res.STATUS_TERMINAL_EVENT, result.message
+    assert len(result.activation_events) > 100
+
+
 def _far_from_small(scale: float) -> tuple[Problem, Parameters]:
     """Two orthogonal samples, one neuron on each with the right output sign,
     at ``scale``: the loss is about exp(-scale^2), so N and the flow's speed
