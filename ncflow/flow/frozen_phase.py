@@ -414,8 +414,13 @@ class FrozenPhase:
         log_t_end = clock.log_t(end)
         grid = self._grid_times(log_t_end)
         grid_T = [min(clock.T(target), end) for target in grid]
-        states = work.states_at([landing[0] for landing in landings] + grid_T)
-        landing_states, grid_states = states[: len(landings)], states[len(landings) :]
+        # The states at the landings are kept only as activation-change records.
+        landing_T = [landing[0] for landing in landings] if self.record_events else []
+        states = work.states_at(landing_T + grid_T)
+        grid_states = states[len(landing_T) :]
+        landing_states = (
+            states[: len(landing_T)] if landing_T else [None] * len(landings)
+        )
 
         current = self.pattern.copy()
         position = 0.0
@@ -423,8 +428,9 @@ class FrozenPhase:
         for (T, changed, residual, columns), state in zip(landings, landing_states):
             log_t = clock.log_t(T)
             while next_grid < len(grid) and grid[next_grid] <= log_t:
-                record = (grid[next_grid], grid_states[next_grid], current.copy())
-                self.pending_records.append(("grid", *record))
+                self._keep_record(
+                    "grid", grid[next_grid], grid_states[next_grid], current
+                )
                 next_grid += 1
 
             self.attempts += 1
@@ -435,10 +441,10 @@ class FrozenPhase:
             for k, column in columns.items():
                 current[:, k] = column
             self.activation_events.append(res.ActivationEvent(log_t, changed, residual))
-            self.pending_records.append(("event", log_t, state, current.copy()))
+            self._keep_record("event", log_t, state, current)
             self._note_separation(current, log_t)
         for target, state in zip(grid[next_grid:], grid_states[next_grid:]):
-            self.pending_records.append(("grid", target, state, plan.pattern.copy()))
+            self._keep_record("grid", target, state, plan.pattern)
 
         self.pattern = plan.pattern
         self.touching, self.offsets = plan.touching, plan.offsets

@@ -846,3 +846,26 @@ def test_batch_matches_pieces_on_budget(case, monkeypatch):
     assert [e.pairs for e in batched.activation_events] == [
         e.pairs for e in pieces.activation_events
     ]
+
+
+def test_states_in_chunks_match_one_batch(monkeypatch):
+    # states_at gathers the pieces for at most STATES_CHUNK neuron states at a
+    # time, to bound its memory. On the binary benchmark problem (16 neurons)
+    # its first call reads 151 states at once, and chunks of 40 neuron states
+    # split them at 2 times per chunk: the records must not change.
+    from benchmarks.problems import binary_problem
+    from ncflow.flow import frozen
+
+    case = binary_problem()
+    target = [Norm2Above(1.0)]
+
+    def run():
+        return solve_flow(case.problem, case.params0, rtol=1e-6, events=target)
+
+    whole = run()
+    monkeypatch.setattr(frozen, "STATES_CHUNK", 40)
+    chunked = run()
+    assert whole.settings["frozen_steps"] > 0
+    assert np.array_equal(whole.trajectory.log_t, chunked.trajectory.log_t)
+    assert np.array_equal(whole.trajectory.W, chunked.trajectory.W)
+    assert np.array_equal(whole.trajectory.patterns, chunked.trajectory.patterns)
