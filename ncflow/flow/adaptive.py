@@ -998,6 +998,17 @@ class AdaptiveFlow(ActivationCrossings, FrozenPhase):
                 f"{'are' if len(wrong) != 1 else 'is'} not classified correctly, "
                 "so the norm clock cannot take over"
             )
+            empty = self._empty_groups()
+            if empty:
+                named = (
+                    f"classes {empty} have"
+                    if len(empty) > 1
+                    else (f"class {empty[0]} has")
+                )
+                self.detail += (
+                    f"; {named} no neuron of its own (by the output weights at the "
+                    "start), so no neuron grows towards its samples"
+                )
             return
         if self.coords.clock != "norm2" or landing.step is None:
             return
@@ -1020,6 +1031,13 @@ class AdaptiveFlow(ActivationCrossings, FrozenPhase):
                 "roundoff, float64 eps times ||theta||^2 max_i ||x_i||, is "
                 f"{np.finfo(float).eps * R * self.coords.x_max:.2g}), not by rtol"
             )
+
+    def _empty_groups(self) -> list[int]:
+        """Return the classes that no neuron belongs to (``groups``)."""
+        if self.groups is None:
+            return []
+        present = set(np.asarray(self.groups).tolist())
+        return [k for k in range(self.problem.num_classes) if k not in present]
 
     def _decayed(self) -> bool:
         """Stop the run at rest once ``||theta||^2`` is below

@@ -661,6 +661,18 @@ def test_activation_changes_in_a_row_are_not_a_stall(monkeypatch):
     assert len(result.activation_events) > 100
 
 
+def test_stall_names_a_class_without_neuron():
+    # One neuron with v > 0: nothing can fit class 1, whose samples stay
+    # misclassified until the flow stops moving in tau. The message blamed
+    # only float64 resolution.
+    X = np.array([[1.0, 0.1], [0.9, -0.2], [-1.0, 0.2], [-0.8, -0.1]])
+    problem = Problem(X, np.array([0, 0, 1, 1]), 2, "exponential")
+    params0 = Parameters(np.array([[6e-4], [0.0]]), np.array([[6e-4]]))
+    result = solve_flow(problem, params0, rtol=1e-6, events=[Norm2Above(1e8)])
+    assert result.status == res.STATUS_STEP_FAILURE
+    assert "class 1 has no neuron of its own" in result.message
+
+
 def _far_from_small(scale: float) -> tuple[Problem, Parameters]:
     """Two orthogonal samples, one neuron on each with the right output sign,
     at ``scale``: the loss is about exp(-scale^2), so N and the flow's speed
