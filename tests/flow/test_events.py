@@ -813,3 +813,27 @@ def test_landing_steps_meet_the_tolerance(monkeypatch):
     assert result.status == STATUS_TERMINAL_EVENT, result.message
     assert any(event_index == 0 for _, event_index in committed)
     assert max(err for err, _ in committed) <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("active_slope", "slides"), [(1.0, False), (0.0, True), (-1.0, True)]
+)
+def test_pattern_choice_needs_active_side_moving_away(active_slope, slides):
+    # relu'(0) = 0: a pair whose inactive field moves <x_i, w_j> up becomes
+    # active only if the active field moves it up too. An active slope of 0
+    # (within ZERO_SLOPE) defines no side, so the flow slides. Read as
+    # "slope < 0", a zero slope kept the pair active.
+    from ncflow.flow import adaptive
+    from ncflow.flow.crossings import SLIDING
+
+    flow = adaptive.AdaptiveFlow.__new__(adaptive.AdaptiveFlow)
+    flow.log_t, flow.detail = 0.0, ""
+
+    def rates(pattern, cluster):
+        return [active_slope if pattern[0, 0] else 1.0]
+
+    before = np.zeros((1, 1), dtype=bool)
+    chosen = flow._choose_pattern([(0, 0)], before, before, rates, False)
+    assert (chosen is SLIDING) is slides
+    if not slides:
+        assert chosen[0, 0]
