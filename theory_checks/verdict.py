@@ -164,44 +164,5 @@ class Verdict:
         return "\n".join(lines)
 
 
-def compare(
-    claim: str,
-    measured: float,
-    predicted: float,
-    tolerance: Tolerance,
-    *,
-    what: str,
-    worst: str = "",
-    **extra: Any,
-) -> Verdict:
-    """PASS or FAIL from ``|measured - predicted| <= tolerance.total``.
-
-    ``what`` names the compared quantity in the reason sentence.
-    """
-    deviation = abs(measured - predicted)
-    total = tolerance.total
-    margin = deviation / total if total > 0 else (0.0 if deviation == 0 else math.inf)
-    if not math.isfinite(deviation):
-        outcome = Outcome.FAIL
-    else:
-        outcome = Outcome.PASS if margin <= 1.0 else Outcome.FAIL
-    relation = "within" if outcome is Outcome.PASS else "beyond"
-    reason = (
-        f"{what}: measured {measured:.6g}, predicted {predicted:.6g}, deviation "
-        f"{deviation:.3g} {relation} tolerance {total:.3g}"
-    )
-    return Verdict(
-        claim=claim,
-        outcome=outcome,
-        reason=reason,
-        measured=float(measured),
-        predicted=float(predicted),
-        tolerance=tolerance,
-        margin=float(margin),
-        worst=worst,
-        **extra,
-    )
-
-
 def inconclusive(claim: str, reason: str, **extra: Any) -> Verdict:
     return Verdict(claim=claim, outcome=Outcome.INCONCLUSIVE, reason=reason, **extra)

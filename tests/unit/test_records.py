@@ -31,6 +31,7 @@ from ncflow.data import Dataset
 from ncflow.network import Parameters
 from ncflow.report_io import to_jsonable
 from theory_checks import check
+from theory_checks.common import Quantity, combine
 from theory_checks.records import (
     FORMAT,
     RecordError,
@@ -40,7 +41,7 @@ from theory_checks.records import (
     write_record,
 )
 from theory_checks.runs import Example, RunSettings, clear_cache
-from theory_checks.verdict import Outcome, Tolerance, ToleranceTerm, compare
+from theory_checks.verdict import Outcome, Tolerance, ToleranceTerm
 
 # The run ends at ||theta||^2 = 1e4, about a second of integration on 2 cores.
 # eps_floor at the initial eps stops the repetition at smaller eps before a FAIL, so
@@ -75,7 +76,8 @@ def _verdict(claim: str = "C7", measured: float = 0.25):
             ToleranceTerm("roundoff", 4.4e-16, "2 * eps"),
         )
     )
-    return compare(claim, measured, 0.0, tolerance, what="a test quantity")
+    quantity = Quantity("a test quantity", measured, 0.0, tolerance)
+    return combine(claim, "a test quantity", [quantity], None, [])
 
 
 def _write(directory: Path, eps: float = EPS, **keywords) -> Path:
