@@ -102,12 +102,19 @@ def test_constructor_rejects_repeated_class_names():
 # Label mapping
 
 
-def test_signs_keep_int_minus_plus_one():
+@pytest.mark.parametrize(
+    ("class_order", "names", "labels"),
+    [
+        # By default +1 is class 0, the + class of a scalar head in ncflow.metrics.
+        (None, ("1", "-1"), [0, 1, 1, 0]),
+        ((-1, 1), ("-1", "1"), [1, 0, 0, 1]),
+    ],
+)
+def test_signs_keep_int_minus_plus_one(class_order, names, labels):
     y = np.array([1, -1, -1, 1])
-    dataset = Dataset.from_arrays(X4, y)
-    # +1 is class 0, the + class of a scalar head in ncflow.metrics.
-    assert dataset.class_names == ("1", "-1")
-    assert np.array_equal(dataset.labels, [0, 1, 1, 0])
+    dataset = Dataset.from_arrays(X4, y, class_order=class_order)
+    assert dataset.class_names == names
+    assert np.array_equal(dataset.labels, labels)
     assert np.array_equal(dataset.signs, y.astype(float))
 
 
@@ -118,18 +125,10 @@ def test_signs_keep_float_minus_plus_one():
     assert np.array_equal(dataset.signs, y)
 
 
-def test_class_order_can_put_minus_one_first():
-    y = np.array([1, -1, -1, 1])
-    dataset = Dataset.from_arrays(X4, y, class_order=(-1, 1))
-    assert dataset.class_names == ("-1", "1")
-    assert np.array_equal(dataset.labels, [1, 0, 0, 1])
-    assert np.array_equal(dataset.signs, y.astype(float))
-
-
 def test_minus_plus_one_labels_read_as_paper_classes():
-    # A scalar head that predicts each sample's sign, with features on one axis
-    # per sign, agrees with the nearest class mean on every sample once class 0
-    # is the + class; with class 0 named -1 it disagreed on every sample.
+    # A scalar head predicts each sample's sign, and the features lie on one axis
+    # per sign. With class 0 as the + class the head agrees with the nearest
+    # class mean on every sample. With class 0 named -1 it disagreed on every one.
     y = np.array([1, -1, -1, 1])
     dataset = Dataset.from_arrays(X4, y)
     features = np.where(y[:, None] > 0, [1.0, 0.0], [0.0, 1.0])
