@@ -374,6 +374,10 @@ class NormStepClock:
         self.u0, self.h = u0, size
         self.R0, R1 = u0**-2, (u0 + size) ** -2
         self.span = R1 - self.R0
+        if not self.span > 0:
+            # A step below the resolution of R, where R1 - R0 rounds to 0 (and
+            # log(0) raised): the difference written without cancellation.
+            self.span = -size * (2 * u0 + size) / (u0 * u0 * (u0 + size) ** 2)
         self.inner = StepClock(phi_values, self.span, allow_log=False)
         self.log_size = self.inner.log_size
 

@@ -275,3 +275,16 @@ def test_norm_step_clock_integrates_in_R(slope):
     R1 = (u0 + size) ** -2
     expected = R0 + (R1 - R0) * clock.lobatto_nodes(6)
     assert np.allclose(R_nodes, expected, rtol=16 * EPS)
+
+
+def test_norm_step_clock_below_resolution_of_R():
+    # A step of 2.4e-17 in u from u = -0.369 leaves R = 7.34 unchanged in
+    # float64, and the clock raised "math domain error". Its gain in R is
+    # 2 size / |u|^3 to first order, with a relative error of about
+    # 3 size / |u|, and with Phi = 0 the gain in t is that too. A few roundoffs
+    # of the formula and of the log come on top.
+    u0, size = -0.36904031512914326, 2.4384027269110046e-17
+    step_clock = clock.NormStepClock(np.zeros(6), u0, size)
+    gain = 2 * size / abs(u0) ** 3
+    bound = 3 * size / abs(u0) + 16 * EPS
+    assert abs(step_clock.log_integral(1.0) - math.log(gain)) <= bound
