@@ -164,7 +164,7 @@ def plot_pca(
             axes.scatter(*scores[rows].T, s=6, label=f"class {name}")
         axes.set_title(f"{title}: top 3 singular directions")
         # Scores of order 1e4 or more had tick labels of six characters, which
-        # ran into the axis label; powers of ten go to the axis end instead.
+        # ran into the axis label. Powers of ten now go to the axis end.
         axes.ticklabel_format(style="sci", scilimits=(-2, 3))
         axes.set_xlabel("1")
         axes.set_ylabel("2")

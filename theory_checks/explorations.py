@@ -707,7 +707,7 @@ def missing_departure(xid: str, example: Example, settings: RunSettings) -> str 
     """Return what keeps ``example`` (run under ``settings``) from departing from
     the theorem's setting as exploration ``xid`` requires, or None where it departs.
 
-    The searches draw only departing examples, but :func:`check` takes any; on
+    The searches draw only departing examples, but :func:`check` takes any. On
     one that does not depart, an exploration's verdict would name a departure
     that never happened.
     """

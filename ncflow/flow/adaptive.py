@@ -668,11 +668,11 @@ class AdaptiveFlow(ActivationCrossings, FrozenPhase):
         """Return the state at the fraction ``s`` of an accepted step.
 
         An explicit step taken whole keeps its stages, and its 4th-order
-        continuous extension is used. So does the part of one that ends on an
-        activation change (``_land_on_dense_output``). Its cubic dense output is
-        within the tolerance of the extension at the change only: inside it,
-        records at rtol = 1e-10 were up to 400 times rtol off. Other steps use
-        their cubic dense output.
+        continuous extension is used. An explicit step cut back to an
+        activation change (``_land_on_dense_output``) uses the extension of the
+        whole step too. Its cubic dense output is checked against the extension
+        at the change only, and records inside it were up to 400 times rtol off
+        at rtol = 1e-10. Other steps use their cubic dense output.
         """
         if getattr(step, "stages", None) is not None:
             return dense_state(step, s)

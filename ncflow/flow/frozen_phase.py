@@ -5,9 +5,9 @@ gradients fixed over a step meets the tolerance. The flow is then linear in
 each neuron, and ``frozen.py`` takes exact steps of it, with every activation
 change placed in closed form (one output direction) or by a search certified
 not to pass a root (three classes or more). The methods here drive those steps
-inside a run: the error bound that ends the phase, the landings on activation
-changes (one neuron at a time in ``_batch_plan``, or piece by piece in
-``_frozen_pieces``), the records and the events along the way.
+inside a run. They apply the error bound that ends the phase, and land on the
+activation changes, one neuron at a time (``_batch_plan``) or piece by piece
+(``_frozen_pieces``). They also keep the records and watch the events.
 
 ``FrozenPhase`` contains those methods of ``AdaptiveFlow``, which inherits them;
 they read and change the run's state as its other methods do.
@@ -375,9 +375,9 @@ class FrozenPhase:
 
         NOTE: ``_settle`` clears the marks of every neuron at each landing of
         the piecewise loop, and this only those of neuron ``j``. A pair of
-        another neuron that leaves its boundary by more than ``RELEASE_FACTOR``
-        offsets and crosses back within the same frozen step is then found
-        where it passes minus its offset, not 0: its landing is off by that
+        another neuron may leave its boundary by more than ``RELEASE_FACTOR``
+        offsets and cross back within the same frozen step. It is then found
+        where it passes minus its offset, not 0, so its landing is off by that
         offset (``touch_offset``, or twice the cosine its projection left). The
         tests that compare the two loops have not met such a pair.
         """

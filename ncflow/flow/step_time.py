@@ -2,7 +2,7 @@
 
 The driver integrates in a clock of its own (``tau``, or ``u`` in the norm
 clock), so the gradient-flow time ``t`` of a step is a quadrature of ``dt/ds``
-over it (``clock.py``). ``StepTime`` holds that quadrature for one step, built on
+over it (``clock.py``). ``StepTime`` contains that quadrature for one step, built on
 demand: the whole step for the error control, interior points for records and
 located events. ``hermite_start`` starts the search for a record's place in a
 step; ``Landing`` is the part of an accepted step that the driver keeps.

@@ -610,7 +610,7 @@ def test_adaptive_run_ends_on_tiny_t_max(t_max):
     assert abs(result.log_t - math.log(t_max)) <= allowed
 
 
-def test_t_max_a_roundoff_away_ends_the_span():
+def test_t_max_within_roundoff_ends_span():
     # At rtol = 1e-14 and atol = 0 the binary benchmark run came within 1.8e-16
     # of log t_max = 0 and then took ever smaller steps to land on it, until the
     # clock of a step that left R unchanged raised "math domain error".
@@ -648,7 +648,7 @@ def _lone_sample_problem(n: int, D: int, h: int, seed: int):
     return problem, balanced_init(balanced_shapes(rng, D, h, 1), 1e-6)
 
 
-def test_activation_changes_in_a_row_are_not_a_stall(monkeypatch):
+def test_crossing_landings_are_not_stall(monkeypatch):
     # In the norm clock a neuron turning through a narrow cone of samples lands
     # on them one by one, each step as short as the next change is near. Those
     # steps counted towards STALL_STEPS, and a run with 500 samples in the cone

@@ -289,7 +289,7 @@ def test_c12_wrong_u_fails_despite_pair(monkeypatch):
             0.0,
         ]
     )
-    # Class 1 is the one named 1, which holds the pair.
+    # Class 1 is the one named 1, which contains the pair.
     y = np.array([1, 1, -1, -1, 1])
     dataset = Dataset.from_arrays(np.vstack([X, copy]), y, class_order=(-1, 1))
     W = np.array([[0.6, -0.6], [0.0, 0.0], [0.0, 0.0]])

@@ -778,7 +778,8 @@ def test_damaged_array_header_gives_record_error(tmp_path):
 
 def test_truncated_record_is_reported_as_cut_short(tmp_path):
     # A copy cut short keeps the zip header and loses the directory at the end.
-    # It is a record, only damaged, so the message says so and not "not a record".
+    # It is a record, only damaged, so the message names the damage and does
+    # not call it "not a record".
     path = _write(tmp_path)
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(path.read_bytes()[:-200])
